@@ -1,0 +1,780 @@
+"""Transformer accounting: parameters, FLOPs, bytes moved, memory, communication volumes.
+
+This module owns what a training step *computes and stores*, for dense and
+mixture-of-experts (MoE) decoder-only transformers with multi-head or grouped-query
+attention. It says nothing about how long anything takes (that is ``roofline``,
+``collectives`` and ``step_time``).
+
+Symbols (scaling-book notation, with the Megatron papers' names in brackets):
+  L  num_layers            [l]
+  D  d_model               [h]
+  F  d_ff (dense MLP)      (MoE experts: F_e = moe_d_ff)
+  N  num_heads             [a]        K  num_kv_heads     H  head_dim
+  V  vocab_size            T  seq_len [s]
+  b  micro-batch size in sequences (``plan.mbs``)        B  global batch in sequences
+  E  num_experts           k  top_k   E_s  num_shared_experts
+  t  tp    p  pp    c  cp    e  ep    d  dp   (see :mod:`jaxcost.parallel`)
+
+Architecture conventions (static, chosen by ``mlp``):
+  * ``Mlp.GELU`` models follow GPT-2/3: biases on every projection, LayerNorm with
+    weight and bias, learned position embeddings (T·D parameters), MLP ``D→F→D``.
+  * ``Mlp.SWIGLU`` models follow Llama: no biases, RMSNorm (weight only), rotary
+    position embeddings (no parameters), MLP with gate and up ``D→2F`` then ``F→D``.
+
+Every function takes concrete or traced floats and is pure, so it can be passed to
+``jax.jit``, ``jax.vmap`` (over models and over plans) and ``jax.grad``. Discrete plan
+choices that are leaves (recompute code, ZeRO stage, sequence parallelism) are
+selected with ``jnp.where``. Activations and weights are 2-byte (bf16) values.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxcost.errors import DataError, PlanError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jaxcost.parallel import ParallelPlan
+
+#: bytes of one bf16 value (activations, weights in compute, communicated tensors).
+BF16_BYTES = 2.0
+#: Mixed-precision Adam optimizer state per parameter: fp32 master weight, momentum,
+#: variance (4 + 4 + 4 bytes; ZeRO paper's K = 12).
+ADAM_STATE_BYTES = 12.0
+
+#: Order of the operations in :func:`layer_ops` (static).
+LAYER_OP_NAMES = (
+    "norm_attn",  # 0  pre-attention norm (memory-bound)
+    "qkv_proj",  # 1  Q, K, V projections (matmul)
+    "attn_core",  # 2  scores + softmax + weighted values (flash-style, attention)
+    "attn_out_proj",  # 3  output projection (matmul)
+    "attn_residual",  # 4  dropout + residual add (memory-bound)
+    "norm_mlp",  # 5  pre-MLP norm (memory-bound)
+    "mlp_up",  # 6  dense MLP up (+ gate for SwiGLU) (matmul)
+    "mlp_act",  # 7  GELU / SiLU·gate (memory-bound)
+    "mlp_down",  # 8  dense MLP down (matmul)
+    "moe_router",  # 9  router logits (matmul)
+    "moe_up",  # 10 routed + shared experts up (+ gate) (matmul)
+    "moe_act",  # 11 expert activation (memory-bound)
+    "moe_down",  # 12 routed + shared experts down (matmul)
+    "mlp_residual",  # 13 dropout + residual add (memory-bound)
+)
+#: Order of the operations in :func:`head_ops` (static).
+HEAD_OP_NAMES = ("embedding", "final_norm", "lm_head", "loss")
+
+KIND_MATMUL = 0
+KIND_ATTENTION = 1
+KIND_MEMORY = 2
+
+#: FLOP per element of a norm (mean, variance, normalise, scale, shift); a nominal
+#: count: these ops are memory-bound and their FLOP barely matter.
+_NORM_FLOP_PER_ELEM = 5.0
+#: FLOP per element of an activation function / residual / dropout (nominal).
+_ELEMENTWISE_FLOP_PER_ELEM = 4.0
+
+_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+MODELS_CSV = _DATA_DIR / "models.csv"
+
+
+class Mlp(enum.Enum):
+    """Kind of feed-forward block (and, with it, the architecture conventions)."""
+
+    SWIGLU = "swiglu"
+    GELU = "gelu"
+
+
+@struct.dataclass
+class TransformerConfig:
+    """A decoder-only transformer and its training batch.
+
+    Every dimension is a float leaf, so a batch of models is one record with ``(n,)``
+    leaves and functions vmap over it. Build with :meth:`create`, which validates.
+
+    Attributes:
+      name: model name (static).
+      mlp: MLP kind (static); also selects GPT-style or Llama-style conventions.
+      tied_embeddings: input embedding and LM head share weights (static).
+      num_layers: L, transformer layers.
+      d_model: D, hidden size.
+      d_ff: F, dense MLP inner size (per branch for SwiGLU).
+      num_heads: N, query heads.
+      num_kv_heads: K, key/value heads (N for multi-head attention).
+      head_dim: H, dimension of one head.
+      vocab_size: V.
+      seq_len: T, tokens per sequence.
+      global_batch_seqs: B, sequences per optimizer step.
+      num_experts: E, routed experts per MoE layer (1 for a dense model).
+      top_k: k, routed experts per token (1 for a dense model).
+      moe_d_ff: F_e, inner size of one expert (equals d_ff for a dense model).
+      num_dense_layers: leading layers of an MoE model with a dense MLP.
+      num_shared_experts: E_s, experts of size F_e every token passes through.
+    """
+
+    name: str = struct.field(pytree_node=False)
+    mlp: Mlp = struct.field(pytree_node=False)
+    tied_embeddings: bool = struct.field(pytree_node=False)
+    num_layers: jax.Array | float
+    d_model: jax.Array | float
+    d_ff: jax.Array | float
+    num_heads: jax.Array | float
+    num_kv_heads: jax.Array | float
+    head_dim: jax.Array | float
+    vocab_size: jax.Array | float
+    seq_len: jax.Array | float
+    global_batch_seqs: jax.Array | float
+    num_experts: jax.Array | float
+    top_k: jax.Array | float
+    moe_d_ff: jax.Array | float
+    num_dense_layers: jax.Array | float
+    num_shared_experts: jax.Array | float
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        name: str,
+        num_layers: int,
+        d_model: int,
+        num_heads: int,
+        seq_len: int,
+        global_batch_seqs: int,
+        vocab_size: int,
+        d_ff: int | None = None,
+        num_kv_heads: int | None = None,
+        head_dim: int | None = None,
+        num_experts: int = 1,
+        top_k: int = 1,
+        moe_d_ff: int | None = None,
+        num_dense_layers: int = 0,
+        num_shared_experts: int = 0,
+        mlp: Mlp | str = Mlp.GELU,
+        tied_embeddings: bool = False,
+    ) -> TransformerConfig:
+        """Validate concrete dimensions and build a config with float leaves.
+
+        Defaults: ``d_ff`` = 4·D (GELU) or 8/3·D rounded up to a multiple of 256
+        (SwiGLU); ``num_kv_heads`` = N; ``head_dim`` = D / N; ``moe_d_ff`` = ``d_ff``.
+
+        Raises:
+          PlanError: a dimension is not a positive integer, or the dimensions are
+            inconsistent (N not a multiple of K, k > E, dense layers > L, ...).
+        """
+        where = f"model '{name}'"
+        try:
+            mlp = Mlp(mlp) if not isinstance(mlp, Mlp) else mlp
+        except ValueError:
+            raise PlanError(
+                f"mlp={mlp!r} is not one of {[m.value for m in Mlp]}",
+                row=where, column="mlp") from None
+
+        def _int(field: str, value, minimum: int = 1) -> int:
+            try:
+                f = float(value)
+            except (TypeError, ValueError):
+                raise PlanError(f"{field}={value!r} is not a number", row=where,
+                                column=field) from None
+            if not math.isfinite(f) or f != round(f) or f < minimum:
+                raise PlanError(f"{field}={value!r} must be an integer >= {minimum}",
+                                row=where, column=field)
+            return int(round(f))
+
+        num_layers = _int("num_layers", num_layers)
+        d_model = _int("d_model", d_model)
+        num_heads = _int("num_heads", num_heads)
+        seq_len = _int("seq_len", seq_len)
+        global_batch_seqs = _int("global_batch_seqs", global_batch_seqs)
+        vocab_size = _int("vocab_size", vocab_size)
+        if d_ff is None:
+            d_ff = 4 * d_model if mlp is Mlp.GELU else 256 * math.ceil(
+                8 * d_model / 3 / 256)
+        d_ff = _int("d_ff", d_ff)
+        num_kv_heads = _int("num_kv_heads",
+                            num_heads if num_kv_heads is None else num_kv_heads)
+        if head_dim is None:
+            if d_model % num_heads:
+                raise PlanError(f"num_heads={num_heads} does not divide "
+                                f"d_model={d_model}; give head_dim", row=where,
+                                column="head_dim")
+            head_dim = d_model // num_heads
+        head_dim = _int("head_dim", head_dim)
+        num_experts = _int("num_experts", num_experts)
+        top_k = _int("top_k", top_k)
+        moe_d_ff = _int("moe_d_ff", d_ff if moe_d_ff is None else moe_d_ff)
+        num_dense_layers = _int("num_dense_layers", num_dense_layers, minimum=0)
+        num_shared_experts = _int("num_shared_experts", num_shared_experts, minimum=0)
+        if num_heads % num_kv_heads:
+            raise PlanError(f"num_kv_heads={num_kv_heads} does not divide "
+                            f"num_heads={num_heads}", row=where, column="num_kv_heads")
+        if top_k > num_experts:
+            raise PlanError(f"top_k={top_k} exceeds num_experts={num_experts}",
+                            row=where, column="top_k")
+        if num_dense_layers > num_layers:
+            raise PlanError(f"num_dense_layers={num_dense_layers} exceeds "
+                            f"num_layers={num_layers}", row=where,
+                            column="num_dense_layers")
+        if num_experts == 1 and (num_dense_layers or num_shared_experts):
+            raise PlanError("a dense model (num_experts=1) takes num_dense_layers=0 "
+                            "and num_shared_experts=0", row=where, column="num_experts")
+        return cls(
+            name=str(name), mlp=mlp, tied_embeddings=bool(tied_embeddings),
+            num_layers=float(num_layers), d_model=float(d_model), d_ff=float(d_ff),
+            num_heads=float(num_heads), num_kv_heads=float(num_kv_heads),
+            head_dim=float(head_dim), vocab_size=float(vocab_size),
+            seq_len=float(seq_len), global_batch_seqs=float(global_batch_seqs),
+            num_experts=float(num_experts), top_k=float(top_k),
+            moe_d_ff=float(moe_d_ff), num_dense_layers=float(num_dense_layers),
+            num_shared_experts=float(num_shared_experts),
+        )
+
+
+@struct.dataclass
+class LayerOps:
+    """Operations of one layer (or of the head) for one micro-batch on one chip.
+
+    Attributes:
+      flop: (K,) forward FLOP of each operation.
+      bytes: (K,) bytes each operation reads and writes (operands + result, bf16).
+      kind: (K,) int, 0 matmul, 1 attention core, 2 memory-bound.
+    """
+
+    flop: jax.Array
+    bytes: jax.Array
+    kind: jax.Array
+
+
+@struct.dataclass
+class CommVolumes:
+    """Communication volumes per chip, bytes (see :func:`comm_volumes`)."""
+
+    tp_bytes_per_layer: jax.Array | float
+    cp_bytes_per_layer: jax.Array | float
+    ep_bytes_per_layer: jax.Array | float
+    pp_bytes_per_microbatch: jax.Array | float
+    dp_grad_bytes: jax.Array | float
+    zero3_param_bytes: jax.Array | float
+    dp_expert_grad_bytes: jax.Array | float
+
+
+@struct.dataclass
+class MemoryBreakdown:
+    """Peak memory per chip, bytes (see :func:`memory_bytes`)."""
+
+    weights: jax.Array | float
+    grads: jax.Array | float
+    optimizer: jax.Array | float
+    activations: jax.Array | float
+    total: jax.Array | float
+
+
+# --------------------------------------------------------------------------- params
+
+def _is_gelu(w: TransformerConfig) -> float:
+    return 1.0 if w.mlp is Mlp.GELU else 0.0
+
+
+def _mlp_mats(w: TransformerConfig) -> float:
+    """Weight matrices of size D×F in one MLP: 2 (GELU) or 3 (SwiGLU)."""
+    return 2.0 if w.mlp is Mlp.GELU else 3.0
+
+
+def _frac_moe_layers(w: TransformerConfig) -> jax.Array:
+    """Fraction of layers with an MoE block (0 for a dense model)."""
+    is_moe = jnp.asarray(w.num_experts) > 1
+    return jnp.where(is_moe, (w.num_layers - w.num_dense_layers) / w.num_layers, 0.0)
+
+
+def _attn_params(w: TransformerConfig) -> jax.Array:
+    """Attention weights (+ biases for GELU models) of one layer."""
+    q_o = 2.0 * w.d_model * w.num_heads * w.head_dim
+    kv = 2.0 * w.d_model * w.num_kv_heads * w.head_dim
+    bias = _is_gelu(w) * ((w.num_heads + 2.0 * w.num_kv_heads) * w.head_dim + w.d_model)
+    return q_o + kv + bias
+
+
+def _norm_params(w: TransformerConfig) -> jax.Array:
+    """Parameters of one norm: weight (+ bias for GELU models' LayerNorm)."""
+    return (1.0 + _is_gelu(w)) * w.d_model
+
+
+def _dense_mlp_params(w: TransformerConfig, d_ff) -> jax.Array:
+    bias = _is_gelu(w) * (d_ff + w.d_model)
+    return _mlp_mats(w) * w.d_model * d_ff + bias
+
+
+def _embedding_params(w: TransformerConfig) -> jax.Array:
+    """Token embedding + LM head (once if tied) + learned positions (GELU models)."""
+    mats = 1.0 if w.tied_embeddings else 2.0
+    return mats * w.vocab_size * w.d_model + _is_gelu(w) * w.seq_len * w.d_model
+
+
+def _layer_params(w: TransformerConfig, *, active: bool) -> jax.Array:
+    """Parameters of all L layers (total or active per token)."""
+    attn_norm = _attn_params(w) + 2.0 * _norm_params(w)
+    dense = _dense_mlp_params(w, w.d_ff)
+    expert = _dense_mlp_params(w, w.moe_d_ff)
+    routed = w.top_k if active else w.num_experts
+    moe = (routed + w.num_shared_experts) * expert + w.d_model * w.num_experts
+    f_moe = _frac_moe_layers(w)
+    return w.num_layers * (attn_norm + (1.0 - f_moe) * dense + f_moe * moe)
+
+
+def param_count(w: TransformerConfig) -> jax.Array:
+    """Total parameter count.
+
+    P = L·(attention + 2 norms) + L_dense·MLP(F) + L_moe·((E + E_s)·MLP(F_e) + D·E)
+        + V·D·(1 if tied else 2) + [GELU: T·D positions] + final norm,
+    attention = 2·D·N·H + 2·D·K·H (+ biases for GELU models). For a GELU model with
+    F = 4D and N·H = D this is Megatron's 12·L·D²·(1 + 13/(12D)) + (V + T)·D (untied
+    head counted once more) + final norm.
+
+    Returns:
+      Parameter count (float).
+    """
+    return _layer_params(w, active=False) + _embedding_params(w) + _norm_params(w)
+
+
+def active_param_count(w: TransformerConfig) -> jax.Array:
+    """Parameters a token passes through: as :func:`param_count` with k routed experts
+    instead of E in MoE layers (embedding and router counted). Equals
+    :func:`param_count` for a dense model."""
+    return _layer_params(w, active=True) + _embedding_params(w) + _norm_params(w)
+
+
+def _matmul_params_per_token(w: TransformerConfig) -> jax.Array:
+    """Weight-matrix parameters a token is multiplied with: attention projections,
+    active MLP/expert matrices, router, LM head (no embedding lookup, biases, norms)."""
+    attn = 2.0 * w.d_model * (w.num_heads + w.num_kv_heads) * w.head_dim
+    dense = _mlp_mats(w) * w.d_model * w.d_ff
+    moe = (_mlp_mats(w) * w.d_model * w.moe_d_ff * (w.top_k + w.num_shared_experts)
+           + w.d_model * w.num_experts)
+    f_moe = _frac_moe_layers(w)
+    return (w.num_layers * (attn + (1.0 - f_moe) * dense + f_moe * moe)
+            + w.vocab_size * w.d_model)
+
+
+def model_flop_per_token(w: TransformerConfig) -> jax.Array:
+    """Model FLOP per trained token, forward + backward, without recompute (MFU).
+
+    F_tok = 6·N_mm + 12·L·T·N·H,
+    where N_mm is the number of weight-matrix parameters a token is multiplied with
+    (attention projections, active dense/expert MLP matrices, router, LM head; the
+    embedding lookup, biases and norms do no matmul work) and 12·L·T·N·H is the
+    attention core (Q·Kᵀ and A·V, 2·2·T·N·H FLOP per token per layer forward, times 3
+    for forward + backward). Causal attention is counted in full, as in Megatron-LM /
+    Narayanan et al. (2021) and PaLM's 6N + 12·L·H·Q·T (Chowdhery et al. 2022, App. B).
+
+    Returns:
+      FLOP per token.
+    """
+    return (6.0 * _matmul_params_per_token(w)
+            + 12.0 * w.num_layers * w.seq_len * w.num_heads * w.head_dim)
+
+
+def narayanan_flop_per_step(w: TransformerConfig) -> jax.Array:
+    """FLOP of one training step with full recompute, Narayanan et al. (2021) eq. 3.
+
+    F = 96·B·s·l·h²·(1 + s/(6h) + V/(16·l·h)), with B global batch in sequences,
+    s = T, l = L, h = D. It assumes a GPT model (F = 4h, N·H = h, dense) and includes
+    the recompute forward pass (hence 96 = 4·24); the MFU numerator without recompute
+    is 72·B·s·l·h²·(1 + s/(6h) + V/(12·l·h)).
+
+    References:
+      Narayanan et al., Efficient Large-Scale Language Model Training on GPU Clusters
+      Using Megatron-LM, SC21, arXiv:2104.04473, section 5.1, eq. (3).
+    """
+    B, s, l, h, V = (w.global_batch_seqs, w.seq_len, w.num_layers, w.d_model,
+                     w.vocab_size)
+    return 96.0 * B * s * l * h**2 * (1.0 + s / (6.0 * h) + V / (16.0 * l * h))
+
+
+# --------------------------------------------------------------------- per-chip ops
+
+def _sp_div(plan: ParallelPlan) -> jax.Array:
+    """Divisor of the sequence for norm/elementwise ops: t with SP, else 1."""
+    return jnp.where(jnp.asarray(plan.sp) > 0.5, plan.tp, 1.0)
+
+
+def _kv_heads_per_chip(w: TransformerConfig, plan: ParallelPlan) -> jax.Array:
+    """K/V heads held per chip: K/t, or 1 (replicated) when t > K (Megatron)."""
+    return jnp.maximum(w.num_kv_heads, plan.tp) / plan.tp
+
+
+def layer_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
+    """Forward operations of one (mean) layer, one micro-batch, one chip.
+
+    With b = mbs, t = tp, c = cp, tokens per chip T_c = b·T/c (context parallelism
+    splits the sequence), the matmuls see all T_c tokens and 1/t of the heads / F
+    (Megatron TP; under SP the norms and elementwise ops see T_c/t tokens):
+      qkv_proj:   2·T_c·D·(N + 2·K_c)·H/t  (K_c·t = max(K, t): KV heads replicated
+                  when t > K)
+      attn_core:  4·b·T²·N·H/(t·c) (flash-style; Q·Kᵀ and A·V, causal counted full);
+                  bytes of Q, O (T_c·N·H/t each) and K, V over the full sequence
+      out_proj:   2·T_c·N·H·D/t
+      mlp_up:     2·T_c·D·F·m/t (m = 1 GELU, 2 SwiGLU: gate and up); mlp_down 2·T_c·F·D/t
+      moe_router: 2·(T_c/t_sp)·D·E (router replicated; SP-sharded tokens)
+      moe_up/down: as the MLP with F_e and (k + E_s) experts per token (capacity
+                  factor 1: each chip processes T_c·k routed token copies after the
+                  all-to-all); weight bytes of the E/e local + E_s shared experts.
+    Bytes are 2·(elements of the operands + result). For an MoE model the dense-MLP ops
+    and the MoE ops are weighted by their fraction of layers (flop and bytes scaled),
+    so that the sum over ops is the mean layer; a dense model has zero MoE ops.
+
+    Args:
+      w: the model.
+      plan: the parallel plan (``mbs``, ``tp``, ``cp``, ``ep``, ``sp`` are used).
+
+    Returns:
+      ``LayerOps`` with (len(LAYER_OP_NAMES),) leaves in ``LAYER_OP_NAMES`` order.
+    """
+    b, t, c, e = plan.mbs, plan.tp, plan.cp, plan.ep
+    D, N, H, T = w.d_model, w.num_heads, w.head_dim, w.seq_len
+    y = BF16_BYTES
+    tok = b * T / c  # tokens per chip (sequence split by cp)
+    tok_sp = tok / _sp_div(plan)  # tokens per chip for norms / elementwise ops
+    kv_c = _kv_heads_per_chip(w, plan)
+    q_c = N / t
+    m = _mlp_mats(w) - 1.0  # up-projection matrices: 1 GELU, 2 SwiGLU
+    f_moe = _frac_moe_layers(w)
+    f_dense = 1.0 - f_moe
+    per_tok_experts = w.top_k + w.num_shared_experts
+    local_experts = w.num_experts / e + w.num_shared_experts
+
+    def norm(n_tok):
+        return _NORM_FLOP_PER_ELEM * n_tok * D, y * 2.0 * n_tok * D
+
+    def resid(n_tok):  # dropout + residual add: read 2, write 1
+        return _ELEMENTWISE_FLOP_PER_ELEM * n_tok * D, y * 3.0 * n_tok * D
+
+    qkv_out = (q_c + 2.0 * kv_c) * H
+    ops = [
+        norm(tok_sp),
+        (2.0 * tok * D * qkv_out, y * (tok * D + D * qkv_out + tok * qkv_out)),
+        (4.0 * b * T * T * q_c * H / c,
+         y * (2.0 * tok * q_c * H + 2.0 * b * T * kv_c * H)),
+        (2.0 * tok * q_c * H * D, y * (tok * q_c * H + q_c * H * D + tok * D)),
+        resid(tok_sp),
+        norm(tok_sp),
+    ]
+    F = w.d_ff
+    ops += [
+        (f_dense * 2.0 * tok * D * m * F / t,
+         f_dense * y * (tok * D + D * m * F / t + tok * m * F / t)),
+        (f_dense * _ELEMENTWISE_FLOP_PER_ELEM * tok * F / t,
+         f_dense * y * (m + 1.0) * tok * F / t),
+        (f_dense * 2.0 * tok * F * D / t,
+         f_dense * y * (tok * F / t + F * D / t + tok * D)),
+    ]
+    Fe = w.moe_d_ff
+    Ex = w.num_experts
+    tok_e = tok * per_tok_experts  # token copies through experts on this chip
+    ops += [
+        (f_moe * 2.0 * tok_sp * D * Ex,
+         f_moe * y * (tok_sp * D + D * Ex + tok_sp * Ex)),
+        (f_moe * 2.0 * tok_e * D * m * Fe / t,
+         f_moe * y * (tok_e * D + local_experts * D * m * Fe / t + tok_e * m * Fe / t)),
+        (f_moe * _ELEMENTWISE_FLOP_PER_ELEM * tok_e * Fe / t,
+         f_moe * y * (m + 1.0) * tok_e * Fe / t),
+        (f_moe * 2.0 * tok_e * Fe * D / t,
+         f_moe * y * (tok_e * Fe / t + local_experts * Fe * D / t + tok_e * D)),
+        resid(tok_sp),
+    ]
+    flop = jnp.stack([jnp.asarray(f, dtype=float) for f, _ in ops], axis=-1)
+    nbytes = jnp.stack([jnp.asarray(bb, dtype=float) for _, bb in ops], axis=-1)
+    kind = jnp.asarray([KIND_MEMORY, KIND_MATMUL, KIND_ATTENTION, KIND_MATMUL,
+                        KIND_MEMORY, KIND_MEMORY, KIND_MATMUL, KIND_MEMORY,
+                        KIND_MATMUL, KIND_MATMUL, KIND_MATMUL, KIND_MEMORY,
+                        KIND_MATMUL, KIND_MEMORY], dtype=jnp.int32)
+    kind = jnp.broadcast_to(kind, flop.shape)
+    return LayerOps(flop=flop, bytes=nbytes, kind=kind)
+
+
+def recompute_flop_frac(w: TransformerConfig, plan: ParallelPlan) -> jax.Array:
+    """Fraction of a layer's forward FLOP recomputed during the backward pass.
+
+    0 without recompute; attn_core FLOP / layer FLOP with selective recompute
+    (Korthikanti et al. 2022 recompute the attention core only); 1 with full recompute.
+    """
+    ops = layer_ops(w, plan)
+    sel = ops.flop[..., 2] / jnp.sum(ops.flop, axis=-1)
+    r = jnp.asarray(plan.recompute)
+    return jnp.where(r > 1.5, 1.0, jnp.where(r > 0.5, sel, 0.0))
+
+
+def head_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
+    """Embedding, final norm, LM head and loss for one micro-batch on one chip.
+
+    With T_c = b·T/c tokens and vocabulary-parallel embedding and head (V/t per chip):
+      embedding:  gather of T_c rows + write, 2·2·T_c·D bytes (no FLOP)
+      final_norm: as a layer norm on T_c/t_sp tokens
+      lm_head:    2·T_c·D·V/t FLOP; bytes of input, V·D/t weights, T_c·V/t logits
+      loss:       softmax + cross-entropy over T_c·V/t logits (read, write)
+    The embedding runs on the first pipeline stage, the rest on the last.
+
+    Returns:
+      ``LayerOps`` with (len(HEAD_OP_NAMES),) leaves.
+    """
+    b, t, c = plan.mbs, plan.tp, plan.cp
+    D, V = w.d_model, w.vocab_size
+    y = BF16_BYTES
+    tok = b * w.seq_len / c
+    tok_sp = tok / _sp_div(plan)
+    ops = [
+        (0.0 * tok, y * 2.0 * tok * D),
+        (_NORM_FLOP_PER_ELEM * tok_sp * D, y * 2.0 * tok_sp * D),
+        (2.0 * tok * D * V / t, y * (tok * D + D * V / t + tok * V / t)),
+        (_NORM_FLOP_PER_ELEM * tok * V / t, y * 2.0 * tok * V / t),
+    ]
+    flop = jnp.stack([jnp.asarray(f, dtype=float) for f, _ in ops], axis=-1)
+    nbytes = jnp.stack([jnp.asarray(bb, dtype=float) for _, bb in ops], axis=-1)
+    kind = jnp.broadcast_to(
+        jnp.asarray([KIND_MEMORY, KIND_MEMORY, KIND_MATMUL, KIND_MEMORY],
+                    dtype=jnp.int32), flop.shape)
+    return LayerOps(flop=flop, bytes=nbytes, kind=kind)
+
+
+# ------------------------------------------------------------ memory and comm
+
+def _params_per_chip(w: TransformerConfig, plan: ParallelPlan):
+    """(dense, expert) parameters held by one chip of the largest pipeline stage,
+    before any ZeRO sharding.
+
+    Layers are split evenly over p stages (L/p layers, MoE share at the mean); TP
+    shards every matrix by t; routed experts are further sharded by e. The first stage
+    holds the embedding; with p = 1 it also holds the LM head (and positions / norms).
+    """
+    t, p, e = plan.tp, plan.pp, plan.ep
+    f_moe = _frac_moe_layers(w)
+    expert = _dense_mlp_params(w, w.moe_d_ff)
+    routed_total = w.num_layers * f_moe * w.num_experts * expert
+    layer_dense = _layer_params(w, active=False) - routed_total
+    emb_mats = jnp.where(jnp.asarray(p) > 1.5, 1.0,
+                         1.0 if w.tied_embeddings else 2.0)
+    emb = emb_mats * w.vocab_size * w.d_model + _is_gelu(w) * w.seq_len * w.d_model
+    dense = (layer_dense / p + emb + _norm_params(w)) / t
+    experts = routed_total / (p * t * e)
+    return dense, experts
+
+
+def activation_bytes_per_layer(w: TransformerConfig, plan: ParallelPlan) -> jax.Array:
+    """Activation bytes stored by one layer for one micro-batch on one chip.
+
+    Korthikanti et al. (2022), with s = T/c (context parallelism splits the sequence),
+    b = mbs, h = D, a = N, t = tp:
+      no recompute, SP:        s·b·h/t·(34 + 5·a·s/h)          (eq. for TP+SP, §4.2.2)
+      no recompute, no SP:     s·b·h·(10 + 24/t + 5·a·s/(h·t)) (TP only, eq. 2)
+      selective, SP:           34·s·b·h/t                      (§5)
+      selective, no SP:        s·b·h·(10 + 24/t)
+      full recompute:          2·s·b·h/t with SP, 2·s·b·h without (layer input only)
+    With t = 1 the first line is the unparallelised s·b·h·(34 + 5·a·s/h). The constants
+    assume a GPT layer (F = 4h, multi-head attention, 2-byte activations, 1-byte
+    dropout masks); other architectures use the same formula as an approximation.
+
+    References:
+      Korthikanti et al., Reducing Activation Recomputation in Large Transformer
+      Models, MLSys 2023, arXiv:2205.05198, sections 4.1-5, Table 2.
+    """
+    s = w.seq_len / plan.cp
+    b, h, a, t = plan.mbs, w.d_model, w.num_heads, plan.tp
+    sbh = s * b * h
+    sp = jnp.asarray(plan.sp) > 0.5
+    none = jnp.where(sp, sbh / t * (34.0 + 5.0 * a * s / h),
+                     sbh * (10.0 + 24.0 / t + 5.0 * a * s / (h * t)))
+    selective = jnp.where(sp, 34.0 * sbh / t, sbh * (10.0 + 24.0 / t))
+    full = jnp.where(sp, 2.0 * sbh / t, 2.0 * sbh)
+    r = jnp.asarray(plan.recompute)
+    return jnp.where(r > 1.5, full, jnp.where(r > 0.5, selective, none))
+
+
+def _in_flight_microbatches(w: TransformerConfig, plan: ParallelPlan) -> jax.Array:
+    """Micro-batches whose activations the first stage holds at the 1F1B peak:
+    min(p, m), times (1 + (p − 1)/(p·v)) for the interleaved schedule (v > 1)."""
+    p, v = plan.pp, plan.vpp
+    m = w.global_batch_seqs / (plan.dp * plan.mbs)
+    interleave = jnp.where(jnp.asarray(v) > 1.5, 1.0 + (p - 1.0) / (p * v), 1.0)
+    return jnp.minimum(p, m) * interleave
+
+
+def memory_bytes(w: TransformerConfig, plan: ParallelPlan, *,
+                 grad_bytes_per_param: float = BF16_BYTES) -> MemoryBreakdown:
+    """Peak memory of one chip (first pipeline stage), bytes.
+
+    weights = 2·P_c, grads = g·P_c, optimizer = 12·P_c (mixed-precision Adam), with
+    P_c the chip's parameters (:func:`_params_per_chip`); ZeRO stage z shards over the
+    d·c data-parallel ranks (d·c/e for routed experts): z ≥ 1 the optimizer state,
+    z ≥ 2 also the gradients, z ≥ 3 also the weights.
+    activations = (L/p)·A_layer·n_flight (+ the LM head's 4·s·b·h/t·(1 + V/h) when
+    p = 1, Korthikanti §4.3), where n_flight = min(p, m) micro-batches under 1F1B
+    (the first stage holds p of them: L·A_layer in total, independent of p) and
+    interleaving multiplies by 1 + (p − 1)/(p·v).
+
+    Args:
+      grad_bytes_per_param: 2 (bf16 gradients, the ZeRO paper's 16 B/param) or 4.
+
+    Returns:
+      ``MemoryBreakdown`` in bytes.
+    """
+    dense, experts = _params_per_chip(w, plan)
+    z = jnp.asarray(plan.zero)
+    shard_dense = plan.dp * plan.cp
+    shard_exp = plan.dp * plan.cp / plan.ep
+
+    def sharded(stage):
+        on = z > stage - 0.5
+        return (jnp.where(on, dense / shard_dense, dense)
+                + jnp.where(on, experts / shard_exp, experts))
+
+    weights = BF16_BYTES * sharded(3)
+    grads = grad_bytes_per_param * sharded(2)
+    optimizer = ADAM_STATE_BYTES * sharded(1)
+    s = w.seq_len / plan.cp
+    sbh = s * plan.mbs * w.d_model
+    head_act = jnp.where(jnp.asarray(plan.pp) < 1.5,
+                         4.0 * sbh / plan.tp * (1.0 + w.vocab_size / w.d_model), 0.0)
+    acts = (w.num_layers / plan.pp * activation_bytes_per_layer(w, plan)
+            * _in_flight_microbatches(w, plan) + head_act)
+    total = weights + grads + optimizer + acts
+    parts = dict(weights=weights, grads=grads, optimizer=optimizer, activations=acts,
+                 total=total)
+    return MemoryBreakdown(**{k: jnp.asarray(v, dtype=float) for k, v in parts.items()})
+
+
+def comm_volumes(w: TransformerConfig, plan: ParallelPlan, *,
+                 grad_bytes_per_param: float = BF16_BYTES) -> CommVolumes:
+    """Communication volumes per chip, bytes (Megatron conventions).
+
+    X = b·(T/c)·D·2 bytes is one full activation tensor of a micro-batch on a chip.
+      tp_bytes_per_layer: 4·X. With SP: 2 all-gathers + 2 reduce-scatters of X each
+          (forward); without SP: 2 all-reduces of X, each counted as 2·X (= RS + AG).
+          So an all-reduce of X costs like an AG of X plus an RS of X.
+      cp_bytes_per_layer: all-gather of K and V over the full sequence,
+          2·b·T·K_c·H·2 (K_c = max(K, t)/t heads per chip).
+      ep_bytes_per_layer: dispatch + combine all-to-alls, 2·k·X/t_sp (t_sp = t with SP:
+          each TP rank dispatches its sequence shard), times the MoE-layer fraction.
+      pp_bytes_per_microbatch: X/t_sp sent across one stage boundary (forward).
+      dp_grad_bytes: g·P_c gradient bytes per chip reduced each step (dense and expert
+          parameters; defined for d = 1 too — a group of one moves nothing, which is
+          the collectives' business).
+      dp_expert_grad_bytes: the routed-expert part of dp_grad_bytes (reduced over
+          d·c/e ranks instead of d·c).
+      zero3_param_bytes: under ZeRO-3 (0 otherwise), 2·(2·P_c): the chip's full
+          weights all-gathered once for the forward and once for the backward passes.
+    Collectives over a group of one cost nothing; the volumes are kept.
+    """
+    t, c = plan.tp, plan.cp
+    X = plan.mbs * w.seq_len / c * w.d_model * BF16_BYTES
+    sp_div = _sp_div(plan)
+    tp_bytes = 4.0 * X
+    cp_bytes = 2.0 * plan.mbs * w.seq_len * _kv_heads_per_chip(w, plan) * w.head_dim \
+        * BF16_BYTES
+    ep_bytes = _frac_moe_layers(w) * 2.0 * w.top_k * X / sp_div
+    pp_bytes = X / sp_div
+    dense, experts = _params_per_chip(w, plan)
+    dp_grad = grad_bytes_per_param * (dense + experts)
+    zero3 = jnp.where(jnp.asarray(plan.zero) > 2.5,
+                      2.0 * BF16_BYTES * (dense + experts), 0.0)
+    vols = dict(tp_bytes_per_layer=tp_bytes, cp_bytes_per_layer=cp_bytes,
+                ep_bytes_per_layer=ep_bytes, pp_bytes_per_microbatch=pp_bytes,
+                dp_grad_bytes=dp_grad, zero3_param_bytes=zero3,
+                dp_expert_grad_bytes=grad_bytes_per_param * experts)
+    return CommVolumes(**{k: jnp.asarray(v, dtype=float) for k, v in vols.items()})
+
+
+# ------------------------------------------------------------------ model table
+
+_MODEL_INT_COLUMNS = (
+    "num_layers", "d_model", "num_heads", "num_kv_heads", "head_dim", "d_ff",
+    "vocab_size", "seq_len", "global_batch_seqs", "num_experts", "top_k",
+    "moe_d_ff", "num_dense_layers", "num_shared_experts",
+)
+_MODEL_COLUMNS = ("name",) + _MODEL_INT_COLUMNS + (
+    "mlp", "tied_embeddings", "source", "source_locator", "kind", "notes")
+_KINDS = ("vendor_spec", "measured", "estimated")
+
+
+def load_models(path: str | Path | None = None) -> dict[str, TransformerConfig]:
+    """Read the model table (default ``data/models.csv``) into configs keyed by name.
+
+    Raises:
+      DataError: missing column, bad cell, duplicate name or empty source; the message
+        names the file, the row (1-based data row) and the column.
+    """
+    path = Path(path) if path is not None else MODELS_CSV
+    try:
+        fh = open(path, newline="", encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot open model table: {exc.strerror}", file=str(path)) \
+            from None
+    with fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        for col in _MODEL_COLUMNS:
+            if col not in header:
+                raise DataError("missing required column", file=str(path), column=col)
+        models: dict[str, TransformerConfig] = {}
+        for i, row in enumerate(reader, start=1):
+            name = (row["name"] or "").strip()
+            if not name:
+                raise DataError("empty model name", file=str(path), row=i,
+                                column="name")
+            if name in models:
+                raise DataError(f"duplicate model name '{name}'", file=str(path),
+                                row=i, column="name")
+            for col in ("source", "source_locator"):
+                if not (row[col] or "").strip():
+                    raise DataError("empty; every row needs a source", file=str(path),
+                                    row=i, column=col)
+            if row["kind"] not in _KINDS:
+                raise DataError(f"kind={row['kind']!r} is not one of {_KINDS}",
+                                file=str(path), row=i, column="kind")
+            kwargs = {}
+            for col in _MODEL_INT_COLUMNS:
+                cell = (row[col] or "").strip()
+                try:
+                    val = float(cell)
+                except ValueError:
+                    raise DataError(f"{cell!r} is not a number", file=str(path), row=i,
+                                    column=col) from None
+                if not math.isfinite(val) or val != round(val) or val < 0:
+                    raise DataError(f"{cell!r} is not a non-negative integer",
+                                    file=str(path), row=i, column=col)
+                kwargs[col] = int(val)
+            tied = (row["tied_embeddings"] or "").strip().lower()
+            if tied not in ("true", "false"):
+                raise DataError(f"{tied!r} is not true/false", file=str(path), row=i,
+                                column="tied_embeddings")
+            mlp = (row["mlp"] or "").strip().lower()
+            if mlp not in [m.value for m in Mlp]:
+                raise DataError(f"{mlp!r} is not one of {[m.value for m in Mlp]}",
+                                file=str(path), row=i, column="mlp")
+            try:
+                models[name] = TransformerConfig.create(
+                    name=name, mlp=Mlp(mlp), tied_embeddings=tied == "true", **kwargs)
+            except PlanError as exc:
+                raise DataError(exc.detail, file=str(path), row=i,
+                                column=exc.column) from None
+    return models
+
+
+def get_model(name: str, models: dict[str, TransformerConfig] | None = None
+              ) -> TransformerConfig:
+    """One model of the table by name (case-insensitive).
+
+    Raises:
+      DataError: no model of that name (the message lists the known names).
+    """
+    models = load_models() if models is None else models
+    if name in models:
+        return models[name]
+    folded = {k.lower(): v for k, v in models.items()}
+    if name.lower() in folded:
+        return folded[name.lower()]
+    raise DataError(f"unknown model '{name}'; known: {', '.join(sorted(models))}",
+                    file=str(MODELS_CSV), column="name")

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxcost.errors import DataError, PlanError
+from jaxcost.hardware import data_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from jaxcost.parallel import ParallelPlan
@@ -80,8 +81,6 @@ _NORM_FLOP_PER_ELEM = 5.0
 #: FLOP per element of an activation function / residual / dropout (nominal).
 _ELEMENTWISE_FLOP_PER_ELEM = 4.0
 
-_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-MODELS_CSV = _DATA_DIR / "models.csv"
 
 
 class Mlp(enum.Enum):
@@ -699,6 +698,32 @@ _MODEL_COLUMNS = ("name",) + _MODEL_INT_COLUMNS + (
 _KINDS = ("vendor_spec", "measured", "estimated")
 
 
+def models_csv_path() -> Path:
+    """Path of the shipped model table, ``data/models.csv``."""
+    return data_dir() / "models.csv"
+
+
+def stack_models(models: list[TransformerConfig]) -> TransformerConfig:
+    """Stack configs into one ``TransformerConfig`` with (n,) leaves.
+
+    Static fields (name, mlp, tied_embeddings) are taken from the first model; all
+    models must share ``mlp`` and ``tied_embeddings``.
+
+    Raises:
+      PlanError: the models differ in a static field other than the name.
+    """
+    if not models:
+        raise PlanError("stack_models needs at least one model", column="models")
+    first = models[0]
+    for m in models[1:]:
+        if m.mlp is not first.mlp or m.tied_embeddings != first.tied_embeddings:
+            raise PlanError(f"model '{m.name}' differs from '{first.name}' in mlp or "
+                            "tied_embeddings; stack only models of one architecture",
+                            column="mlp")
+    return jax.tree.map(lambda *x: jnp.stack([jnp.asarray(v, dtype=float) for v in x]),
+                        *[m.replace(name=first.name) for m in models])
+
+
 def load_models(path: str | Path | None = None) -> dict[str, TransformerConfig]:
     """Read the model table (default ``data/models.csv``) into configs keyed by name.
 
@@ -706,7 +731,7 @@ def load_models(path: str | Path | None = None) -> dict[str, TransformerConfig]:
       DataError: missing column, bad cell, duplicate name or empty source; the message
         names the file, the row (1-based data row) and the column.
     """
-    path = Path(path) if path is not None else MODELS_CSV
+    path = Path(path) if path is not None else models_csv_path()
     try:
         fh = open(path, newline="", encoding="utf-8")
     except OSError as exc:
@@ -777,4 +802,4 @@ def get_model(name: str, models: dict[str, TransformerConfig] | None = None
     if name.lower() in folded:
         return folded[name.lower()]
     raise DataError(f"unknown model '{name}'; known: {', '.join(sorted(models))}",
-                    file=str(MODELS_CSV), column="name")
+                    file=str(models_csv_path()), column="name")

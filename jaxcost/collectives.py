@@ -4,7 +4,10 @@ Convention: ``num_bytes`` V is the **full (gathered) buffer per rank**: the outp
 all-gather, the input of a reduce-scatter, the buffer of an all-reduce (as in
 nccl-tests' "size"), the whole send buffer of an all-to-all, the message of a send/recv.
 Bandwidths are per chip and per direction; the effective bandwidth is the fitted
-efficiency times the link bandwidth: W_up = e_up * W_scaleup, W_out = e_out * W_scaleout.
+efficiency times the link bandwidth, W_up = e_up * W_scaleup, W_out = e_out * W_scaleout,
+and the efficiency saturates with the buffer size like every efficiency in jaxcost,
+e(V) = e_max V / (V + V_half) — in the formulas below V stands for V + V_half (V > 0;
+a zero-byte collective costs only its latency terms).
 
 A group of n ranks has k = ranks_per_domain of them in each scale-up domain
 (1 <= k <= n, default min(n, domain size)) and g = n / k domains. The algorithm is the
@@ -65,6 +68,12 @@ def _links(pp: PhysicalParams, chip: ChipSpec):
             jnp.maximum(w_out, _MIN_BYTES_PER_S), pp.scaleout_latency_s)
 
 
+def _eff_bytes(pp: PhysicalParams, num_bytes: ArrayLike) -> jax.Array:
+    """V + V_half for V > 0, else 0 (the saturating bandwidth-efficiency curve)."""
+    v = jnp.asarray(num_bytes)
+    return jnp.where(v > 0, v + pp.coll_half_bytes, 0.0)
+
+
 def _split(chip: ChipSpec, group_size, ranks_per_domain):
     n = jnp.maximum(jnp.asarray(group_size, dtype=jnp.result_type(float)), 1.0)
     if ranks_per_domain is None:
@@ -91,7 +100,7 @@ def all_gather_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
     """Two-level ring all-gather of a V-byte (gathered) buffer, s (see module doc)."""
     w_up, a_up, w_out, a_out = _links(pp, chip)
     n, k, g = _split(chip, group_size, ranks_per_domain)
-    v = jnp.asarray(num_bytes)
+    v = _eff_bytes(pp, num_bytes)
     return ((k - 1.0) / k * v / w_up + (g - 1.0) / g * v / (k * w_out)
             + (k - 1.0) * a_up + (g - 1.0) * a_out)
 
@@ -122,7 +131,7 @@ def all_to_all_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
     """
     w_up, a_up, w_out, a_out = _links(pp, chip)
     n, k, g = _split(chip, group_size, ranks_per_domain)
-    v = jnp.asarray(num_bytes)
+    v = _eff_bytes(pp, num_bytes)
     t_bw = ((k - 1.0) / n * v / w_up + (n - k) / n * v / w_out) / pp.a2a_bw_eff
     return t_bw + (k - 1.0) * a_up + (g - 1.0) * a_out
 
@@ -134,7 +143,7 @@ def send_recv_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike, *,
     ``cross_domain`` in [0, 1] blends the scale-up (0) and scale-out (1) link.
     """
     w_up, a_up, w_out, a_out = _links(pp, chip)
-    v = jnp.asarray(num_bytes)
+    v = _eff_bytes(pp, num_bytes)
     c = jnp.asarray(cross_domain)
     return (1.0 - c) * (v / w_up + a_up) + c * (v / w_out + a_out)
 

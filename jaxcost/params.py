@@ -69,6 +69,8 @@ class PhysicalParams:
       scaleup_bw_eff: fraction of the scale-up bandwidth reached by collectives.
       scaleout_latency_s: latency per algorithm step on the scale-out network, s.
       scaleout_bw_eff: fraction of the scale-out bandwidth reached by collectives.
+      coll_half_bytes: collective buffer size at which the bandwidth efficiency is half
+        its plateau, bytes (e(V) = e_max V / (V + V_half)).
       a2a_bw_eff: extra efficiency factor of all-to-all over ring collectives.
       tp_overlap_frac, cp_overlap_frac, ep_overlap_frac, pp_overlap_frac,
         dp_overlap_frac: fraction of each axis' communication hidden under compute.
@@ -88,6 +90,7 @@ class PhysicalParams:
     scaleup_bw_eff: jax.Array
     scaleout_latency_s: jax.Array
     scaleout_bw_eff: jax.Array
+    coll_half_bytes: jax.Array
     a2a_bw_eff: jax.Array
     tp_overlap_frac: jax.Array
     cp_overlap_frac: jax.Array
@@ -114,6 +117,7 @@ class RawParams:
     scaleup_bw_eff: jax.Array
     scaleout_latency_s: jax.Array
     scaleout_bw_eff: jax.Array
+    coll_half_bytes: jax.Array
     a2a_bw_eff: jax.Array
     tp_overlap_frac: jax.Array
     cp_overlap_frac: jax.Array
@@ -227,6 +231,7 @@ _FIELD_TRANSFORM: dict[str, str] = {
     "roofline_sharpness": "one_plus_softplus",
     "scaleup_latency_s": "softplus", "scaleup_bw_eff": "sigmoid",
     "scaleout_latency_s": "softplus", "scaleout_bw_eff": "sigmoid",
+    "coll_half_bytes": "exp",
     "a2a_bw_eff": "sigmoid",
     "tp_overlap_frac": "sigmoid", "cp_overlap_frac": "sigmoid",
     "ep_overlap_frac": "sigmoid", "pp_overlap_frac": "sigmoid",

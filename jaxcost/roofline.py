@@ -113,9 +113,13 @@ def op_time(pp: PhysicalParams, chip: ChipSpec, flop: ArrayLike, num_bytes: Arra
             kind: ArrayLike, *, precision: str = "bf16") -> jax.Array:
     """Time of one op on one chip, s (elementwise over arrays of ops).
 
-    T_c = (F + F_half) / (C e_max) for F > 0 (0 for F = 0), with the matmul curve for
-    kinds 0 and 2 and the attention curve for kind 1; T_m = (B + B_half) / (W e_hbm)
-    for B > 0; result = smooth_max(T_c, T_m, p).
+    Each op has one size-dependent efficiency curve, on its primary resource: FLOP for
+    matmuls (kind 0) and the attention core (kind 1), bytes for memory-bound ops
+    (kind 2); the other resource runs at its plateau efficiency:
+      kinds 0, 1: T_c = (F + F_half) / (C e_max),  T_m = B / (W e_hbm)
+      kind 2:     T_c = F / (C e_mm),             T_m = (B + B_half) / (W e_hbm)
+    (a zero F or B costs 0), and the op time is smooth_max(T_c, T_m, p). With e <= 1
+    the result is never below the ideal roofline max(F/C, B/W).
 
     Args:
       pp: physical parameters of the chip.
@@ -130,12 +134,16 @@ def op_time(pp: PhysicalParams, chip: ChipSpec, flop: ArrayLike, num_bytes: Arra
     """
     flop = jnp.asarray(flop)
     num_bytes = jnp.asarray(num_bytes)
+    kind = jnp.asarray(kind)
     peak = peak_flop_per_s(chip, precision=precision)
-    is_attn = jnp.asarray(kind) == OpKind.ATTENTION
+    is_attn = kind == OpKind.ATTENTION
+    is_mem = kind == OpKind.ELEMENTWISE
     e_max = jnp.where(is_attn, pp.attn_eff_max, pp.mm_eff_max)
-    half = jnp.where(is_attn, pp.attn_half_flop, pp.mm_half_flop)
-    t_c = jnp.where(flop > 0, (flop + half) / (peak * e_max), 0.0)
+    half_c = jnp.where(is_mem, 0.0, jnp.where(is_attn, pp.attn_half_flop,
+                                               pp.mm_half_flop))
+    half_m = jnp.where(is_mem, pp.hbm_half_bytes, 0.0)
+    t_c = jnp.where(flop > 0, (flop + half_c) / (peak * e_max), 0.0)
     t_m = jnp.where(num_bytes > 0,
-                    (num_bytes + pp.hbm_half_bytes) /
-                    (chip.hbm_bytes_per_s * pp.hbm_eff_max), 0.0)
+                    (num_bytes + half_m) / (chip.hbm_bytes_per_s * pp.hbm_eff_max),
+                    0.0)
     return smooth_max(t_c, t_m, pp.roofline_sharpness)

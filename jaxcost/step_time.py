@@ -1,0 +1,447 @@
+"""One training step: compute, exposed communication per axis, bubble, optimizer.
+
+For a homogeneous cluster and one plan (d dp, t tp, p pp, c cp, e ep, v vpp, b mbs):
+
+  per layer, per micro-batch, per chip (ops of ``workload.layer_ops``, times of
+  ``roofline.op_time``):
+    t_fwd   = sum_k op_time_k + t_fix            t_bwd = 2 sum_k op_time_k + t_fix
+    t_rec   = t_fwd (full), attention-core ops + t_fix (selective), 0 (none)
+    t_layer = t_fwd + t_bwd + t_rec
+  exposed communication per layer (1 - overlap) * t_comm, with
+    TP: 4 collectives of X = tp_bytes/4 (AG/RS, or AR = RS + AG) forward, again in the
+        backward and in a full recompute: (2 + [full]) * 4 * AG(X, t)
+    CP: AG of K, V forward, RS + AG backward, AG again when recomputing: (3 + [rec])
+    EP: dispatch + combine all-to-all forward, the same backward, again in a full
+        recompute: (2 + [full]) * A2A(ep_bytes, e)
+  stage time per micro-batch: t_stage = (L/p)(t_layer + exposed) + t_head (last stage)
+    + exposed PP send/recv 2 v * P2P(pp_bytes)  (only when p > 1)
+  pipeline (1F1B, interleaved): (m + (p - 1)/v) * t_stage, m = B / (d b);
+    bubble = (p - 1)/v * t_stage
+  DP: gradients all-reduced over the d*c ranks that replicate them (ZeRO 1/2:
+    reduce-scatter + all-gather, the same cost); ZeRO-3: reduce-scatter of gradients +
+    all-gather of ``zero3_param_bytes``; exposed (1 - overlap_dp). Routed-expert
+    gradients are reduced over d*c/e ranks. When d = 1 the reduction over the cp ranks
+    is reported in ``cp_comm_s`` (so ``dp_comm_s`` is exactly 0).
+  optimizer: 2 (weights + grads + optimizer states) bytes / (W_hbm e_opt)
+  total = (pipeline + DP + optimizer) (1 + overhead_frac), and never below the ideal
+  time model FLOP / (chips C) — so MFU <= 1 by construction.
+
+Group placement follows the Megatron rank order (tp innermost, then cp, dp, pp
+outermost): a group whose members are ``stride`` ranks apart has
+clip(domain/stride, 1, n) members per scale-up domain (``collectives.ranks_per_domain``).
+
+Symbols: L layers, B global batch (sequences), T seq len, X one activation tensor of a
+micro-batch on a chip (bytes), C peak FLOP/s, W_hbm HBM bytes/s.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxcost.collectives import (
+    all_gather_time,
+    all_reduce_time,
+    all_to_all_time,
+    ranks_per_domain,
+    reduce_scatter_time,
+    send_recv_time,
+)
+from jaxcost.errors import PlanError
+from jaxcost.hardware import ChipSpec, ClusterSpec
+from jaxcost.params import CostParams, PhysicalParams, physical
+from jaxcost.parallel import USABLE_HBM_FRAC, ParallelPlan
+from jaxcost.roofline import OpKind, op_time, peak_flop_per_s
+from jaxcost.workload import (
+    TransformerConfig,
+    comm_volumes,
+    head_ops,
+    layer_ops,
+    memory_bytes,
+    model_flop_per_token,
+    recompute_flop_frac,
+)
+
+#: Sharpness of the logistic ``fits_in_hbm`` indicator (per unit of memory / capacity).
+_FIT_SHARPNESS = 50.0
+#: Sharpness of the softmax-weighted maximum over heterogeneous groups (relative).
+_GROUP_MAX_SHARPNESS = 20.0
+
+
+@struct.dataclass
+class StepTime:
+    """Predicted time of one training step and its parts (per step, seconds).
+
+    Attributes:
+      compute_s: forward + backward + recompute of all micro-batches on the slowest
+        stage (no communication, no bubble).
+      tp_comm_s, cp_comm_s, ep_comm_s, pp_comm_s, dp_comm_s: exposed communication.
+      bubble_s: pipeline fill and drain, (p - 1)/v stage times.
+      optimizer_s: optimizer step.
+      overhead_s: non-modelled overhead (``overhead_frac`` of the rest).
+      total_s: step time, s.
+      memory_bytes: peak memory per chip (first stage), bytes.
+      fits_in_hbm: smooth indicator (logistic) that memory fits the usable HBM.
+      tokens_per_s_per_chip: trained tokens per second per chip.
+      mfu: model FLOP utilisation (model FLOP without recompute / peak).
+      hfu: hardware FLOP utilisation (recompute counted).
+    """
+
+    compute_s: jax.Array
+    tp_comm_s: jax.Array
+    cp_comm_s: jax.Array
+    ep_comm_s: jax.Array
+    pp_comm_s: jax.Array
+    dp_comm_s: jax.Array
+    bubble_s: jax.Array
+    optimizer_s: jax.Array
+    overhead_s: jax.Array
+    total_s: jax.Array
+    memory_bytes: jax.Array
+    fits_in_hbm: jax.Array
+    tokens_per_s_per_chip: jax.Array
+    mfu: jax.Array
+    hfu: jax.Array
+
+
+class _Parts(NamedTuple):
+    """Per-chip-type pieces of a step (internal)."""
+
+    t_layer: jax.Array  # compute per layer per micro-batch (fwd + bwd + recompute)
+    tp_layer: jax.Array  # exposed TP comm per layer per micro-batch
+    cp_layer: jax.Array
+    ep_layer: jax.Array
+    t_head: jax.Array  # head ops fwd + bwd per micro-batch
+    pp_mb: jax.Array  # exposed PP send/recv per micro-batch per stage
+    dp_s: jax.Array  # exposed gradient reduction per step, dp axis
+    cpgrad_s: jax.Array  # exposed gradient reduction per step when dp == 1
+    opt_s: jax.Array
+    mem: jax.Array
+    cap: jax.Array
+
+
+def _parts(pp: PhysicalParams, chip: ChipSpec, w: TransformerConfig,
+           plan: ParallelPlan, precision: str) -> _Parts:
+    ops = layer_ops(w, plan)
+    t_ops = op_time(pp, chip, ops.flop, ops.bytes, ops.kind, precision=precision)
+    t_sum = jnp.sum(t_ops, axis=-1)
+    t_attn = jnp.sum(jnp.where(ops.kind == OpKind.ATTENTION, t_ops, 0.0), axis=-1)
+    r = jnp.asarray(plan.recompute)
+    full = r > 1.5
+    sel = (r > 0.5) & ~full
+    fix = pp.layer_overhead_s
+    t_fwd = t_sum + fix
+    t_rec = jnp.where(full, t_fwd, jnp.where(sel, t_attn + fix, 0.0))
+    t_layer = t_fwd + (2.0 * t_sum + fix) + t_rec
+
+    dom = jnp.maximum(jnp.asarray(chip.scaleup_domain_size), 1.0)
+    vol = comm_volumes(w, plan)
+    t, c, d, e = plan.tp, plan.cp, plan.dp, plan.ep
+    full_f = jnp.where(full, 1.0, 0.0)
+    rec_f = jnp.where(r > 0.5, 1.0, 0.0)
+    tp_one = all_gather_time(pp, chip, vol.tp_bytes_per_layer / 4.0, t,
+                             ranks_per_domain=ranks_per_domain(t, 1.0, dom))
+    tp_layer = (1.0 - pp.tp_overlap_frac) * (2.0 + full_f) * 4.0 * tp_one
+    cp_one = all_gather_time(pp, chip, vol.cp_bytes_per_layer, c,
+                             ranks_per_domain=ranks_per_domain(c, t, dom))
+    cp_layer = (1.0 - pp.cp_overlap_frac) * (3.0 + rec_f) * cp_one
+    ep_one = all_to_all_time(pp, chip, vol.ep_bytes_per_layer, e,
+                             ranks_per_domain=ranks_per_domain(e, t, dom))
+    ep_layer = (1.0 - pp.ep_overlap_frac) * (2.0 + full_f) * ep_one
+
+    h = head_ops(w, plan)
+    t_head = 3.0 * jnp.sum(op_time(pp, chip, h.flop, h.bytes, h.kind,
+                                   precision=precision), axis=-1)
+
+    p, v = plan.pp, plan.vpp
+    stride_pp = t * c * d
+    cross = jnp.where(stride_pp * p > dom, 1.0, 0.0)
+    pp_one = send_recv_time(pp, chip, vol.pp_bytes_per_microbatch, cross_domain=cross)
+    pp_mb = jnp.where(p > 1.5, (1.0 - pp.pp_overlap_frac) * 2.0 * v * pp_one, 0.0)
+
+    n_rep = d * c
+    dense_grad = vol.dp_grad_bytes - vol.dp_expert_grad_bytes
+    rpd = ranks_per_domain(n_rep, t, dom)
+    zero3 = jnp.asarray(plan.zero) > 2.5
+    t_dense = jnp.where(
+        zero3,
+        reduce_scatter_time(pp, chip, dense_grad, n_rep, ranks_per_domain=rpd)
+        + all_gather_time(pp, chip, vol.zero3_param_bytes * dense_grad
+                          / jnp.maximum(vol.dp_grad_bytes, 1.0), n_rep,
+                          ranks_per_domain=rpd),
+        all_reduce_time(pp, chip, dense_grad, n_rep, ranks_per_domain=rpd))
+    n_exp = n_rep / e
+    rpd_e = ranks_per_domain(n_exp, t * e, dom)
+    t_exp = jnp.where(
+        zero3,
+        reduce_scatter_time(pp, chip, vol.dp_expert_grad_bytes, n_exp,
+                            ranks_per_domain=rpd_e)
+        + all_gather_time(pp, chip, vol.zero3_param_bytes * vol.dp_expert_grad_bytes
+                          / jnp.maximum(vol.dp_grad_bytes, 1.0), n_exp,
+                          ranks_per_domain=rpd_e),
+        all_reduce_time(pp, chip, vol.dp_expert_grad_bytes, n_exp,
+                        ranks_per_domain=rpd_e))
+    t_grad = (1.0 - pp.dp_overlap_frac) * (t_dense + t_exp)
+    has_dp = d > 1.5
+    dp_s = jnp.where(has_dp, t_grad, 0.0)
+    cpgrad_s = jnp.where(has_dp, 0.0, t_grad)
+
+    mem = memory_bytes(w, plan)
+    state_bytes = mem.weights + mem.grads + mem.optimizer
+    opt_s = 2.0 * state_bytes / (chip.hbm_bytes_per_s * pp.optimizer_eff)
+    cap = USABLE_HBM_FRAC * jnp.asarray(chip.hbm_capacity_bytes)
+    return _Parts(t_layer, tp_layer, cp_layer, ep_layer, t_head, pp_mb, dp_s,
+                  cpgrad_s, opt_s, mem.total, cap)
+
+
+def _fits(mem, cap):
+    return jax.nn.sigmoid(_FIT_SHARPNESS * (1.0 - mem / cap))
+
+
+def _finish(pp, w, plan, *, compute_s, tp_s, cp_s, ep_s, pp_s, dp_s, bubble_s,
+            opt_s, mem, fits, chips, peak_total, hfu_factor) -> StepTime:
+    raw = compute_s + tp_s + cp_s + ep_s + pp_s + dp_s + bubble_s + opt_s
+    overhead_s = pp.overhead_frac * raw
+    tokens = w.global_batch_seqs * w.seq_len
+    model_flop = model_flop_per_token(w) * tokens
+    ideal_s = model_flop / peak_total
+    total_s = jnp.maximum(raw + overhead_s, ideal_s)
+    tps_chip = tokens / (total_s * chips)
+    mfu = model_flop / (total_s * peak_total)
+    return StepTime(compute_s=compute_s, tp_comm_s=tp_s, cp_comm_s=cp_s,
+                    ep_comm_s=ep_s, pp_comm_s=pp_s, dp_comm_s=dp_s,
+                    bubble_s=bubble_s, optimizer_s=opt_s, overhead_s=overhead_s,
+                    total_s=total_s, memory_bytes=mem, fits_in_hbm=fits,
+                    tokens_per_s_per_chip=tps_chip, mfu=mfu,
+                    hfu=mfu * hfu_factor)
+
+
+def _hfu_factor(w, plan):
+    # hardware FLOP / model FLOP: the recomputed share of the forward pass (1/3 of
+    # fwd + bwd) is executed once more.
+    return 1.0 + recompute_flop_frac(w, plan) / 3.0
+
+
+def predict_step_time_physical(pp: PhysicalParams, hardware: ClusterSpec,
+                               workload: TransformerConfig, plan: ParallelPlan, *,
+                               precision: str = "bf16") -> StepTime:
+    """As :func:`predict_step_time`, with physical parameters already resolved.
+
+    Useful under ``vmap`` over plans or workloads, where ``pp`` is shared.
+    """
+    chip = hardware.chip
+    w = workload
+    parts = _parts(pp, chip, w, plan, precision)
+    p, v = plan.pp, plan.vpp
+    m = w.global_batch_seqs / (plan.dp * plan.mbs)
+    lps = w.num_layers / p
+    t_stage = lps * (parts.t_layer + parts.tp_layer + parts.cp_layer
+                     + parts.ep_layer) + parts.t_head + parts.pp_mb
+    bubble_s = (p - 1.0) / v * t_stage
+    chips = plan.dp * plan.tp * plan.pp * plan.cp
+    peak = peak_flop_per_s(chip, precision=precision)
+    return _finish(
+        pp, w, plan,
+        compute_s=m * (lps * parts.t_layer + parts.t_head),
+        tp_s=m * lps * parts.tp_layer,
+        cp_s=m * lps * parts.cp_layer + parts.cpgrad_s,
+        ep_s=m * lps * parts.ep_layer,
+        pp_s=m * parts.pp_mb,
+        dp_s=parts.dp_s, bubble_s=bubble_s, opt_s=parts.opt_s,
+        mem=parts.mem, fits=_fits(parts.mem, parts.cap), chips=chips,
+        peak_total=chips * peak, hfu_factor=_hfu_factor(w, plan))
+
+
+def predict_step_time(params: CostParams, hardware: ClusterSpec | tuple[ClusterSpec, ...],
+                      workload: TransformerConfig, plan: ParallelPlan | tuple, *,
+                      precision: str = "bf16", mode: str = "pipeline") -> StepTime:
+    """Predicted step time of ``workload`` run with ``plan`` on ``hardware``.
+
+    Args:
+      params: fitted (or default) cost parameters.
+      hardware: a homogeneous ``ClusterSpec`` (its chip count is the plan's
+        dp*tp*pp*cp); a tuple of them dispatches to :func:`predict_step_time_hetero`
+        with ``plan`` a tuple of per-group plans.
+      workload: the model and batch.
+      plan: the parallel plan (float leaves; vmap over batches of plans).
+      precision: "bf16" or "fp8" (static).
+      mode: heterogeneous mode, "pipeline" or "data" (ignored for one group).
+
+    Returns:
+      ``StepTime`` (seconds, bytes, fractions).
+    """
+    if isinstance(hardware, tuple):
+        return predict_step_time_hetero(params, hardware, workload, plan, mode=mode,
+                                        precision=precision)
+    return predict_step_time_physical(physical(params, hardware.chip), hardware,
+                                      workload, plan, precision=precision)
+
+
+def _soft_group_max(x: jax.Array) -> jax.Array:
+    """Softmax-weighted mean of positive x: between mean and max, exact when all equal."""
+    scale = jnp.maximum(jnp.mean(x), 1e-30)
+    wts = jax.nn.softmax(_GROUP_MAX_SHARPNESS * x / scale)
+    return jnp.sum(wts * x)
+
+
+def predict_step_time_hetero(params: CostParams, clusters: tuple[ClusterSpec, ...],
+                             workload: TransformerConfig,
+                             plan_per_group: tuple[ParallelPlan, ...], *,
+                             mode: str = "pipeline",
+                             precision: str = "bf16") -> StepTime:
+    """Step time on groups of different chip types.
+
+    ``mode="pipeline"``: group g runs ``pp_g`` consecutive pipeline stages (in the
+    order given; all groups share dp, mbs, vpp). Layers are assigned in proportion to
+    each group's speed, L_g = L (p_g / tau_g) / sum_h (p_h / tau_h) with tau_g the
+    per-layer time (compute + exposed comm) of group g, so every stage takes about
+    L / sum_h(p_h / tau_h) per micro-batch; the head runs on the last group. The
+    pipeline has sum_g p_g stages; the stage time is a smooth (softmax-weighted)
+    maximum over groups. Gradient reduction and optimizer of the groups run
+    concurrently (smooth maximum).
+
+    ``mode="data"``: group g is a set of data-parallel replicas with its own plan.
+    The global batch is shared in proportion to each group's throughput on the full
+    batch, B_g = B thr_g / sum_h thr_h; each group's step is predicted on B_g (its own
+    gradient reduction included), and the groups' gradients are then all-reduced
+    across groups (one rank per group per shard, ring over the groups). Groups must
+    split the model the same way (same tp and pp), which is assumed, not checked.
+
+    Assumption (both modes): links between chips of different types run at the
+    slower of the two scale-out networks, with that chip's fitted efficiency.
+
+    Returns:
+      ``StepTime``; memory is the largest group's, ``fits_in_hbm`` the product,
+      MFU relative to the sum of the groups' peaks.
+    """
+    if len(clusters) != len(plan_per_group) or not clusters:
+        raise PlanError(f"{len(clusters)} cluster groups but {len(plan_per_group)} "
+                        "plans: give one plan per group", column="plan_per_group")
+    if mode not in ("pipeline", "data"):
+        raise PlanError(f"mode={mode!r} must be 'pipeline' or 'data'", column="mode")
+    pps = [physical(params, cl.chip) for cl in clusters]
+    w = workload
+    if mode == "pipeline":
+        return _hetero_pipeline(pps, clusters, w, plan_per_group, precision)
+    return _hetero_data(pps, clusters, w, plan_per_group, precision)
+
+
+def _hetero_pipeline(pps, clusters, w, plans, precision) -> StepTime:
+    parts = [_parts(pp, cl.chip, w, pl, precision)
+             for pp, cl, pl in zip(pps, clusters, plans, strict=True)]
+    tau = jnp.stack([pt.t_layer + pt.tp_layer + pt.cp_layer + pt.ep_layer
+                     for pt in parts])
+    comp = jnp.stack([pt.t_layer for pt in parts])
+    pgs = jnp.stack([jnp.asarray(pl.pp, dtype=float) for pl in plans])
+    speed = pgs / tau
+    layers = w.num_layers * speed / jnp.sum(speed)
+    lps = layers / pgs
+    # memory, gradients and optimizer of each group hold its share of L_g layers (for
+    # an MoE model with leading dense layers the MoE fraction is taken at L_g: an
+    # approximation)
+    parts_g = [_parts(pp, cl.chip, w.replace(num_layers=layers[i]), pl,
+                      precision)
+               for i, (pp, cl, pl) in enumerate(zip(pps, clusters, plans, strict=True))]
+    # cross-type boundary: send over the slower scale-out link
+    last = plans[-1]
+    vol = comm_volumes(w, last)
+    cross_t = jnp.stack([send_recv_time(pp, cl.chip, vol.pp_bytes_per_microbatch,
+                                        cross_domain=1.0)
+                         for pp, cl in zip(pps, clusters, strict=True)])
+    ov = jnp.stack([pp.pp_overlap_frac for pp in pps])
+    v = jnp.asarray(plans[0].vpp, dtype=float)
+    cross_mb = (1.0 - ov) * 2.0 * v * jnp.max(cross_t)
+    n_groups = len(clusters)
+    pp_mb = jnp.stack([jnp.maximum(pt.pp_mb, cross_mb) if n_groups > 1 else pt.pp_mb
+                       for pt in parts])
+    head = jnp.stack([pt.t_head if i == n_groups - 1 else 0.0 * pt.t_head
+                      for i, pt in enumerate(parts)])
+    stage = lps * tau + head + pp_mb
+    t_stage = _soft_group_max(stage)
+    p_total = jnp.sum(pgs)
+    m = w.global_batch_seqs / (plans[0].dp * plans[0].mbs)
+    bubble_s = (p_total - 1.0) / v * t_stage
+    idx_weights = jax.nn.softmax(_GROUP_MAX_SHARPNESS * stage
+                                 / jnp.maximum(jnp.mean(stage), 1e-30))
+
+    def wsum(x):
+        return jnp.sum(idx_weights * x)
+
+    tp_l = jnp.stack([pt.tp_layer for pt in parts])
+    cp_l = jnp.stack([pt.cp_layer for pt in parts])
+    ep_l = jnp.stack([pt.ep_layer for pt in parts])
+    dp_s = _soft_group_max(jnp.stack([pt.dp_s for pt in parts_g]) + 1e-30)
+    cpg = _soft_group_max(jnp.stack([pt.cpgrad_s for pt in parts_g]) + 1e-30)
+    opt_s = _soft_group_max(jnp.stack([pt.opt_s for pt in parts_g]))
+    mems = jnp.stack([pt.mem for pt in parts_g])
+    fits = jnp.prod(jnp.stack([_fits(pt.mem, pt.cap) for pt in parts_g]))
+    chips = sum(pl.dp * pl.tp * pl.pp * pl.cp for pl in plans)
+    peak_total = sum(pl.dp * pl.tp * pl.pp * pl.cp
+                     * peak_flop_per_s(cl.chip, precision=precision)
+                     for pl, cl in zip(plans, clusters, strict=True))
+    return _finish(
+        pps[-1], w, plans[-1],
+        compute_s=m * wsum(lps * comp + head), tp_s=m * wsum(lps * tp_l),
+        cp_s=m * wsum(lps * cp_l) + cpg, ep_s=m * wsum(lps * ep_l),
+        pp_s=m * wsum(pp_mb), dp_s=dp_s, bubble_s=bubble_s, opt_s=opt_s,
+        mem=jnp.max(mems), fits=fits, chips=chips, peak_total=peak_total,
+        hfu_factor=_hfu_factor(w, plans[-1]))
+
+
+def _hetero_data(pps, clusters, w, plans, precision) -> StepTime:
+    full = [predict_step_time_physical(pp, cl, w, pl, precision=precision)
+            for pp, cl, pl in zip(pps, clusters, plans, strict=True)]
+    thr = jnp.stack([w.global_batch_seqs / st.total_s for st in full])
+    share = w.global_batch_seqs * thr / jnp.sum(thr)
+    own = [predict_step_time_physical(pp, cl, w.replace(global_batch_seqs=share[i]), pl,
+                                      precision=precision)
+           for i, (pp, cl, pl) in enumerate(zip(pps, clusters, plans, strict=True))]
+    n_groups = float(len(clusters))
+    # cross-group gradient all-reduce: one rank per group per shard, over the slower
+    # scale-out network
+    cross = jnp.stack([
+        (1.0 - pp.dp_overlap_frac)
+        * all_reduce_time(pp, cl.chip, comm_volumes(w, pl).dp_grad_bytes, n_groups,
+                          ranks_per_domain=1.0)
+        for pp, cl, pl in zip(pps, clusters, plans, strict=True)])
+    cross_s = jnp.max(cross)
+    totals = jnp.stack([st.total_s for st in own])
+    wts = jax.nn.softmax(_GROUP_MAX_SHARPNESS * totals
+                         / jnp.maximum(jnp.mean(totals), 1e-30))
+
+    def wsum(name):
+        return jnp.sum(wts * jnp.stack([getattr(st, name) for st in own]))
+
+    overhead_frac = sum(pp.overhead_frac for pp in pps) / n_groups
+    chips = sum(pl.dp * pl.tp * pl.pp * pl.cp for pl in plans)
+    peak_total = sum(pl.dp * pl.tp * pl.pp * pl.cp
+                     * peak_flop_per_s(cl.chip, precision=precision)
+                     for pl, cl in zip(plans, clusters, strict=True))
+    # groups' totals already hold their own overhead; remove it and re-apply once
+    return _finish(
+        pps[0].replace(overhead_frac=overhead_frac), w, plans[0],
+        compute_s=wsum("compute_s"), tp_s=wsum("tp_comm_s"), cp_s=wsum("cp_comm_s"),
+        ep_s=wsum("ep_comm_s"), pp_s=wsum("pp_comm_s"),
+        dp_s=wsum("dp_comm_s") + cross_s, bubble_s=wsum("bubble_s"),
+        opt_s=wsum("optimizer_s"),
+        mem=jnp.max(jnp.stack([st.memory_bytes for st in own])),
+        fits=jnp.prod(jnp.stack([st.fits_in_hbm for st in own])), chips=chips,
+        peak_total=peak_total, hfu_factor=_hfu_factor(w, plans[0]))
+
+
+def step_time_total(params: CostParams, hardware: ClusterSpec,
+                    workload: TransformerConfig, plan: ParallelPlan) -> jax.Array:
+    """Only ``predict_step_time(...).total_s`` (convenience for fitting), s."""
+    return predict_step_time(params, hardware, workload, plan).total_s
+
+
+__all__ = [
+    "StepTime",
+    "predict_step_time",
+    "predict_step_time_physical",
+    "predict_step_time_hetero",
+    "step_time_total",
+]

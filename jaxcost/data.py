@@ -511,7 +511,7 @@ def load_csv(
                 )
     if "target" in df.columns:
         for i, t in enumerate(df["target"]):
-            if t is not None and t in df.columns and _blank(df[t].iloc[i]):
+            if t is not None and (t not in df.columns or _blank(df[t].iloc[i])):
                 raise DataError(
                     f"target '{t}' names a blank column; expected a value in '{t}'",
                     file=file, row=_row_label(i), column=t,

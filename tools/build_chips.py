@@ -20,17 +20,26 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import io
 import re
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from jaxcost import units  # noqa: E402
-from jaxcost._io import atomic_write_text  # noqa: E402
+
+def _module(name: str):
+    """Import one dependency-free jaxcost module by path (no jax import needed)."""
+    spec = importlib.util.spec_from_file_location(f"_build_{name}",
+                                                  REPO / "jaxcost" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+units = _module("units")
+atomic_write_text = _module("_io").atomic_write_text
 
 # Identifiers, not published numbers: the short key (matching the benchmark files'
 # ``chip_key``) and the architecture family used to pool fitted parameters.

@@ -31,6 +31,12 @@ from jaxcost.export_control import (
     tpp,
     tpp_cap_units,
 )
+from jaxcost.data import (
+    RunBatch,
+    load_benchmarks,
+    load_runs,
+    runs_to_arrays,
+)
 from jaxcost.hardware import (
     ChipSpec,
     ClusterSpec,
@@ -90,6 +96,11 @@ __all__ = [
     "load_chips",
     "get_chip",
     "data_dir",
+    # data
+    "RunBatch",
+    "load_benchmarks",
+    "load_runs",
+    "runs_to_arrays",
     # export control
     "tpp",
     "performance_density",

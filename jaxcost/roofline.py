@@ -83,7 +83,8 @@ def smooth_max(a: ArrayLike, b: ArrayLike, sharpness: ArrayLike) -> jax.Array:
     m = jnp.maximum(jnp.maximum(a, b), _TINY)
     base = _safe_pow(a / m, p) + _safe_pow(b / m, p)
     # the ratios lie in [0, 1] and one of them is 1 unless a = b = 0: base in [1, 2].
-    return m * jnp.where(base > 0, base, 1.0) ** (1.0 / p)
+    pos = base > 0
+    return jnp.where(pos, m * jnp.where(pos, base, 1.0) ** (1.0 / p), 0.0)
 
 
 def _safe_pow(r: jax.Array, p: jax.Array) -> jax.Array:

@@ -673,11 +673,12 @@ def _soft_ge(a: jax.Array, b: jax.Array, temperature: float) -> jax.Array:
     The margin (a - b) / ((|a| + |b|) / 2) is scale-free, so one temperature suits TPP,
     GB/s and PD alike. An unknown (NaN) operand gives 0.5 with a zero, finite gradient.
     """
-    scale = (jnp.abs(a) + jnp.abs(b)) / 2 + _TINY
-    margin = (a - b) / scale
-    bad = jnp.isnan(margin)
-    safe = jnp.where(bad, 0.0, margin)
-    return jnp.where(bad, 0.5, jax.nn.sigmoid(safe / temperature))
+    bad = jnp.isnan(a) | jnp.isnan(b)
+    a_safe = jnp.where(bad, 1.0, a)  # "double where": no NaN reaches the gradient
+    b_safe = jnp.where(bad, 1.0, b)
+    scale = (jnp.abs(a_safe) + jnp.abs(b_safe)) / 2 + _TINY
+    margin = (a_safe - b_safe) / scale
+    return jnp.where(bad, 0.5, jax.nn.sigmoid(margin / temperature))
 
 
 class _Smooth:

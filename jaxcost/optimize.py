@@ -1,0 +1,1058 @@
+"""Optimisation: the best parallel plan for a cluster, and the best cluster to buy.
+
+Three layers, each usable alone:
+
+1. **Plan search** (:func:`best_plan`). Every valid plan of a model on a cluster
+   (``parallel.enumerate_plans``) is scored with ``predict_step_time`` through
+   :func:`jaxcost.sweep.sweep_topk` (chunked ``jit(vmap(...))``, sharded over devices
+   and processes); plans that do not fit in HBM or give a non-finite time score
+   ``inf``. The top-k are re-evaluated for their full ``StepTime``.
+
+2. **Throughput curves** (:func:`throughput_curves`). For each candidate chip type,
+   tokens/s of the best plan at every count of a geometric grid of multiples of the
+   scale-up domain (the node), in ONE :func:`jaxcost.sweep.sweep_map` per chip type
+   (the chip count is a batched leaf, so the cost function is compiled once per type).
+
+3. **Chip mix** (:func:`chip_mix`, :func:`solve_mix`). Integer counts per chip type on
+   those grids, minimising time-to-train (``tokens / cluster tokens/s``) or capex under
+   budget, power, stock, chip-count and aggregate-TPP limits and the export-control
+   regime. Method: (a) the curves above; (b) a relaxed problem over smooth counts
+   ``n_i = node_i · softplus(raw_i)``, throughput interpolated log-log between grid
+   points, constraints as smooth penalties, the regime as a smooth allowed fraction,
+   solved by optax Adam from several starts; (c) integer repair: round each relaxed
+   solution to its neighbouring grid points, enforce every constraint exactly, then
+   local search (± one grid step per type, and paired ± moves) on the exact grid
+   values. :func:`exhaustive_mix` solves the same integer problem by enumeration; on
+   small spaces the two agree (tested), and :func:`chip_mix` checks it whenever the
+   grid product is small enough.
+
+Mixed clusters. Groups of different chip types are combined as data-parallel groups:
+each group runs its own best plan, and the cluster's throughput is the largest
+group's throughput plus ``cross_type_efficiency`` (η, scenario ``[search]``, default
+0.9) times the others'. η is a *parameter* (not fitted): it stands for the load
+imbalance and the slower cross-type gradient all-reduce over the scale-out network.
+
+Cost. ``capex = Σ count · price · (1 + tariff_frac + revenue_share_frac)``, with the
+tariff and revenue share of the chip's classification under the regime. The revenue
+share (remitted by the vendor to the exporting government) is assumed to be passed
+through in full to the buyer's price; owned chips (stockpiles) cost their given price
+(default 0) and carry neither. Power is ``Σ count · tdp_w · pue``.
+
+Regime. Chips whose classification is ``prohibited`` get count 0; ``license`` chips
+are allowed only when the scenario says ``allow_licensed = true`` and are flagged;
+``notify`` chips are allowed and flagged; owned chips are exempt. The relaxed problem
+multiplies each type's useful count by the regime's smooth allowed fraction, so
+:func:`policy_sensitivity` can differentiate the relaxed optimum with respect to each
+threshold (envelope theorem).
+
+Symbols: n_i chip count of type i, τ_i(n) tokens/s of the best plan on n chips,
+p_i effective unit price (USD), w_i unit power (W), D tokens to train.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from jaxcost import sweep
+from jaxcost.errors import InfeasibleError, PlanError, ScenarioError
+
+__all__ = [
+    "PlanResult",
+    "ThroughputCurve",
+    "MixProblem",
+    "ClusterResult",
+    "MixResult",
+    "best_plan",
+    "count_grid",
+    "throughput_curves",
+    "mix_problem",
+    "solve_mix",
+    "exhaustive_mix",
+    "chip_mix",
+    "pareto_front",
+    "policy_sensitivity",
+    "threshold_sweep",
+]
+
+#: Largest number of integer grid points :func:`exhaustive_mix` enumerates.
+EXHAUSTIVE_MAX_POINTS = 2_000_000
+#: Default number of configurations per compiled sweep call.
+DEFAULT_CHUNK_SIZE = 8192
+
+
+# ============================================================================ plans
+
+
+@struct.dataclass
+class PlanResult:
+    """One scored plan of one cluster.
+
+    Attributes:
+      plan: the ``ParallelPlan`` (scalar leaves).
+      step_time: its full ``StepTime`` breakdown.
+      tokens_per_s: cluster throughput, tokens/s.
+      time_to_train_s: time to train the token budget, s (``nan`` when none given).
+      plan_str: the plan as a string (``parallel.plan_to_str``).
+    """
+
+    plan: Any
+    step_time: Any
+    tokens_per_s: float
+    time_to_train_s: float
+    plan_str: str = struct.field(pytree_node=False)
+
+
+def _tokens_per_step(workload) -> float:
+    return float(workload.global_batch_seqs) * float(workload.seq_len)
+
+
+def _score_time(params, cluster, workload, plan):
+    """Step time in s, ``inf`` when the plan does not fit or the time is not finite."""
+    from jaxcost.step_time import predict_step_time
+
+    st = predict_step_time(params, cluster, workload, plan)
+    ok = jnp.logical_and(st.fits_in_hbm, jnp.isfinite(st.total_s))
+    return jnp.where(ok, st.total_s, jnp.inf)
+
+
+def best_plan(params, cluster, workload, *, k: int = 10, objective: str = "time",
+              chunk_size: int = DEFAULT_CHUNK_SIZE, tokens: float | None = None,
+              plans=None, progress: bool = False, **enumerate_kwargs
+              ) -> list[PlanResult]:
+    """The ``k`` best valid plans of ``workload`` on ``cluster``, best first.
+
+    Every plan of ``parallel.enumerate_plans`` (or ``plans``, a batched
+    ``ParallelPlan``) is scored by step time with :func:`jaxcost.sweep.sweep_topk`;
+    invalid or non-fitting plans score ``inf`` and are never returned.
+
+    Args:
+      params: ``CostParams``.
+      cluster: a homogeneous ``ClusterSpec``.
+      workload: ``TransformerConfig``.
+      k: number of plans to return.
+      objective: ``"time"`` (step time; on a fixed cluster this also minimises cost
+        and energy per token).
+      chunk_size: configurations per compiled call.
+      tokens: token budget; gives ``time_to_train_s``.
+      plans: pre-enumerated plans (``(P,)`` leaves); default: enumerate.
+      progress: progress bar on stderr.
+      **enumerate_kwargs: passed to ``parallel.enumerate_plans``.
+
+    Returns:
+      Up to ``k`` :class:`PlanResult` (an empty list when no plan fits).
+
+    Raises:
+      PlanError: unknown objective.
+    """
+    from jaxcost import parallel
+    from jaxcost.step_time import predict_step_time
+
+    if objective != "time":
+        raise PlanError(f"objective={objective!r}: best_plan minimises step time; "
+                        "expected 'time'", column="objective")
+    n = int(round(float(cluster.num_chips)))
+    if plans is None:
+        plans = parallel.enumerate_plans(workload, n, cluster.chip, **enumerate_kwargs)
+    num = sweep.batch_size(plans) if jax.tree.leaves(plans) else 0
+    if num == 0:
+        return []
+    idx, _, _ = sweep.sweep_topk(
+        lambda p: _score_time(params, cluster, workload, p), plans, k,
+        chunk_size=chunk_size, progress=progress, desc=f"plans {cluster.chip.key}x{n}")
+    if idx.size == 0:
+        return []
+    top = jax.tree.map(lambda x: np.asarray(x)[idx], plans)
+    st = jax.jit(jax.vmap(lambda p: predict_step_time(params, cluster, workload, p)))(top)
+    tps = _tokens_per_step(workload)
+    out = []
+    for j in range(idx.size):
+        plan_j = parallel.plan_at(top, j)
+        st_j = jax.tree.map(lambda x, j=j: np.asarray(x)[j], st)
+        total = float(st_j.total_s)
+        tok_s = tps / total
+        out.append(PlanResult(plan=plan_j, step_time=st_j, tokens_per_s=tok_s,
+                              time_to_train_s=(float(tokens) / tok_s if tokens
+                                               else math.nan),
+                              plan_str=parallel.plan_to_str(plan_j)))
+    return out
+
+
+# ================================================================ throughput curves
+
+
+@dataclasses.dataclass(frozen=True)
+class ThroughputCurve:
+    """Best-plan throughput of one chip type at a grid of counts.
+
+    Attributes:
+      key: chip key.
+      counts: chip counts (ascending, int).
+      tokens_per_s: best-plan tokens/s at each count (0 where no plan fits).
+      plans: best plan string at each count ("" where none fits).
+      step_s: best step time at each count, s (inf where none fits).
+      num_plans: plans evaluated at each count.
+    """
+
+    key: str
+    counts: np.ndarray
+    tokens_per_s: np.ndarray
+    plans: tuple[str, ...]
+    step_s: np.ndarray
+    num_plans: np.ndarray
+
+
+def count_grid(node_size: int, max_count: float, *, steps_per_octave: int = 2,
+               min_count: int | None = None, extra: Sequence[float] = ()) -> np.ndarray:
+    """Geometric grid of chip counts, multiples of ``node_size``, up to ``max_count``.
+
+    Nodes ``round(2**(j / steps_per_octave))`` for j = 0, 1, ... (deduplicated), times
+    ``node_size``; ``extra`` counts (e.g. the most chips a budget buys) are rounded
+    down to a node multiple and added. Counts below one node are not on the grid
+    unless ``min_count`` is smaller than a node (then ``min_count`` is its own point).
+    """
+    node = max(int(node_size), 1)
+    max_nodes = math.floor(max_count / node) if math.isfinite(max_count) else 1 << 20
+    pts: set[int] = set()
+    j = 0
+    while True:
+        nodes = int(round(2 ** (j / steps_per_octave)))
+        if nodes > max_nodes:
+            break
+        pts.add(nodes * node)
+        j += 1
+    for e in extra:
+        if math.isfinite(e) and e >= node:
+            pts.add(int(math.floor(min(e, max_count) / node)) * node)
+    if min_count is not None and 1 <= min_count < node and min_count <= max_count:
+        pts.add(int(min_count))
+    return np.asarray(sorted(p for p in pts if p >= 1), dtype=np.int64)
+
+
+def throughput_curves(params, workload, chips: Sequence, counts: Sequence[np.ndarray],
+                      *, chunk_size: int = DEFAULT_CHUNK_SIZE, max_plans: int = 200_000,
+                      progress: bool = False, **enumerate_kwargs
+                      ) -> list[ThroughputCurve]:
+    """Best-plan throughput of each chip type at each of its counts.
+
+    For one chip type, the plans of every count are concatenated into one batch with
+    the count as a leaf of the ``ClusterSpec``, and scored with ONE
+    :func:`jaxcost.sweep.sweep_map` (one compilation per chip type).
+
+    Args:
+      params: ``CostParams``.
+      workload: ``TransformerConfig``.
+      chips: ``ChipSpec`` per type.
+      counts: chip counts per type.
+      max_plans: largest number of plans per chip type; the largest counts are dropped
+        (with throughput 0) beyond it.
+
+    Returns:
+      One :class:`ThroughputCurve` per chip type.
+    """
+    from jaxcost import parallel
+    from jaxcost.hardware import ClusterSpec
+
+    out = []
+    tps = _tokens_per_step(workload)
+    for chip, cnts in zip(chips, counts, strict=True):
+        cnts = np.asarray(cnts, dtype=np.int64)
+        blocks, owners, nplans = [], [], []
+        total = 0
+        for i, n in enumerate(cnts):
+            pl = parallel.enumerate_plans(workload, int(n), chip, **enumerate_kwargs)
+            m = sweep.batch_size(pl) if jax.tree.leaves(pl) else 0
+            if m and total + m > max_plans:
+                m = 0
+            nplans.append(m)
+            if m:
+                blocks.append(pl)
+                owners.append(np.full(m, i))
+                total += m
+        step = np.full(cnts.shape, np.inf)
+        plan_s = [""] * cnts.size
+        if blocks:
+            allp = jax.tree.map(lambda *x: np.concatenate(x), *blocks)
+            owner = np.concatenate(owners)
+            rows = (allp, cnts[owner].astype(np.float64))
+
+            def score(row, chip=chip):
+                p, n = row
+                return _score_time(params, ClusterSpec(chip=chip, num_chips=n),
+                                   workload, p)
+
+            scores, _ = sweep.sweep_map(score, rows, chunk_size=chunk_size,
+                                        progress=progress, desc=f"curve {chip.key}")
+            scores = np.asarray(scores, dtype=np.float64)
+            for i in range(cnts.size):
+                sel = np.flatnonzero(owner == i)
+                if sel.size == 0:
+                    continue
+                j = sel[np.argmin(scores[sel])]
+                if np.isfinite(scores[j]):
+                    step[i] = scores[j]
+                    plan_s[i] = parallel.plan_to_str(parallel.plan_at(allp, int(j)))
+        tok = np.where(np.isfinite(step), tps / np.where(np.isfinite(step), step, 1.0),
+                       0.0)
+        out.append(ThroughputCurve(key=chip.key, counts=cnts, tokens_per_s=tok,
+                                   plans=tuple(plan_s), step_s=step,
+                                   num_plans=np.asarray(nplans, dtype=np.int64)))
+    return out
+
+
+# ===================================================================== mix problem
+
+
+@dataclasses.dataclass(frozen=True)
+class MixProblem:
+    """The integer chip-mix problem on grids (everything the solvers need).
+
+    Per type i (arrays of length T): ``grids[i]`` counts (ascending, first 0),
+    ``tput[i]`` tokens/s at those counts (0 at count 0 and where nothing fits),
+    ``plans[i]`` plan strings, ``unit_cost_usd`` (price with tariff and revenue share),
+    ``unit_power_w`` (TDP × PUE), ``unit_tpp`` (counted against the TPP cap; 0 for
+    owned chips), ``stock``, ``allowed`` (hard regime outcome), ``allowed_frac``
+    (smooth regime outcome at the regime's thresholds), ``flags`` (per type, e.g.
+    ``"notify"``), ``node`` (scale-up domain size).
+    """
+
+    keys: tuple[str, ...]
+    grids: tuple[np.ndarray, ...]
+    tput: tuple[np.ndarray, ...]
+    plans: tuple[tuple[str, ...], ...]
+    unit_cost_usd: np.ndarray
+    unit_power_w: np.ndarray
+    unit_tpp: np.ndarray
+    stock: np.ndarray
+    allowed: np.ndarray
+    allowed_frac: np.ndarray
+    flags: tuple[str, ...]
+    node: np.ndarray
+    tokens: float
+    objective: str = "time"
+    mixed: bool = True
+    budget_usd: float = math.inf
+    power_w: float = math.inf
+    max_chips: float = math.inf
+    tpp_cap: float = math.inf
+    max_time_to_train_s: float = math.inf
+    cross_type_efficiency: float = 0.9
+
+    @property
+    def num_types(self) -> int:
+        return len(self.keys)
+
+
+def _combine(tp: np.ndarray, eta: float) -> np.ndarray:
+    """Cluster tokens/s of groups (last axis): largest + η · the others."""
+    mx = tp.max(axis=-1)
+    return mx + eta * (tp.sum(axis=-1) - mx)
+
+
+def _evaluate_idx(prob: MixProblem, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Exact evaluation of integer points ``idx`` (…, T) of grid indices."""
+    idx = np.asarray(idx, dtype=np.int64)
+    T = prob.num_types
+    counts = np.stack([prob.grids[i][idx[..., i]] for i in range(T)], axis=-1)
+    tp = np.stack([prob.tput[i][idx[..., i]] for i in range(T)], axis=-1)
+    counts = counts.astype(np.float64)
+    tok_s = _combine(tp, prob.cross_type_efficiency)
+    with np.errstate(divide="ignore"):
+        t = np.where(tok_s > 0, prob.tokens / np.where(tok_s > 0, tok_s, 1.0), np.inf)
+    cost = counts @ prob.unit_cost_usd
+    power = counts @ prob.unit_power_w
+    tpp = counts @ prob.unit_tpp
+    nchips = counts.sum(axis=-1)
+    active = counts > 0
+    # a group with chips but no fitting plan contributes nothing: forbid it
+    dead = np.any(active & (tp <= 0), axis=-1)
+    ok = (tok_s > 0) & ~dead
+    ok &= np.all(counts <= prob.stock, axis=-1)
+    ok &= np.all(~active | prob.allowed, axis=-1)
+    ok &= cost <= prob.budget_usd * (1 + 1e-12)
+    ok &= power <= prob.power_w * (1 + 1e-12)
+    ok &= nchips <= prob.max_chips
+    ok &= tpp <= prob.tpp_cap * (1 + 1e-12)
+    ok &= t <= prob.max_time_to_train_s * (1 + 1e-12)
+    if not prob.mixed:
+        ok &= active.sum(axis=-1) <= 1
+    obj = t if prob.objective == "time" else cost
+    # ties broken by cost then time, so results are deterministic
+    return {"counts": counts, "tokens_per_s": tok_s, "time_s": t, "cost_usd": cost,
+            "power_w": power, "tpp": tpp, "feasible": ok,
+            "objective": np.where(ok, obj, np.inf),
+            "tiebreak": np.where(ok, cost if prob.objective == "time" else t, np.inf)}
+
+
+def _order(ev: dict) -> np.ndarray:
+    return np.lexsort((ev["tiebreak"], ev["objective"]))
+
+
+def exhaustive_mix(prob: MixProblem, *, top: int = 10) -> list[np.ndarray]:
+    """Solve the integer problem by enumerating every grid point (reference solver).
+
+    Returns:
+      Grid-index vectors of the ``top`` best feasible points, best first.
+
+    Raises:
+      ScenarioError: more than ``EXHAUSTIVE_MAX_POINTS`` points.
+    """
+    sizes = [g.size for g in prob.grids]
+    if prob.mixed:
+        size = math.prod(sizes)
+        if size > EXHAUSTIVE_MAX_POINTS:
+            raise ScenarioError(f"exhaustive search over {size} grid points exceeds "
+                                f"{EXHAUSTIVE_MAX_POINTS}", column="exhaustive")
+        idx = np.stack(np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij"),
+                       axis=-1).reshape(-1, len(sizes))
+    else:
+        rows = [np.zeros(len(sizes), np.int64)]
+        for i, s in enumerate(sizes):
+            r = np.zeros((s, len(sizes)), np.int64)
+            r[:, i] = np.arange(s)
+            rows.append(r)
+        idx = np.unique(np.vstack([np.atleast_2d(r) for r in rows]), axis=0)
+    ev = _evaluate_idx(prob, idx)
+    order = _order(ev)
+    order = order[np.isfinite(ev["objective"][order])][:top]
+    return [idx[j] for j in order]
+
+
+# ------------------------------------------------------------------ relaxed problem
+
+
+@dataclasses.dataclass(frozen=True)
+class _Curves:
+    """Padded log-log curve tables of a problem (fitting grid points only)."""
+
+    log_g: np.ndarray    # (T, M) log counts, strictly increasing per row
+    log_t: np.ndarray    # (T, M) log tokens/s
+    log_g0: np.ndarray   # (T,) log of the smallest fitting count
+    has_fit: np.ndarray  # (T,) bool
+
+
+def _curve_tables(prob: MixProblem) -> _Curves:
+    T = prob.num_types
+    fits = [(np.asarray(g[t > 0], np.float64), np.asarray(t[t > 0], np.float64))
+            for g, t in zip(prob.grids, prob.tput, strict=True)]
+    M = max([f[0].size for f in fits] + [2])
+    log_g = np.zeros((T, M))
+    log_t = np.zeros((T, M))
+    log_g0 = np.zeros(T)
+    has = np.zeros(T, bool)
+    for i, (g, t) in enumerate(fits):
+        if g.size == 0:
+            log_g[i] = np.arange(M, dtype=np.float64)
+            continue
+        has[i] = True
+        lg, lt = np.log(g), np.log(t)
+        pad = M - g.size
+        log_g[i] = np.concatenate([lg, lg[-1] + 1e-6 * np.arange(1, pad + 1)])
+        log_t[i] = np.concatenate([lt, np.full(pad, lt[-1])])
+        log_g0[i] = lg[0]
+    return _Curves(log_g, log_t, log_g0, has)
+
+
+@struct.dataclass
+class _RelaxData:
+    """The relaxed problem's data as arrays (so one compilation serves every problem
+    of the same shape). Absent limits are ``inf``."""
+
+    node: jax.Array
+    unit_cost_usd: jax.Array
+    unit_power_w: jax.Array
+    unit_tpp: jax.Array
+    stock: jax.Array
+    log_g: jax.Array
+    log_t: jax.Array
+    log_g0: jax.Array
+    has_fit: jax.Array
+    log_tokens: jax.Array
+    eta: jax.Array
+    limits: jax.Array      # budget_usd, power_w, max_chips, tpp_cap, max_time_to_train_s
+    is_time: jax.Array     # 1: minimise time-to-train; 0: minimise capex
+
+
+def _relax_data(prob: MixProblem) -> _RelaxData:
+    cv = _curve_tables(prob)
+    f = lambda x: jnp.asarray(np.asarray(x, np.float64))  # noqa: E731
+    return _RelaxData(
+        node=f(prob.node), unit_cost_usd=f(prob.unit_cost_usd),
+        unit_power_w=f(prob.unit_power_w), unit_tpp=f(prob.unit_tpp),
+        stock=f(prob.stock), log_g=f(cv.log_g), log_t=f(cv.log_t), log_g0=f(cv.log_g0),
+        has_fit=f(cv.has_fit), log_tokens=f(math.log(prob.tokens)),
+        eta=f(prob.cross_type_efficiency),
+        limits=f([prob.budget_usd, prob.power_w, prob.max_chips, prob.tpp_cap,
+                  prob.max_time_to_train_s]),
+        is_time=f(1.0 if prob.objective == "time" else 0.0))
+
+
+def _pwlinear(x, xp, fp):
+    """Row-wise piecewise-linear interpolation, flat outside ``[xp[0], xp[-1]]``.
+
+    ``f(x) = fp[0] + Σ_k slope_k · clip(x − xp_k, 0, xp_{k+1} − xp_k)`` (x: (T,),
+    xp, fp: (T, M) with increasing rows); same values as ``jnp.interp`` per row.
+    """
+    dx = jnp.diff(xp, axis=-1)
+    slope = jnp.diff(fp, axis=-1) / jnp.maximum(dx, 1e-12)
+    seg = jnp.clip(x[:, None] - xp[:, :-1], 0.0, dx)
+    return fp[:, 0] + jnp.sum(slope * seg, axis=-1)
+
+
+def _soft_excess(v):
+    """Smooth max(v, 0): softplus(30 v) / 30."""
+    return jax.nn.softplus(30.0 * v) / 30.0
+
+
+def _relaxed_loss(raw, frac, active, d: _RelaxData, rho):
+    """Smooth objective (log time or log capex) + rho · penalties, at raw counts.
+
+    ``n_i = node_i · softplus(raw_i) · active_i``; the useful count of a type is
+    ``n_i · frac_i`` (the regime's smooth allowed fraction); tokens/s is interpolated
+    log-log between grid points and gated to 0 below the smallest fitting count.
+    Each limit enters as ``rho · smooth_max(v, 0)²`` with ``v = log(usage / limit)``
+    (0 for an absent, infinite, limit).
+    """
+    n = d.node * jax.nn.softplus(raw) * active
+    logn = jnp.log(jnp.maximum(n * frac, 1e-3))
+    lt = _pwlinear(logn, d.log_g, d.log_t)
+    gate = jax.nn.sigmoid((logn - d.log_g0 + 0.05) / 0.02)
+    tp = jnp.where(d.has_fit > 0, jnp.exp(lt) * gate, 0.0) * active
+    s = jnp.sum(tp)
+    temp = 0.02 * s + 1e-9
+    mx = jnp.minimum(temp * jax.nn.logsumexp(tp / temp), s)
+    tok_s = mx + d.eta * (s - mx)
+    log_time = d.log_tokens - jnp.log(jnp.maximum(tok_s, 1e-30))
+    cost = jnp.sum(n * d.unit_cost_usd)
+    usage = jnp.stack([cost, jnp.sum(n * d.unit_power_w), jnp.sum(n),
+                       jnp.sum(n * d.unit_tpp), jnp.exp(log_time)])
+    v = jnp.log(jnp.maximum(usage, 1e-30)) - jnp.log(jnp.maximum(d.limits, 1e-30))
+    # the deadline is a constraint only when minimising cost
+    v = v.at[4].set(jnp.where(d.is_time > 0, -1.0, v[4]))
+    vs = jnp.log(jnp.maximum(n, 1e-30)) - jnp.log(jnp.maximum(d.stock, 1e-30))
+    vs = jnp.where(active > 0, vs, -1.0)
+    pen = jnp.sum(_soft_excess(v) ** 2) + jnp.sum(_soft_excess(vs) ** 2)
+    obj = jnp.where(d.is_time > 0, log_time, jnp.log(jnp.maximum(cost, 1e-30)))
+    return obj + rho * pen
+
+
+_ADAM = optax.adam(0.05)
+
+
+def _adam_step(raw, state, active, frac, d, rho):
+    g = jax.grad(_relaxed_loss)(raw, frac, active, d, rho) * active
+    upd, state = _ADAM.update(g, state, raw)
+    return optax.apply_updates(raw, upd), state
+
+
+_adam_steps = jax.jit(jax.vmap(_adam_step, in_axes=(0, 0, 0, None, None, None)))
+
+
+def _relax(prob: MixProblem, n0: np.ndarray, active: np.ndarray, steps: int,
+           frac: np.ndarray | None = None) -> np.ndarray:
+    """Adam on the relaxed problem from counts ``n0`` (S, T); returns smooth counts.
+
+    The penalty weight grows geometrically from 10 to 1e4 over the steps. All starts
+    move together (one vmapped, jitted step).
+    """
+    d = _relax_data(prob)
+    node = prob.node.astype(np.float64)
+    x = np.maximum(np.asarray(n0, np.float64) / node, 1e-2)
+    raw = jnp.asarray(np.where(x > 30, x, np.log(np.expm1(np.minimum(x, 30)))))
+    act = jnp.asarray(np.asarray(active, np.float64))
+    frac = jnp.asarray(np.asarray(prob.allowed_frac if frac is None else frac,
+                                  np.float64))
+    state = jax.vmap(_ADAM.init)(raw)
+    for rho in np.geomspace(10.0, 1e4, steps):
+        raw, state = _adam_steps(raw, state, act, frac, d, jnp.asarray(rho))
+    return np.asarray(node * jax.nn.softplus(raw)) * np.asarray(active)
+
+
+def _round_candidates(prob: MixProblem, n: np.ndarray) -> np.ndarray:
+    """All floor/ceil grid neighbours of the smooth counts ``n`` (T,)."""
+    opts = []
+    for i in range(prob.num_types):
+        g = prob.grids[i]
+        if n[i] <= 0:
+            opts.append([0])
+            continue
+        hi = int(np.clip(np.searchsorted(g, n[i]), 0, g.size - 1))
+        opts.append(sorted({max(hi - 1, 0), hi}))
+    return np.asarray(list(itertools.product(*opts)), np.int64).reshape(
+        -1, prob.num_types)
+
+
+def _neighbours(prob: MixProblem, idx: np.ndarray) -> np.ndarray:
+    """Integer moves around ``idx``: ± one grid step of one type, and trades (one type
+    ± up to two steps while another takes any grid point)."""
+    T = prob.num_types
+    sizes = np.asarray([g.size for g in prob.grids])
+    cand = []
+    for i in range(T):
+        for d in (-1, 1):
+            v = idx.copy()
+            v[i] += d
+            cand.append(v[None])
+    for i, j in itertools.permutations(range(T), 2):
+        for d in (-2, -1, 1, 2):
+            v = np.repeat(idx[None], sizes[j], axis=0)
+            v[:, i] += d
+            v[:, j] = np.arange(sizes[j])
+            cand.append(v)
+    if not cand:
+        return np.zeros((0, T), np.int64)
+    cand = np.concatenate(cand)
+    ok = np.all((cand >= 0) & (cand < sizes), axis=1)
+    return cand[ok]
+
+
+def _local_search(prob: MixProblem, start: np.ndarray, seen: dict) -> np.ndarray:
+    """Best-improvement hill climbing on grid indices; records every evaluated point."""
+
+    def score(points):
+        ev = _evaluate_idx(prob, points)
+        for p, o, tb in zip(points, ev["objective"], ev["tiebreak"], strict=True):
+            seen[tuple(int(x) for x in p)] = (float(o), float(tb))
+        return ev
+
+    cur = np.asarray(start, np.int64)
+    ev = score(cur[None])
+    cur_key = (float(ev["objective"][0]), float(ev["tiebreak"][0]))
+    for _ in range(10_000):
+        nb = _neighbours(prob, cur)
+        if nb.size == 0:
+            break
+        ev = score(nb)
+        o = _order(ev)[0]
+        key = (float(ev["objective"][o]), float(ev["tiebreak"][o]))
+        if not key < cur_key:
+            break
+        cur, cur_key = nb[o], key
+    return cur
+
+
+@dataclasses.dataclass(frozen=True)
+class _Solve:
+    ranked: list[np.ndarray]
+    relaxed_counts: np.ndarray
+    evaluated: np.ndarray
+
+
+def _starts(prob: MixProblem, usable: list[int], seen: dict) -> tuple[np.ndarray, ...]:
+    """Relaxation starts (counts, active masks): each usable type alone at its best
+    homogeneous grid point; for mixed problems every pair and all usable types at an
+    equal share of the limits."""
+    T = prob.num_types
+    n0, act = [], []
+    for i in usable:
+        g = prob.grids[i]
+        idx = np.zeros((g.size, T), np.int64)
+        idx[:, i] = np.arange(g.size)
+        ev = _evaluate_idx(prob, idx)
+        for p, o, tb in zip(idx, ev["objective"], ev["tiebreak"], strict=True):
+            seen[tuple(int(x) for x in p)] = (float(o), float(tb))
+        b = _order(ev)[0]
+        n = g[b] if np.isfinite(ev["objective"][b]) else g[int(np.argmax(prob.tput[i]))]
+        v, a = np.ones(T), np.zeros(T)
+        v[i], a[i] = max(float(n), 1.0), 1.0
+        n0.append(v)
+        act.append(a)
+    if prob.mixed and len(usable) > 1:
+        groups = [list(c) for c in itertools.combinations(usable, 2)]
+        if len(usable) > 2:
+            groups.append(list(usable))
+        for grp in groups:
+            v, a = np.ones(T), np.zeros(T)
+            for i in grp:
+                g = prob.grids[i]
+                cap = _cap_count(prob, i) / len(grp)
+                v[i] = float(np.clip(cap, max(g[min(1, g.size - 1)], 1), g[-1]))
+                a[i] = 1.0
+            n0.append(v)
+            act.append(a)
+    return np.asarray(n0).reshape(-1, T), np.asarray(act).reshape(-1, T)
+
+
+def solve_mix(prob: MixProblem, *, top: int = 10, steps: int = 300) -> _Solve:
+    """Relaxed gradient steps + integer repair + local search (see module docstring).
+
+    Each start (see :func:`_starts`) is relaxed with Adam (all starts in one vmapped,
+    jitted call), rounded to every floor/ceil combination of neighbouring grid points,
+    and improved by local search with exact evaluation; every integer point touched
+    is kept for the ranking.
+
+    Returns:
+      The ``top`` best feasible grid-index vectors (best first), the relaxed counts of
+      each start (S, T), and every evaluated point.
+    """
+    T = prob.num_types
+    usable = [i for i in range(T) if prob.allowed[i] and np.any(prob.tput[i] > 0)
+              and prob.stock[i] > 0]
+    seen: dict[tuple, tuple[float, float]] = {}
+    relaxed = np.zeros((0, T))
+    if usable:
+        n0, act = _starts(prob, usable, seen)
+        relaxed = _relax(prob, n0, act, steps)
+        for n in relaxed:
+            for c in _round_candidates(prob, n):
+                _local_search(prob, c, seen)
+    if not seen:
+        return _Solve(ranked=[], relaxed_counts=relaxed,
+                      evaluated=np.zeros((0, T), np.int64))
+    pts = np.asarray(list(seen), np.int64).reshape(-1, T)
+    ev = _evaluate_idx(prob, pts)
+    order = _order(ev)
+    order = order[np.isfinite(ev["objective"][order])][:top]
+    return _Solve(ranked=[pts[j] for j in order], relaxed_counts=relaxed, evaluated=pts)
+
+
+def _cap_count(prob: MixProblem, i: int) -> float:
+    """Most chips of type i the limits allow on their own."""
+    caps = [prob.stock[i], prob.max_chips]
+    for lim, unit in ((prob.budget_usd, prob.unit_cost_usd[i]),
+                      (prob.power_w, prob.unit_power_w[i]),
+                      (prob.tpp_cap, prob.unit_tpp[i])):
+        if math.isfinite(lim) and unit > 0:
+            caps.append(lim / unit)
+    return float(min(caps))
+
+
+# ======================================================================= scenario
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterResult:
+    """One cluster: chip counts per type, plans, and what it costs.
+
+    Attributes:
+      counts: chips per type (types with 0 chips omitted).
+      plans: best plan string per type (data-parallel groups).
+      group_tokens_per_s: tokens/s of each group alone.
+      tokens_per_s: cluster tokens/s (groups combined with η).
+      time_to_train_s: tokens to train / tokens_per_s, s.
+      capex_usd: Σ count · effective unit price, USD.
+      power_w: Σ count · TDP · PUE, W.
+      tpp: aggregate TPP of bought chips.
+      flags: regime notes per type, e.g. ``("H20:license",)``.
+    """
+
+    counts: dict[str, int]
+    plans: dict[str, str]
+    group_tokens_per_s: dict[str, float]
+    tokens_per_s: float
+    time_to_train_s: float
+    capex_usd: float
+    power_w: float
+    tpp: float
+    flags: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return " + ".join(f"{n}x{k}" for k, n in self.counts.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class MixResult:
+    """Ranked clusters of a scenario, and how they were found.
+
+    Attributes:
+      clusters: best first (by the scenario's objective).
+      pareto: the non-dominated clusters (time vs capex) among all evaluated ones.
+      problem: the integer problem that was solved.
+      curves: the throughput curves per type.
+      excluded: chip key -> why it was excluded (regime, stock, no fitting plan).
+      relaxed_counts: smooth counts of each relaxed start.
+      exhaustive_agrees: the relaxed+repair optimum equals the exhaustive one (None
+        when the grid was too large to check).
+      seconds: wall time per phase.
+    """
+
+    clusters: list[ClusterResult]
+    pareto: list[ClusterResult]
+    problem: MixProblem
+    curves: list[ThroughputCurve]
+    excluded: dict[str, str]
+    relaxed_counts: list[np.ndarray]
+    exhaustive_agrees: bool | None
+    seconds: dict[str, float]
+
+
+def _consequence_str(c) -> str:
+    c = getattr(c, "value", c)
+    return str(c).lower()
+
+
+def _regime_terms(candidates, regime_id: str, allow_licensed: bool):
+    """Per candidate: (allowed, smooth allowed fraction, price factor, flag, why)."""
+    from jaxcost import export_control as ec
+
+    regime = ec.load_regime(regime_id)
+    out = []
+    for cand in candidates:
+        if cand.owned:
+            out.append((True, 1.0, 1.0, "owned", ""))
+            continue
+        cls = ec.classify(cand.chip, regime)
+        cons = _consequence_str(cls.consequence)
+        factor = 1.0 + float(getattr(cls, "tariff_frac", 0.0) or 0.0) + \
+            float(getattr(cls, "revenue_share_frac", 0.0) or 0.0)
+        frac = float(_smooth_allowed_frac(ec, cand.chip, regime, allow_licensed))
+        if cons == "prohibited":
+            out.append((False, frac, factor, "prohibited",
+                        f"prohibited under regime {regime_id}"))
+        elif cons == "license":
+            if allow_licensed:
+                out.append((True, frac, factor, "license", ""))
+            else:
+                out.append((False, frac, factor, "license",
+                            f"needs a licence under regime {regime_id} "
+                            "(allow_licensed = false)"))
+        elif cons == "notify":
+            out.append((True, frac, factor, "notify", ""))
+        else:
+            out.append((True, frac, factor, "", ""))
+    return out
+
+
+def _smooth_allowed_frac(ec, chip, regime, allow_licensed, thresholds=None):
+    """The regime's smooth allowed fraction of a chip (1 where none is provided)."""
+    fn = getattr(ec, "smooth_allowed_frac", None)
+    if fn is None:
+        return 1.0
+    kw = {} if thresholds is None else {"thresholds": thresholds}
+    try:
+        return fn(chip, regime, allow_licensed=allow_licensed, **kw)
+    except TypeError:
+        return fn(chip, regime, **kw)
+
+
+def mix_problem(scenario, curves: Sequence[ThroughputCurve], regime_terms) -> MixProblem:
+    """Assemble the integer problem of a scenario from its curves and regime terms."""
+    cands = scenario.candidates
+    grids, tput, plans = [], [], []
+    for cv in curves:
+        grids.append(np.concatenate([[0], cv.counts]).astype(np.int64))
+        tput.append(np.concatenate([[0.0], cv.tokens_per_s]))
+        plans.append(("",) + tuple(cv.plans))
+    price = np.asarray([c.price_usd * rt[2] for c, rt in
+                        zip(cands, regime_terms, strict=True)])
+    tpp = _tpp_of([c.chip for c in cands])
+    return MixProblem(
+        keys=tuple(_cand_key(c) for c in cands), grids=tuple(grids), tput=tuple(tput),
+        plans=tuple(plans), unit_cost_usd=price,
+        unit_power_w=np.asarray([float(c.chip.tdp_w) * scenario.pue for c in cands]),
+        unit_tpp=np.asarray([0.0 if c.owned else t for c, t in
+                             zip(cands, tpp, strict=True)]),
+        stock=np.asarray([c.stock for c in cands], np.float64),
+        allowed=np.asarray([rt[0] for rt in regime_terms]),
+        allowed_frac=np.asarray([rt[1] for rt in regime_terms], np.float64),
+        flags=tuple(rt[3] for rt in regime_terms),
+        node=np.asarray([max(int(float(c.chip.scaleup_domain_size)), 1)
+                         for c in cands]),
+        tokens=scenario.tokens, objective=scenario.objective, mixed=scenario.mixed,
+        budget_usd=scenario.budget_usd, power_w=scenario.power_w,
+        max_chips=scenario.max_chips, tpp_cap=scenario.tpp_cap,
+        max_time_to_train_s=scenario.max_time_to_train_s,
+        cross_type_efficiency=scenario.search.cross_type_efficiency)
+
+
+def _cand_key(c) -> str:
+    return f"{c.chip.key}(owned)" if c.owned else c.chip.key
+
+
+def _tpp_of(chips) -> np.ndarray:
+    from jaxcost import export_control as ec
+
+    return np.asarray([float(ec.tpp(c)) for c in chips], np.float64)
+
+
+def _cluster_result(prob: MixProblem, idx: np.ndarray) -> ClusterResult:
+    ev = _evaluate_idx(prob, idx[None])
+    counts, plans, group, flags = {}, {}, {}, []
+    for i, j in enumerate(idx):
+        n = int(prob.grids[i][j])
+        if n == 0:
+            continue
+        counts[prob.keys[i]] = n
+        plans[prob.keys[i]] = prob.plans[i][j]
+        group[prob.keys[i]] = float(prob.tput[i][j])
+        if prob.flags[i]:
+            flags.append(f"{prob.keys[i]}:{prob.flags[i]}")
+    return ClusterResult(
+        counts=counts, plans=plans, group_tokens_per_s=group,
+        tokens_per_s=float(ev["tokens_per_s"][0]), time_to_train_s=float(ev["time_s"][0]),
+        capex_usd=float(ev["cost_usd"][0]), power_w=float(ev["power_w"][0]),
+        tpp=float(ev["tpp"][0]), flags=tuple(flags))
+
+
+def _grid_max(scenario, cand, factor: float) -> float:
+    """Most chips of a candidate any feasible cluster can hold (for its count grid)."""
+    caps = [cand.stock, scenario.max_chips]
+    price = cand.price_usd * factor
+    if math.isfinite(scenario.budget_usd) and price > 0:
+        caps.append(scenario.budget_usd / price)
+    if math.isfinite(scenario.power_w):
+        caps.append(scenario.power_w / (float(cand.chip.tdp_w) * scenario.pue))
+    return float(min(caps))
+
+
+def _infeasible_message(scenario, prob: MixProblem, excluded: dict) -> str:
+    """Name the constraint that binds when no cluster is feasible."""
+    usable = [i for i in range(prob.num_types) if prob.allowed[i] and prob.stock[i] > 0]
+    if not usable:
+        why = "; ".join(f"{k}: {v}" for k, v in excluded.items())
+        return f"no candidate chip is usable ({why})"
+    fitting = [i for i in usable if np.any(prob.tput[i] > 0)]
+    if not fitting:
+        return ("no plan of the model fits in memory on any candidate up to the largest "
+                "count the limits allow (" + ", ".join(
+                    f"{prob.keys[i]} <= {int(prob.grids[i][-1])}" for i in usable) + ")")
+    # smallest fitting cluster of each type, and which limit it breaks
+    msgs = []
+    for i in fitting:
+        j = int(np.argmax(prob.tput[i] > 0))
+        n = int(prob.grids[i][j])
+        cost = n * prob.unit_cost_usd[i]
+        power = n * prob.unit_power_w[i]
+        smallest = f"{n} x {prob.keys[i]}"
+        if cost > scenario.budget_usd:
+            msgs.append(("budget_usd", cost / scenario.budget_usd,
+                         f"budget_usd={scenario.budget_usd:.3g} buys fewer chips than "
+                         f"the smallest cluster that fits the model in memory "
+                         f"({smallest} = {cost:.3g} USD)"))
+        elif power > scenario.power_w:
+            msgs.append(("power_w", power / scenario.power_w,
+                         f"power_w={scenario.power_w:.3g} powers fewer chips than the "
+                         f"smallest cluster that fits the model in memory "
+                         f"({smallest} = {power:.3g} W)"))
+        elif n > prob.stock[i]:
+            msgs.append(("stock", n / max(prob.stock[i], 1),
+                         f"stock of {prob.keys[i]} ({int(prob.stock[i])}) is below the "
+                         f"smallest cluster that fits the model ({smallest})"))
+        elif n > scenario.max_chips:
+            msgs.append(("max_chips", n / max(scenario.max_chips, 1),
+                         f"max_chips={scenario.max_chips:.0f} is below the smallest "
+                         f"cluster that fits the model ({smallest})"))
+        elif n * prob.unit_tpp[i] > scenario.tpp_cap:
+            msgs.append(("tpp_cap", n * prob.unit_tpp[i] / max(scenario.tpp_cap, 1e-30),
+                         f"tpp_cap={scenario.tpp_cap:.3g} is below the TPP of the "
+                         f"smallest cluster that fits the model ({smallest} = "
+                         f"{n * prob.unit_tpp[i]:.3g})"))
+        else:
+            best_t = min(prob.tokens / t for t in prob.tput[i] if t > 0)
+            msgs.append(("max_time_to_train_s", best_t / prob.max_time_to_train_s,
+                         f"max_time_to_train_s={prob.max_time_to_train_s:.3g} is "
+                         f"shorter than the fastest affordable {prob.keys[i]} cluster "
+                         f"({best_t:.3g} s)"))
+    # report the type that misses its limit by the least
+    return min(msgs, key=lambda m: m[1])[2]
+
+
+def pareto_front(results: Sequence[ClusterResult]) -> list[ClusterResult]:
+    """Non-dominated clusters for (time-to-train, capex), both minimised.
+
+    A cluster is dominated when another is no slower and no costlier and strictly
+    better in one. Returns the front sorted by capex (ascending); duplicates in both
+    values are kept once.
+    """
+    pts = sorted(results, key=lambda r: (r.capex_usd, r.time_to_train_s))
+    front: list[ClusterResult] = []
+    best_t = math.inf
+    for r in pts:
+        if r.time_to_train_s < best_t:
+            front.append(r)
+            best_t = r.time_to_train_s
+    return front
+
+
+def chip_mix(params, workload, scenario, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+             check_exhaustive: bool = True, progress: bool = False) -> MixResult:
+    """The best clusters (chip counts per type + plans) for a scenario.
+
+    See the module docstring for the method and the cost, power and regime
+    conventions. ``workload`` overrides the scenario's model when given.
+
+    Raises:
+      InfeasibleError: no cluster satisfies the limits; names the binding one.
+    """
+    t0 = time.perf_counter()
+    w = scenario.model if workload is None else workload
+    terms = _regime_terms(scenario.candidates, scenario.regime, scenario.allow_licensed)
+    excluded = {}
+    chips, grids = [], []
+    for cand, rt in zip(scenario.candidates, terms, strict=True):
+        chips.append(cand.chip)
+        node = max(int(float(cand.chip.scaleup_domain_size)), 1)
+        gmax = _grid_max(scenario, cand, rt[2])
+        if not rt[0]:
+            excluded[_cand_key(cand)] = rt[4]
+            gmax = 0.0
+        elif cand.stock <= 0:
+            excluded[_cand_key(cand)] = "stock is 0"
+            gmax = 0.0
+        grids.append(count_grid(node, gmax,
+                                steps_per_octave=scenario.search.grid_steps_per_octave,
+                                extra=(gmax,), min_count=None))
+    t1 = time.perf_counter()
+    curves = throughput_curves(params, w, chips, grids, chunk_size=chunk_size,
+                               max_plans=scenario.search.max_plans, progress=progress)
+    t2 = time.perf_counter()
+    prob = mix_problem(scenario, curves, terms)
+    for i, cv in enumerate(curves):
+        if prob.allowed[i] and cv.counts.size and not np.any(cv.tokens_per_s > 0):
+            excluded.setdefault(prob.keys[i], "no plan fits in memory up to "
+                                f"{int(cv.counts[-1])} chips")
+    sol = solve_mix(prob, top=max(scenario.search.top, 1),
+                    steps=scenario.search.relaxed_steps)
+    t3 = time.perf_counter()
+    if not sol.ranked:
+        raise InfeasibleError(_infeasible_message(scenario, prob, excluded),
+                              file=scenario.path or None)
+    agrees = None
+    if check_exhaustive:
+        try:
+            ref = exhaustive_mix(prob, top=1)
+        except ScenarioError:
+            ref = None
+        if ref is not None:
+            a = _evaluate_idx(prob, sol.ranked[0][None])["objective"][0]
+            b = _evaluate_idx(prob, ref[0][None])["objective"][0]
+            agrees = bool(a <= b * (1 + 1e-9))
+    t4 = time.perf_counter()
+    clusters = [_cluster_result(prob, idx) for idx in sol.ranked]
+    ev = _evaluate_idx(prob, sol.evaluated)
+    feas = sol.evaluated[ev["feasible"]]
+    pool = [_cluster_result(prob, idx) for idx in feas]
+    return MixResult(
+        clusters=clusters, pareto=pareto_front(pool), problem=prob, curves=curves,
+        excluded=excluded, relaxed_counts=sol.relaxed_counts, exhaustive_agrees=agrees,
+        seconds={"setup": t1 - t0, "curves": t2 - t1, "solve": t3 - t2,
+                 "exhaustive_check": t4 - t3, "total": time.perf_counter() - t0})
+
+
+# ==================================================================== sensitivity
+
+
+def policy_sensitivity(params, workload, scenario, *, result: MixResult | None = None
+                       ) -> dict[str, float]:
+    """d(optimal objective)/d(threshold) for each regime threshold (envelope theorem).
+
+    Not yet available: needs the smooth regime of ``export_control``.
+    """
+    raise NotImplementedError
+
+
+def threshold_sweep(params, workload, scenario, threshold_name: str,
+                    values: Sequence[float]) -> list[MixResult]:
+    """Re-optimise (exactly) at each value of one regime threshold."""
+    raise NotImplementedError

@@ -339,7 +339,8 @@ def check(node: Node, name_types: dict[str, str]) -> str:
     if isinstance(node, Name):
         if node.name not in name_types:
             allowed = ", ".join(sorted(name_types))
-            raise ExprError(f"unknown name {node.name!r} (allowed: {allowed})", node.pos)
+            raise ExprError(f"unknown name {node.name!r} (allowed: {allowed})",
+                            node.pos)
         return name_types[node.name]
     if isinstance(node, ListExpr):
         kinds = {check(item, name_types) for item in node.items}

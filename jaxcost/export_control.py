@@ -22,8 +22,8 @@ written in, converted here from the SI fields of ``ChipSpec``):
   unknown), ``io_bidir_gbs`` (aggregate bidirectional I/O, GB/s, the 2022 rule's
   quantity), ``mem_bw_gbs`` (total DRAM bandwidth, GB/s), ``year``, ``datacenter``
   (bool), ``hbm`` (bool: the memory type contains "HBM"), ``product`` (full chip name),
-  ``key``, ``vendor``, ``family``, ``memory_type`` (strings), plus every name declared in
-  the regime's ``[refs]`` table (the consequence, a string, of another regime for the
+  ``key``, ``vendor``, ``family``, ``memory_type`` (strings), plus every name declared
+  in the regime's ``[refs]`` table (the consequence, a string, of another regime for the
   same chip; unknown when that regime is indeterminate).
 
 References: 87 FR 62186 (2022); 88 FR 73458 (2023), Technical Notes to 3A090.a/.b;
@@ -276,7 +276,8 @@ def _load_file(path: Path, cache: dict[str, Regime], stack: tuple[str, ...]) -> 
         with open(path, "rb") as f:
             doc = tomllib.load(f)
     except OSError as err:
-        raise RegimeError(f"cannot read regime file: {err.strerror}", file=file) from None
+        raise RegimeError(f"cannot read regime file: {err.strerror}",
+                          file=file) from None
     except tomllib.TOMLDecodeError as err:
         raise RegimeError(f"TOML syntax error: {err}", file=file) from None
     for key in doc:
@@ -792,7 +793,8 @@ class _Smooth:
                 probs[rule.consequence] = probs[rule.consequence] + p
                 tariff_p = (jnp.asarray(1.0) if rule.tariff_when is None
                             else self.prob(rule.tariff_when, regime))
-                cost = cost + p * (rule.revenue_share_frac + rule.tariff_frac * tariff_p)
+                cost = cost + p * (rule.revenue_share_frac
+                                   + rule.tariff_frac * tariff_p)
             remaining = remaining * (1 - m)
         probs[Consequence.ALLOWED.value] = probs[Consequence.ALLOWED.value] + remaining
         self.memo[regime.id] = (probs, cost)

@@ -202,8 +202,8 @@ def _parse_number(text: str, *, file: str, row: int, column: str,
     return value
 
 
-def _chip_from_row(cls, mapping: Mapping[str, str], *, file: str | os.PathLike = "<row>",
-                   row: int = 0) -> ChipSpec:
+def _chip_from_row(cls, mapping: Mapping[str, str], *,
+                   file: str | os.PathLike = "<row>", row: int = 0) -> ChipSpec:
     """Build and validate one ``ChipSpec`` from a CSV row (strings, SI units).
 
     Args:
@@ -312,7 +312,8 @@ def get_chip(key_or_name: str, chips: Mapping[str, ChipSpec] | None = None) -> C
         if low in (chip.key.lower(), chip.name.lower()):
             return chip
     norm = _norm(key_or_name)
-    found = [c for c in chips.values() if norm and norm in (_norm(c.key), _norm(c.name))]
+    found = [c for c in chips.values()
+             if norm and norm in (_norm(c.key), _norm(c.name))]
     if len(found) == 1:
         return found[0]
     candidates = {c.key.lower(): c.key for c in chips.values()}

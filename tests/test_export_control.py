@@ -111,7 +111,8 @@ def test_2026_tariff_band_and_hbm_effect():
     assert mi300x.consequence == "license" and mi300x.tariff_frac == 0.0
     assert ec.classify(CHIPS["B200"], REGIMES["2026-01"]).consequence == "prohibited"
     hbm = ec.classify(CHIPS["Ascend910B"], REGIMES["2024-12"])
-    assert hbm.consequence == "prohibited" and hbm.effects == ("hbm_supply_constrained",)
+    assert hbm.consequence == "prohibited"
+    assert hbm.effects == ("hbm_supply_constrained",)
     assert ec.classify(CHIPS["MLU370-X8"], REGIMES["2024-12"]).effects == ()  # LPDDR5
 
 
@@ -260,7 +261,8 @@ def test_threshold_gradients_finite_and_nonzero_near_threshold():
     reg22, reg23, reg26 = REGIMES["2022-10"], REGIMES["2023-10"], REGIMES["2026-01"]
     a800 = ec.chip_quantities(CHIPS["A800-SXM"])
     # just above both 2022 thresholds
-    g = _grad(ec.smooth_allowed_frac, reg22, a800.replace(tpp=4850.0, io_bidir_gbs=610.0))
+    q = a800.replace(tpp=4850.0, io_bidir_gbs=610.0)
+    g = _grad(ec.smooth_allowed_frac, reg22, q)
     for leaf in ("2022-10/rule 1/when/0", "2022-10/rule 1/when/1"):
         assert np.isfinite(g[leaf]) and g[leaf] > 0  # raising the bar allows more
     # 2023: TPP near 4800 (a.1) and PD near 5.92 (a.2)

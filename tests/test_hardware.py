@@ -77,7 +77,8 @@ def test_unknown_is_nan_and_absent_is_zero():
 
 
 @pytest.mark.parametrize("query,key", [
-    ("H100-SXM", "H100-SXM"), ("h100-sxm", "H100-SXM"), ("NVIDIA H100 SXM5", "H100-SXM"),
+    ("H100-SXM", "H100-SXM"), ("h100-sxm", "H100-SXM"),
+    ("NVIDIA H100 SXM5", "H100-SXM"),
     ("nvidia h20", "H20"), ("h100 sxm", "H100-SXM"), ("ascend 910b", "Ascend910B"),
 ])
 def test_get_chip_by_key_or_name(query, key):

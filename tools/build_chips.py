@@ -10,7 +10,8 @@ Conversions (the CSV boundary, see ``data/README.md``):
   * memory TB/s x 1e12 -> bytes/s;
   * scale-up GB/s *bidirectional* -> bytes/s *per direction* = / 2 x 1e9;
   * scale-out NIC Gbit/s -> bytes/s = x 1e9 / 8;
-  * 2022-rule I/O GB/s bidirectional -> bytes/s, kept bidirectional (the rule's quantity);
+  * 2022-rule I/O GB/s bidirectional -> bytes/s, kept bidirectional (the rule's
+    quantity);
   * die area mm^2 x 1e-6 -> m^2.
 
 Usage: ``python tools/build_chips.py [--reference DIR] [--out-dir data]``.

@@ -353,7 +353,7 @@ def _hetero_pipeline(pps, clusters, w, plans, precision) -> StepTime:
                          for pp, cl in zip(pps, clusters, strict=True)])
     ov = jnp.stack([pp.pp_overlap_frac for pp in pps])
     v = jnp.asarray(plans[0].vpp, dtype=float)
-    cross_mb = (1.0 - ov) * 2.0 * v * jnp.max(cross_t)
+    cross_mb = 2.0 * v * jnp.max((1.0 - ov) * cross_t)
     n_groups = len(clusters)
     pp_mb = jnp.stack([jnp.maximum(pt.pp_mb, cross_mb) if n_groups > 1 else pt.pp_mb
                        for pt in parts])

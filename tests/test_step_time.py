@@ -1,0 +1,160 @@
+"""Tests of step_time: properties over enumerated plans, transforms, gradients."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax.test_util import check_grads
+
+from jaxcost.hardware import ClusterSpec, load_chips
+from jaxcost.params import default_params
+from jaxcost.parallel import ParallelPlan, Recompute, enumerate_plans, plan_at
+from jaxcost.step_time import predict_step_time
+from jaxcost.workload import load_models
+
+N_PLANS = 48
+_SCALED = ("peak_flop_per_s_bf16", "hbm_bytes_per_s", "scaleup_bytes_per_s",
+           "scaleout_bytes_per_s")
+
+
+@functools.cache
+def _case(model: str, chip_key: str, n: int):
+    chip = load_chips()[chip_key]
+    w = load_models()[model]
+    w = w.replace(global_batch_seqs=64.0)
+    plans = enumerate_plans(w, n, chip, mbs=(1, 2), vpp=(1, 2), cp=(1, 2))
+    idx = np.linspace(0, plans.dp.shape[0] - 1, N_PLANS).astype(int)
+    plans = jax.tree.map(lambda x: jnp.asarray(x[idx]), plans)
+    return chip, w, plans
+
+
+CASES = [("korthikanti-22b", "A100-SXM", 32), ("mixtral-8x7b", "H100-SXM", 32)]
+
+
+@functools.cache
+def _batched(model, chip_key, n):
+    chip, w, plans = _case(model, chip_key, n)
+    params = default_params()
+
+    @jax.jit
+    def run(chip_, plans_):
+        hw = ClusterSpec(chip=chip_, num_chips=float(n))
+        return jax.vmap(lambda p: predict_step_time(params, hw, w, p))(plans_)
+
+    return run
+
+
+def _scaled(chip, factors):
+    return chip.replace(**{k: getattr(chip, k) * f for k, f in zip(_SCALED, factors,
+                                                                   strict=True)})
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_enumerated_plans_finite_mfu_le_one_dp1_no_dp_comm(case):
+    chip, w, plans = _case(*case)
+    out = _batched(*case)(chip, plans)
+    for leaf in jax.tree.leaves(out):
+        assert np.all(np.isfinite(leaf))
+    assert np.all(out.total_s > 0)
+    assert np.all(out.mfu <= 1.0) and np.all(out.mfu > 0)
+    assert np.all(out.hfu >= out.mfu * (1 - 1e-12))
+    dp1 = np.asarray(plans.dp) == 1
+    assert np.all(np.asarray(out.dp_comm_s)[dp1] == 0.0)
+    assert np.all(np.asarray(out.dp_comm_s)[~dp1] > 0.0)
+    pp1 = np.asarray(plans.pp) == 1
+    assert np.all(np.asarray(out.bubble_s)[pp1] == 0.0)
+    assert np.all(np.asarray(out.fits_in_hbm) > 0.5)  # enumerated plans fit
+    # parts add up to the total (the ideal-time floor is not binding here)
+    parts = (out.compute_s + out.tp_comm_s + out.cp_comm_s + out.ep_comm_s
+             + out.pp_comm_s + out.dp_comm_s + out.bubble_s + out.optimizer_s
+             + out.overhead_s)
+    np.testing.assert_allclose(parts, out.total_s, rtol=1e-12)
+
+
+@settings(max_examples=6, deadline=None)
+@given(case=st.sampled_from(CASES),
+       factors=st.lists(st.floats(1.0, 4.0), min_size=4, max_size=4),
+       which=st.integers(0, 3))
+def test_more_flops_or_bandwidth_never_slower(case, factors, which):
+    chip, w, plans = _case(*case)
+    run = _batched(*case)
+    base = run(chip, plans).total_s
+    one = [1.0] * 4
+    one[which] = factors[which]
+    assert np.all(run(_scaled(chip, one), plans).total_s <= base * (1 + 1e-12))
+    assert np.all(run(_scaled(chip, factors), plans).total_s <= base * (1 + 1e-12))
+
+
+def test_jit_equals_eager_and_vmap_equals_loop():
+    chip, w, plans = _case(*CASES[0])
+    params = default_params()
+    hw = ClusterSpec(chip=chip, num_chips=32.0)
+    batched = _batched(*CASES[0])(chip, plans)
+    single = jax.jit(lambda p: predict_step_time(params, hw, w, p))
+    for i in (0, N_PLANS // 2, N_PLANS - 1):
+        got = single(plan_at(plans, i))
+        np.testing.assert_allclose(got.total_s, batched.total_s[i], rtol=1e-12)
+    eager = predict_step_time(params, hw, w, plan_at(plans, 3))
+    np.testing.assert_allclose(eager.total_s, batched.total_s[3], rtol=1e-12)
+    np.testing.assert_allclose(eager.mfu, batched.mfu[3], rtol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plan_kw", [
+    dict(dp=2, tp=4, pp=4, vpp=2, mbs=1, zero=3, recompute=Recompute.SELECTIVE),
+])
+def test_grads_wrt_params_and_chip_leaves(plan_kw):
+    chip = load_chips()["A100-SXM"]
+    w = load_models()["korthikanti-22b"].replace(global_batch_seqs=64.0)
+    plan = ParallelPlan.create(**plan_kw)
+    params = default_params()
+
+    @jax.jit
+    def f(raw, log_scale):
+        c = chip.replace(**{k: getattr(chip, k) * jnp.exp(log_scale[i])
+                            for i, k in enumerate(_SCALED)})
+        hw = ClusterSpec(chip=c, num_chips=32.0)
+        return jnp.log(predict_step_time(params.replace(global_raw=raw), hw, w,
+                                         plan).total_s)
+
+    args = (params.global_raw, jnp.zeros(4))
+    check_grads(f, args, order=1, modes=["rev"], atol=1e-4, rtol=1e-4)
+    g = jax.grad(f, argnums=1)(*args)
+    assert np.all(np.asarray(g) <= 0)  # more FLOP/s or bandwidth: not slower
+
+
+@pytest.mark.slow
+def test_hetero_pipeline_equal_groups_matches_homogeneous():
+    chip = load_chips()["A100-SXM"]
+    w = load_models()["korthikanti-22b"].replace(global_batch_seqs=64.0)
+    params = default_params()
+    homo = predict_step_time(params, ClusterSpec(chip=chip, num_chips=32.0), w,
+                             ParallelPlan.create(dp=2, tp=4, pp=4))
+    half = ParallelPlan.create(dp=2, tp=4, pp=2)
+    het = jax.jit(lambda: predict_step_time(
+        params, (ClusterSpec(chip=chip, num_chips=16.0),) * 2, w, (half, half)))()
+    # same stages and layers; only the smooth group max and the head placement differ
+    np.testing.assert_allclose(het.total_s, homo.total_s, rtol=0.05)
+    assert het.mfu <= 1.0
+
+
+@pytest.mark.slow
+def test_hetero_faster_group_helps_in_both_modes():
+    a100 = load_chips()["A100-SXM"]
+    # a faster chip with the same static fields (one compilation per mode)
+    fast = _scaled(a100, (3.0, 2.0, 1.0, 1.0))
+    w = load_models()["korthikanti-22b"].replace(global_batch_seqs=64.0)
+    params = default_params()
+    plan = ParallelPlan.create(dp=2, tp=8, pp=2)
+    for mode in ("pipeline", "data"):
+        f = jax.jit(lambda c1, c2, mode=mode: predict_step_time(
+            params, (ClusterSpec(chip=c1, num_chips=32.0),
+                     ClusterSpec(chip=c2, num_chips=32.0)), w, (plan, plan), mode=mode))
+        slow = f(a100, a100)
+        mixed = f(a100, fast)
+        assert np.isfinite(mixed.total_s) and mixed.total_s < slow.total_s
+        assert 0 < mixed.mfu <= 1.0

@@ -136,6 +136,7 @@ _COUNT = Col("int", positive=True)
 
 _MODEL_PLAN = {
     "model": Col("str"),
+    "arch_model": Col("str"),
     "arch": Col("str", allowed=("dense", "moe")),
     "params_B": Col("float", positive=True),
     "active_params_B": Col("float", positive=True),
@@ -144,6 +145,7 @@ _MODEL_PLAN = {
     "ffn_hidden": _COUNT,
     "heads": _COUNT,
     "kv_heads": _COUNT,
+    "head_dim": _COUNT,
     "seq_len": _COUNT,
     "vocab": _COUNT,
     "experts": _COUNT,
@@ -854,6 +856,7 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
                 vocab_size=float(r["vocab"]),
                 d_ff=_opt(r, "ffn_hidden") if experts <= 1 else None,
                 num_kv_heads=_opt(r, "kv_heads"),
+                head_dim=_opt(r, "head_dim"),
                 num_experts=experts,
                 top_k=float(_opt(r, "topk", 1.0)),
                 moe_d_ff=_opt(r, "ffn_hidden") if experts > 1 else None,

@@ -6,11 +6,15 @@ Inputs (read-only):
   * additions: ``data/benchmarks/additions/{e2e_training,collectives,kernels}*.csv``
     (same columns as the reference files; the file name prefix says which);
   * ``data/benchmarks/chip_aliases.csv`` (chip label as printed -> chip key);
+  * ``data/benchmarks/model_aliases.csv`` (model label as printed -> ``data/models.csv``
+    name) and ``data/models.csv`` (published architectures, each with its source);
   * ``data/chips.csv`` (the chip database: keys that exist).
 
 Every source column is kept. The build adds SI columns (via ``jaxcost.data``), maps
 chip labels to keys (rows whose chip is not in the database keep a blank ``chip_key``
-and a note), fills batch columns that the row's own notes state, derives
+and a note), fills blank architecture columns from the model's published architecture
+in ``data/models.csv`` (never overwriting a printed value; disagreements are noted), fills
+batch columns that the row's own notes state, derives
 ``step_time_s`` where the source gives tokens/s and the batch, sets ``weight`` and
 ``target``, and appends ``[build]`` notes for inconsistencies it finds. The result is
 validated with ``jaxcost.data.load_benchmarks`` before it is written (atomically).
@@ -37,6 +41,18 @@ from jaxcost import units
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "data" / "benchmarks"
+MODELS_CSV = ROOT / "data" / "models.csv"
+#: training-run column <- data/models.csv column (ffn_hidden is the expert FFN of MoE rows).
+ARCH_COLUMNS = {
+    "layers": "num_layers",
+    "hidden": "d_model",
+    "ffn_hidden": None,  # d_ff (dense) or moe_d_ff (MoE)
+    "heads": "num_heads",
+    "kv_heads": "num_kv_heads",
+    "vocab": "vocab_size",
+    "experts": "num_experts",
+    "topk": "top_k",
+}
 REFERENCE_NAMES = {
     "training_runs": "e2e_training",
     "collectives": "collectives",
@@ -104,6 +120,72 @@ def map_chips(df: pd.DataFrame, aliases: pd.DataFrame, chip_keys: set[str]) -> N
         elif key != ref_key:
             _note(df, i, f"chip_key {key} from the chip label (reference key {ref_key}).")
         df.at[i, "chip_key"] = key
+
+
+def load_model_table(aliases_path: Path, models_path: Path) -> dict[str, tuple[str, dict]]:
+    """Benchmark model label -> (models.csv name, architecture values) from the alias table."""
+    aliases = pd.read_csv(aliases_path, dtype=str, keep_default_na=False)
+    for col in ("model_label", "model_name", "notes"):
+        if col not in aliases.columns:
+            sys.exit(f"{aliases_path}: missing column '{col}'")
+    models = pd.read_csv(models_path, dtype=str, keep_default_na=False).set_index("name")
+    table = {}
+    for k, (label, name) in enumerate(zip(aliases["model_label"], aliases["model_name"],
+                                          strict=True)):
+        if label in table:
+            sys.exit(f"{aliases_path}: row {k + 2}: duplicated model_label '{label}'")
+        if name not in models.index:
+            sys.exit(f"{aliases_path}: row {k + 2}, column 'model_name': '{name}' is not a "
+                     f"name in {models_path.name}")
+        m = models.loc[name]
+        moe = int(m["num_experts"]) > 1
+        vals = {col: float(m[src]) for col, src in ARCH_COLUMNS.items() if src is not None}
+        vals["ffn_hidden"] = float(m["moe_d_ff"] if moe else m["d_ff"])
+        if not moe:  # dense rows leave experts/topk blank (read as 1)
+            del vals["experts"], vals["topk"]
+        vals["head_dim"] = float(m["head_dim"])
+        table[label] = (name, vals)
+    return table
+
+
+def fill_architecture(df: pd.DataFrame, table: dict[str, tuple[str, dict]]) -> None:
+    """Fill blank architecture cells from data/models.csv via the model alias table.
+
+    A printed value is never overwritten; where it differs from the table, the row's value
+    is kept and a note names both. ``head_dim`` is filled only where the row's hidden and
+    heads equal the table's (else D/N is implied). Adds ``arch_model`` (the models.csv
+    name) and ``head_dim`` columns.
+    """
+    arch_model, head_dim = [], []
+    for i in df.index:
+        hit = table.get(str(df.at[i, "model"]))
+        if hit is None:
+            arch_model.append(None)
+            head_dim.append(float("nan"))
+            continue
+        name, vals = hit
+        filled, differ = [], []
+        for col in ARCH_COLUMNS:
+            if col not in vals:
+                continue
+            cur = df.at[i, col]
+            if _blank(cur):
+                df.at[i, col] = vals[col]
+                filled.append(col)
+            elif float(cur) != vals[col]:
+                differ.append(f"{col} {float(cur):g} (data/models.csv: {vals[col]:g})")
+        same_shape = all(float(df.at[i, c]) == vals[c] for c in ("hidden", "heads"))
+        head_dim.append(vals["head_dim"] if same_shape else float("nan"))
+        arch_model.append(name)
+        if filled:
+            _derive(df, i, f"{', '.join(filled)} from data/models.csv ({name})")
+            df.at[i, "provenance"] = (f"{df.at[i, 'provenance']}; architecture from "
+                                      f"data/models.csv ({name})")
+        if differ:
+            _note(df, i, f"row differs from data/models.csv ({name}): {'; '.join(differ)}; "
+                         "row values kept.")
+    df.insert(df.columns.get_loc("model") + 1, "arch_model", arch_model)
+    df.insert(df.columns.get_loc("kv_heads") + 1, "head_dim", head_dim)
 
 
 def _int_or_none(x):
@@ -300,6 +382,7 @@ def build(reference: Path) -> dict[str, pd.DataFrame]:
     fill_from_notes(df)
     check_plans(df)
     derive_step_time(df)
+    fill_architecture(df, load_model_table(BENCH / "model_aliases.csv", MODELS_CSV))
     df = jd.add_si_columns(df, "training_runs")
     check_utilisation(df, chips)
     weight_and_target(df)

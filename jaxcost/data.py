@@ -812,6 +812,27 @@ def _opt(r: Mapping[str, Any], name: str, default: Any = None) -> Any:
     return default if _blank(v) else v
 
 
+def _arch_labels(r, models) -> dict:
+    """MLP kind, embedding tying and MoE layout of a run's model.
+
+    Taken from the row's own ``mlp`` / ``tied_embeddings`` columns when present, else
+    from the ``data/models.csv`` row named in ``arch_model``; otherwise the GPT-style
+    defaults (GELU, untied) of :meth:`TransformerConfig.create`.
+    """
+    out: dict = {}
+    ref = models.get(str(_opt(r, "arch_model", "")).strip().lower())
+    if ref is not None:
+        out["mlp"] = ref.mlp
+        out["tied_embeddings"] = ref.tied_embeddings
+        if float(ref.num_experts) > 1:
+            out["num_dense_layers"] = float(ref.num_dense_layers)
+            out["num_shared_experts"] = float(ref.num_shared_experts)
+    mlp = _opt(r, "mlp", None)
+    if mlp is not None:
+        out["mlp"] = str(mlp).strip().lower()
+    return out
+
+
 def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False) -> RunBatch:
     """Convert validated training runs to a :class:`RunBatch`.
 
@@ -831,9 +852,10 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
       RunBatch with leaves of shape ``(n,)``, n = number of usable rows.
     """
     from jaxcost.parallel import ParallelPlan, Recompute, stack_plans
-    from jaxcost.workload import TransformerConfig
+    from jaxcost.workload import TransformerConfig, load_models, stack_models
 
     why = fit_exclusions(df, chips)
+    models = load_models()
     excluded: list[tuple[str, str]] = []
     ids, keys, groups, precs = [], [], [], []
     workloads, plans = [], []
@@ -860,6 +882,7 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
                 num_experts=experts,
                 top_k=float(_opt(r, "topk", 1.0)),
                 moe_d_ff=_opt(r, "ffn_hidden") if experts > 1 else None,
+                **_arch_labels(r, models),
             )
             plan_blank = any(_blank(r.get(c)) for c in ("tp", "pp", "dp"))
             if plan_blank:
@@ -901,7 +924,7 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
         peak.append(float(_opt(r, "mfu_peak_flop_per_s", math.nan)))
     if not workloads:
         raise DataError("no usable training runs; every row was excluded")
-    stacked_w = jax.tree.map(lambda *x: jnp.stack([jnp.asarray(v) for v in x]), *workloads)
+    stacked_w = stack_models(workloads)
     return RunBatch(
         row_ids=tuple(ids),
         chip_keys=tuple(keys),

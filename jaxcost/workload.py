@@ -115,6 +115,11 @@ class TransformerConfig:
       moe_d_ff: F_e, inner size of one expert (equals d_ff for a dense model).
       num_dense_layers: leading layers of an MoE model with a dense MLP.
       num_shared_experts: E_s, experts of size F_e every token passes through.
+      gated_mlp: 1.0 for a gated (SwiGLU) MLP with three D×F matrices and Llama-style
+        conventions, 0.0 for GELU/GPT-style. This leaf, not the static ``mlp`` label,
+        drives the formulas, so models of both kinds stack and vmap together.
+      tied_frac: 1.0 if the embedding and LM head share weights, else 0.0 (the leaf
+        behind the static ``tied_embeddings`` label).
     """
 
     name: str = struct.field(pytree_node=False)
@@ -134,6 +139,8 @@ class TransformerConfig:
     moe_d_ff: jax.Array | float
     num_dense_layers: jax.Array | float
     num_shared_experts: jax.Array | float
+    gated_mlp: jax.Array | float = 0.0
+    tied_frac: jax.Array | float = 0.0
 
     @classmethod
     def create(
@@ -231,6 +238,8 @@ class TransformerConfig:
             num_experts=float(num_experts), top_k=float(top_k),
             moe_d_ff=float(moe_d_ff), num_dense_layers=float(num_dense_layers),
             num_shared_experts=float(num_shared_experts),
+            gated_mlp=0.0 if mlp is Mlp.GELU else 1.0,
+            tied_frac=1.0 if tied_embeddings else 0.0,
         )
 
 
@@ -275,13 +284,13 @@ class MemoryBreakdown:
 
 # --------------------------------------------------------------------------- params
 
-def _is_gelu(w: TransformerConfig) -> float:
-    return 1.0 if w.mlp is Mlp.GELU else 0.0
+def _is_gelu(w: TransformerConfig) -> jax.Array | float:
+    return 1.0 - w.gated_mlp
 
 
 def _mlp_mats(w: TransformerConfig) -> float:
     """Weight matrices of size D×F in one MLP: 2 (GELU) or 3 (SwiGLU)."""
-    return 2.0 if w.mlp is Mlp.GELU else 3.0
+    return 2.0 + w.gated_mlp
 
 
 def _frac_moe_layers(w: TransformerConfig) -> jax.Array:
@@ -310,7 +319,7 @@ def _dense_mlp_params(w: TransformerConfig, d_ff) -> jax.Array:
 
 def _embedding_params(w: TransformerConfig) -> jax.Array:
     """Token embedding + LM head (once if tied) + learned positions (GELU models)."""
-    mats = 1.0 if w.tied_embeddings else 2.0
+    mats = 2.0 - w.tied_frac
     return mats * w.vocab_size * w.d_model + _is_gelu(w) * w.seq_len * w.d_model
 
 
@@ -555,7 +564,7 @@ def _params_per_chip(w: TransformerConfig, plan: ParallelPlan):
     routed_total = w.num_layers * f_moe * w.num_experts * expert
     layer_dense = _layer_params(w, active=False) - routed_total
     emb_mats = jnp.where(jnp.asarray(p) > 1.5, 1.0,
-                         1.0 if w.tied_embeddings else 2.0)
+                         2.0 - w.tied_frac)
     emb = emb_mats * w.vocab_size * w.d_model + _is_gelu(w) * w.seq_len * w.d_model
     dense = (layer_dense / p + emb + _norm_params(w)) / t
     experts = routed_total / (p * t * e)
@@ -706,22 +715,20 @@ def models_csv_path() -> Path:
 def stack_models(models: list[TransformerConfig]) -> TransformerConfig:
     """Stack configs into one ``TransformerConfig`` with (n,) leaves.
 
-    Static fields (name, mlp, tied_embeddings) are taken from the first model; all
-    models must share ``mlp`` and ``tied_embeddings``.
+    Static labels (name, mlp, tied_embeddings) of the result are the first model's;
+    the formulas read the ``gated_mlp`` and ``tied_frac`` leaves, so models of
+    different MLP kinds stack and are each counted correctly.
 
     Raises:
-      PlanError: the models differ in a static field other than the name.
+      PlanError: no model given.
     """
     if not models:
         raise PlanError("stack_models needs at least one model", column="models")
     first = models[0]
-    for m in models[1:]:
-        if m.mlp is not first.mlp or m.tied_embeddings != first.tied_embeddings:
-            raise PlanError(f"model '{m.name}' differs from '{first.name}' in mlp or "
-                            "tied_embeddings; stack only models of one architecture",
-                            column="mlp")
     return jax.tree.map(lambda *x: jnp.stack([jnp.asarray(v, dtype=float) for v in x]),
-                        *[m.replace(name=first.name) for m in models])
+                        *[m.replace(name=first.name, mlp=first.mlp,
+                                    tied_embeddings=first.tied_embeddings)
+                          for m in models])
 
 
 def load_models(path: str | Path | None = None) -> dict[str, TransformerConfig]:

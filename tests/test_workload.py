@@ -346,6 +346,14 @@ def test_load_models_errors(tmp_path):
     assert get_model("Llama2-70B", MODELS) is MODELS["llama2-70b"]
 
 
-def test_stack_models_rejects_mixed_architectures():
-    with pytest.raises(PlanError, match="differs"):
-        stack_models([MODELS["llama2-7b"], MODELS["gpt3-175b"]])
+def test_stack_models_mixes_architectures_exactly():
+    # SwiGLU (3 MLP matrices, untied, no biases) and GELU (2 matrices, biases) models
+    # stacked together are each counted as on their own: the gated_mlp / tied_frac
+    # leaves drive the formulas, not the first model's static label.
+    names = ["llama2-7b", "gpt3-175b"]
+    ws = stack_models([MODELS[n] for n in names])
+    counts = jax.vmap(param_count)(ws)
+    for i, n in enumerate(names):
+        np.testing.assert_allclose(counts[i], param_count(MODELS[n]), rtol=1e-12)
+    with pytest.raises(PlanError, match="at least one"):
+        stack_models([])

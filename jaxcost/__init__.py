@@ -77,6 +77,44 @@ from jaxcost.workload import (
     recompute_flop_frac,
 )
 
+from jaxcost.params import (
+    CostParams,
+    PhysicalParams,
+    RawParams,
+    default_params,
+    load_params,
+    log_prior,
+    physical,
+    save_params,
+    with_offsets,
+)
+from jaxcost.roofline import (
+    arithmetic_intensity,
+    compute_time,
+    memory_time,
+    op_time,
+    ridge_point,
+    roofline_lower,
+    roofline_upper,
+    smooth_max,
+)
+from jaxcost.collectives import (
+    Collective,
+    all_gather_time,
+    all_reduce_time,
+    all_to_all_time,
+    collective_time,
+    nccl_bus_bandwidth,
+    reduce_scatter_time,
+    send_recv_time,
+)
+from jaxcost.step_time import (
+    StepTime,
+    predict_step_time,
+    predict_step_time_hetero,
+    predict_step_time_physical,
+)
+
 __all__ = [
     "__version__",
     # errors
@@ -147,4 +185,37 @@ __all__ = [
     "plan_at",
     "plan_to_str",
     "plan_from_str",
+    # params
+    "CostParams",
+    "PhysicalParams",
+    "RawParams",
+    "default_params",
+    "physical",
+    "log_prior",
+    "with_offsets",
+    "save_params",
+    "load_params",
+    # roofline
+    "compute_time",
+    "memory_time",
+    "arithmetic_intensity",
+    "ridge_point",
+    "roofline_lower",
+    "roofline_upper",
+    "smooth_max",
+    "op_time",
+    # collectives
+    "Collective",
+    "all_gather_time",
+    "reduce_scatter_time",
+    "all_reduce_time",
+    "all_to_all_time",
+    "send_recv_time",
+    "collective_time",
+    "nccl_bus_bandwidth",
+    # step time
+    "StepTime",
+    "predict_step_time",
+    "predict_step_time_physical",
+    "predict_step_time_hetero",
 ]

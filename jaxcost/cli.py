@@ -152,6 +152,122 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+def _optimize_outputs(res, sc, top: int) -> tuple[str, str, str, bytes]:
+    """The printed table, ranked.csv, result.json and pareto.png of a chip-mix result."""
+    import json
+
+    from jaxcost import units
+
+    header = ["rank", "chips", "plan", "time_to_train_days", "capex_musd", "power_mw",
+              "tokens_per_s", "flags"]
+    rows, csv_rows = [], []
+    for i, r in enumerate(res.clusters[:top], start=1):
+        rows.append([str(i), r.label, r.plan_label,
+                     _fmt(r.time_to_train_s, units.SECONDS_PER_DAY),
+                     _fmt(r.capex_usd, units.MEGA), _fmt(r.power_w, units.MEGA),
+                     _fmt(r.tokens_per_s), ",".join(r.flags) or "-"])
+        csv_rows.append([i, r.label, r.plan_label, _sci(r.time_to_train_s),
+                         _sci(r.capex_usd), _sci(r.power_w), _sci(r.tokens_per_s),
+                         _sci(r.surrogate_tokens_per_s), r.throughput_model,
+                         ";".join(r.flags)])
+    lines = [f"scenario {sc.name}: {sc.description}".rstrip(": "),
+             f"model {sc.model.name}, {sc.tokens:.3g} tokens, regime {sc.regime}, "
+             f"objective {sc.objective}",
+             _table(header, rows)]
+    for key, why in res.excluded.items():
+        lines.append(f"excluded {key}: {why}")
+    if res.exhaustive_agrees is not None:
+        lines.append("relaxed + repair optimum equals exhaustive grid optimum: "
+                     f"{'yes' if res.exhaustive_agrees else 'NO'}")
+    lines.append(f"{res.seconds.get('total', float('nan')):.1f} s")
+    ranked_csv = _csv_text(
+        ["rank", "chips", "plan", "time_to_train_s", "capex_usd", "power_w",
+         "tokens_per_s", "surrogate_tokens_per_s", "throughput_model", "flags"],
+        csv_rows)
+
+    def cluster_json(r):
+        return {"counts": r.counts, "plans": r.plans,
+                "group_tokens_per_s": r.group_tokens_per_s,
+                "tokens_per_s": r.tokens_per_s,
+                "surrogate_tokens_per_s": r.surrogate_tokens_per_s,
+                "time_to_train_s": r.time_to_train_s, "capex_usd": r.capex_usd,
+                "power_w": r.power_w, "tpp": r.tpp, "flags": list(r.flags),
+                "throughput_model": r.throughput_model}
+
+    def finite(x):
+        return x if math.isfinite(x) else None
+
+    result = {
+        "scenario": sc.name, "path": sc.path, "model": sc.model.name,
+        "tokens": sc.tokens, "regime": sc.regime, "objective": sc.objective,
+        "limits": {"budget_usd": finite(sc.budget_usd), "power_w": finite(sc.power_w),
+                   "pue": sc.pue, "max_chips": finite(sc.max_chips),
+                   "tpp_cap": finite(sc.tpp_cap),
+                   "max_time_to_train_s": finite(sc.max_time_to_train_s)},
+        "clusters": [cluster_json(r) for r in res.clusters[:top]],
+        "pareto": [cluster_json(r) for r in res.pareto],
+        "excluded": res.excluded,
+        "exhaustive_agrees": res.exhaustive_agrees,
+        "curves": [{"chip": c.key, "counts": c.counts.tolist(),
+                    "tokens_per_s": c.tokens_per_s.tolist(), "plans": list(c.plans)}
+                   for c in res.curves],
+        "seconds": res.seconds,
+    }
+    result_json = json.dumps(result, indent=2, allow_nan=False) + "\n"
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    allc = res.clusters[:top]
+    ax.scatter([r.capex_usd / units.MEGA for r in allc],
+               [r.time_to_train_s / units.SECONDS_PER_DAY for r in allc],
+               s=18, color="0.6", label="ranked clusters")
+    ax.plot([r.capex_usd / units.MEGA for r in res.pareto],
+            [r.time_to_train_s / units.SECONDS_PER_DAY for r in res.pareto],
+            "o-", color="C0", label="Pareto front")
+    for r in res.pareto:
+        ax.annotate(r.label, (r.capex_usd / units.MEGA,
+                              r.time_to_train_s / units.SECONDS_PER_DAY),
+                    fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("capex (million USD)")
+    ax.set_ylabel("time to train (days)")
+    ax.set_title(f"{sc.name}: {sc.model.name}, regime {sc.regime}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return "\n".join(lines), ranked_csv, result_json, buf.getvalue()
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    """``jaxcost optimize [SCENARIO]``: ranked clusters, Pareto front, files in --out."""
+    from pathlib import Path
+
+    from jaxcost._io import atomic_write_bytes
+    from jaxcost.optimize import chip_mix
+    from jaxcost.params import default_params, load_params
+    from jaxcost.scenario import load_scenario
+
+    sc = load_scenario(args.scenario)
+    params = load_params(args.params)[0] if args.params else default_params()
+    top = args.top if args.top is not None else sc.search.top
+    if top < 1:
+        raise JaxcostError(f"--top {top}: expected an integer >= 1", column="--top")
+    res = chip_mix(params, None, sc, progress=args.progress)
+    text, ranked_csv, result_json, png = _optimize_outputs(res, sc, top)
+    out = Path(args.out) if args.out else Path("experiments/out/optimize") / sc.name
+    # everything is built in memory above; only now are files written (atomically)
+    atomic_write_text(out / "ranked.csv", ranked_csv)
+    atomic_write_text(out / "result.json", result_json)
+    atomic_write_bytes(out / "pareto.png", png)
+    print(text)
+    print(f"wrote {out / 'ranked.csv'}, {out / 'result.json'}, {out / 'pareto.png'}")
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxcost",
@@ -175,6 +291,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="CSV",
                    help="write one row per chip and regime (tidy CSV)")
     p.set_defaults(func=_cmd_classify)
+
+    p = sub.add_parser("optimize", help="best clusters and plans for a scenario")
+    p.add_argument("scenario", nargs="?", metavar="SCENARIO",
+                   help="scenario TOML (default: the shipped scenarios/default.toml)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder (default: experiments/out/optimize/<scenario>)")
+    p.add_argument("--top", type=int, metavar="N", help="clusters to report")
+    p.add_argument("--params", metavar="JSON", help="fitted parameters (default: priors)")
+    p.add_argument("--progress", action="store_true", help="progress bars on stderr")
+    p.set_defaults(func=_cmd_optimize)
 
     return parser
 

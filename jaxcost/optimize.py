@@ -122,7 +122,7 @@ def _score_time(params, cluster, workload, plan):
     from jaxcost.step_time import predict_step_time
 
     st = predict_step_time(params, cluster, workload, plan)
-    ok = jnp.logical_and(st.fits_in_hbm, jnp.isfinite(st.total_s))
+    ok = jnp.logical_and(st.fits_in_hbm > 0.5, jnp.isfinite(st.total_s))
     return jnp.where(ok, st.total_s, jnp.inf)
 
 
@@ -239,74 +239,103 @@ def count_grid(node_size: int, max_count: float, *, steps_per_octave: int = 2,
     return np.asarray(sorted(p for p in pts if p >= 1), dtype=np.int64)
 
 
+def _stack_static(chips: Sequence) -> Any:
+    """Stack chips of different types into one record with ``(n,)`` leaves (static
+    fields taken from the first chip; the step-time model reads only the leaves)."""
+    first = chips[0]
+    static = {f.name: getattr(first, f.name) for f in dataclasses.fields(first)
+              if not f.metadata.get("pytree_node", True)}
+    same = [c.replace(**static) for c in chips]
+    return jax.tree.map(lambda *x: np.stack([np.asarray(v, np.float64) for v in x]),
+                        *same)
+
+
 def throughput_curves(params, workload, chips: Sequence, counts: Sequence[np.ndarray],
                       *, chunk_size: int = DEFAULT_CHUNK_SIZE, max_plans: int = 200_000,
                       progress: bool = False, **enumerate_kwargs
                       ) -> list[ThroughputCurve]:
     """Best-plan throughput of each chip type at each of its counts.
 
-    For one chip type, the plans of every count are concatenated into one batch with
-    the count as a leaf of the ``ClusterSpec``, and scored with ONE
-    :func:`jaxcost.sweep.sweep_map` (one compilation per chip type).
+    The plans of every (chip type, count) are concatenated into ONE batch whose rows
+    carry the plan, the chip count and the chip type; each row looks up its chip's
+    specification and physical parameters (``params.physical``, resolved per type
+    outside the sweep) and is scored with ``step_time.predict_step_time_physical``
+    through ONE :func:`jaxcost.sweep.sweep_map` (one compilation in all).
 
     Args:
       params: ``CostParams``.
       workload: ``TransformerConfig``.
       chips: ``ChipSpec`` per type.
       counts: chip counts per type.
-      max_plans: largest number of plans per chip type; the largest counts are dropped
-        (with throughput 0) beyond it.
+      max_plans: largest number of plans per chip type; larger counts beyond it are
+        left out (throughput 0).
 
     Returns:
       One :class:`ThroughputCurve` per chip type.
     """
     from jaxcost import parallel
     from jaxcost.hardware import ClusterSpec
+    from jaxcost.params import physical
+    from jaxcost.step_time import predict_step_time_physical
 
-    out = []
     tps = _tokens_per_step(workload)
-    for chip, cnts in zip(chips, counts, strict=True):
-        cnts = np.asarray(cnts, dtype=np.int64)
-        blocks, owners, nplans = [], [], []
+    blocks, owner_t, owner_c, nplans = [], [], [], []
+    for t, (chip, cnts) in enumerate(zip(chips, counts, strict=True)):
         total = 0
-        for i, n in enumerate(cnts):
+        per = []
+        for i, n in enumerate(np.asarray(cnts, dtype=np.int64)):
             pl = parallel.enumerate_plans(workload, int(n), chip, **enumerate_kwargs)
             m = sweep.batch_size(pl) if jax.tree.leaves(pl) else 0
             if m and total + m > max_plans:
                 m = 0
-            nplans.append(m)
+            per.append(m)
             if m:
                 blocks.append(pl)
-                owners.append(np.full(m, i))
+                owner_t.append(np.full(m, t))
+                owner_c.append(np.full(m, i))
                 total += m
-        step = np.full(cnts.shape, np.inf)
-        plan_s = [""] * cnts.size
-        if blocks:
-            allp = jax.tree.map(lambda *x: np.concatenate(x), *blocks)
-            owner = np.concatenate(owners)
-            rows = (allp, cnts[owner].astype(np.float64))
+        nplans.append(np.asarray(per, dtype=np.int64))
+    steps = [np.full(len(c), np.inf) for c in counts]
+    plan_s = [[""] * len(c) for c in counts]
+    if blocks:
+        allp = jax.tree.map(lambda *x: np.concatenate(x), *blocks)
+        ot, oc = np.concatenate(owner_t), np.concatenate(owner_c)
+        ncount = np.concatenate([np.asarray(counts[t], np.float64)[oc[ot == t]]
+                                 for t in range(len(chips)) if np.any(ot == t)])
+        stacked_chip = _stack_static(list(chips))
+        stacked_pp = jax.tree.map(
+            lambda *x: np.stack([np.asarray(v, np.float64) for v in x]),
+            *[physical(params, c) for c in chips])
 
-            def score(row, chip=chip):
-                p, n = row
-                return _score_time(params, ClusterSpec(chip=chip, num_chips=n),
-                                   workload, p)
+        def score(row):
+            p, n, t = row
+            chip = jax.tree.map(lambda x: jnp.asarray(x)[t], stacked_chip)
+            pp = jax.tree.map(lambda x: jnp.asarray(x)[t], stacked_pp)
+            st = predict_step_time_physical(pp, ClusterSpec(chip=chip, num_chips=n),
+                                            workload, p)
+            ok = jnp.logical_and(st.fits_in_hbm > 0.5, jnp.isfinite(st.total_s))
+            return jnp.where(ok, st.total_s, jnp.inf)
 
-            scores, _ = sweep.sweep_map(score, rows, chunk_size=chunk_size,
-                                        progress=progress, desc=f"curve {chip.key}")
-            scores = np.asarray(scores, dtype=np.float64)
-            for i in range(cnts.size):
-                sel = np.flatnonzero(owner == i)
-                if sel.size == 0:
-                    continue
-                j = sel[np.argmin(scores[sel])]
-                if np.isfinite(scores[j]):
-                    step[i] = scores[j]
-                    plan_s[i] = parallel.plan_to_str(parallel.plan_at(allp, int(j)))
-        tok = np.where(np.isfinite(step), tps / np.where(np.isfinite(step), step, 1.0),
-                       0.0)
-        out.append(ThroughputCurve(key=chip.key, counts=cnts, tokens_per_s=tok,
-                                   plans=tuple(plan_s), step_s=step,
-                                   num_plans=np.asarray(nplans, dtype=np.int64)))
+        scores, _ = sweep.sweep_map(score, (allp, ncount, ot.astype(np.int32)),
+                                    chunk_size=chunk_size, progress=progress,
+                                    desc="throughput curves")
+        scores = np.asarray(scores, dtype=np.float64)
+        key = ot.astype(np.int64) * (1 << 32) + oc
+        for k in np.unique(key):
+            sel = np.flatnonzero(key == k)
+            j = sel[np.argmin(scores[sel])]
+            t, i = int(ot[j]), int(oc[j])
+            if np.isfinite(scores[j]):
+                steps[t][i] = scores[j]
+                plan_s[t][i] = parallel.plan_to_str(parallel.plan_at(allp, int(j)))
+    out = []
+    for t, chip in enumerate(chips):
+        st = steps[t]
+        tok = np.where(np.isfinite(st), tps / np.where(np.isfinite(st), st, 1.0), 0.0)
+        out.append(ThroughputCurve(key=chip.key,
+                                   counts=np.asarray(counts[t], np.int64),
+                                   tokens_per_s=tok, plans=tuple(plan_s[t]),
+                                   step_s=st, num_plans=nplans[t]))
     return out
 
 
@@ -737,28 +766,39 @@ class ClusterResult:
     Attributes:
       counts: chips per type (types with 0 chips omitted).
       plans: best plan string per type (data-parallel groups).
-      group_tokens_per_s: tokens/s of each group alone.
-      tokens_per_s: cluster tokens/s (groups combined with η).
+      group_tokens_per_s: tokens/s of each group alone (its best plan).
+      tokens_per_s: cluster tokens/s: the group's for one type; for several, the
+        heterogeneous data-parallel model (``predict_step_time_hetero``,
+        ``mode="data"``) when ``throughput_model == "hetero-data"``, else the
+        surrogate.
+      surrogate_tokens_per_s: largest group + η × the others (what the search used).
       time_to_train_s: tokens to train / tokens_per_s, s.
       capex_usd: Σ count · effective unit price, USD.
       power_w: Σ count · TDP · PUE, W.
       tpp: aggregate TPP of bought chips.
       flags: regime notes per type, e.g. ``("H20:license",)``.
+      throughput_model: ``"homogeneous"``, ``"hetero-data"`` or ``"surrogate"``.
     """
 
     counts: dict[str, int]
     plans: dict[str, str]
     group_tokens_per_s: dict[str, float]
     tokens_per_s: float
+    surrogate_tokens_per_s: float
     time_to_train_s: float
     capex_usd: float
     power_w: float
     tpp: float
     flags: tuple[str, ...]
+    throughput_model: str = "homogeneous"
 
     @property
     def label(self) -> str:
         return " + ".join(f"{n}x{k}" for k, n in self.counts.items())
+
+    @property
+    def plan_label(self) -> str:
+        return " + ".join(self.plans[k] for k in self.counts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -766,14 +806,14 @@ class MixResult:
     """Ranked clusters of a scenario, and how they were found.
 
     Attributes:
-      clusters: best first (by the scenario's objective).
+      clusters: best first (by the scenario's objective, exact evaluation).
       pareto: the non-dominated clusters (time vs capex) among all evaluated ones.
       problem: the integer problem that was solved.
       curves: the throughput curves per type.
       excluded: chip key -> why it was excluded (regime, stock, no fitting plan).
-      relaxed_counts: smooth counts of each relaxed start.
-      exhaustive_agrees: the relaxed+repair optimum equals the exhaustive one (None
-        when the grid was too large to check).
+      relaxed_counts: smooth counts of each relaxed start (S, T).
+      exhaustive_agrees: the relaxed+repair optimum equals the exhaustive optimum of
+        the same integer problem (None when the grid was too large to check).
       seconds: wall time per phase.
     """
 
@@ -782,7 +822,7 @@ class MixResult:
     problem: MixProblem
     curves: list[ThroughputCurve]
     excluded: dict[str, str]
-    relaxed_counts: list[np.ndarray]
+    relaxed_counts: np.ndarray
     exhaustive_agrees: bool | None
     seconds: dict[str, float]
 
@@ -792,48 +832,78 @@ def _consequence_str(c) -> str:
     return str(c).lower()
 
 
-def _regime_terms(candidates, regime_id: str, allow_licensed: bool):
-    """Per candidate: (allowed, smooth allowed fraction, price factor, flag, why)."""
+#: consequences under which a chip may be bought (``license`` only when allowed)
+_OBTAINABLE = ("allowed", "notify", "not_applicable")
+
+
+def _smooth_frac(ec, chip, regime, allow_licensed: bool, thresholds=None,
+                 temperature: float = 0.05):
+    """Smooth allowed fraction: 1 − P(prohibited) − P(indeterminate)
+    − P(license) (the last only when licensed chips are not allowed)."""
+    probs = ec.smooth_consequence_probs(chip, regime, thresholds=thresholds,
+                                        temperature=temperature)
+    ok = sum(probs.get(k, 0.0) for k in _OBTAINABLE)
+    if allow_licensed:
+        ok = ok + probs.get("license", 0.0)
+    return ok
+
+
+@dataclasses.dataclass(frozen=True)
+class _Term:
+    allowed: bool
+    frac: float
+    price_factor: float
+    flag: str
+    why: str
+
+
+def _regime_terms(candidates, regime_id: str, allow_licensed: bool,
+                  thresholds=None, temperature: float | None = None) -> list[_Term]:
+    """Per candidate: hard outcome, smooth allowed fraction, price factor, flag.
+
+    With ``thresholds`` and a small ``temperature`` the hard outcome is the most
+    probable consequence of the smooth classification at those thresholds (used by
+    :func:`threshold_sweep`); otherwise it is ``export_control.classify``.
+    """
     from jaxcost import export_control as ec
 
     regime = ec.load_regime(regime_id)
     out = []
     for cand in candidates:
         if cand.owned:
-            out.append((True, 1.0, 1.0, "owned", ""))
+            out.append(_Term(True, 1.0, 1.0, "owned", ""))
             continue
-        cls = ec.classify(cand.chip, regime)
-        cons = _consequence_str(cls.consequence)
-        factor = 1.0 + float(getattr(cls, "tariff_frac", 0.0) or 0.0) + \
-            float(getattr(cls, "revenue_share_frac", 0.0) or 0.0)
-        frac = float(_smooth_allowed_frac(ec, cand.chip, regime, allow_licensed))
+        frac = float(_smooth_frac(ec, cand.chip, regime, allow_licensed, thresholds))
+        if thresholds is None:
+            cls = ec.classify(cand.chip, regime)
+            cons = _consequence_str(cls.consequence)
+            factor = 1.0 + float(cls.tariff_frac) + float(cls.revenue_share_frac)
+        else:
+            t = 1e-4 if temperature is None else temperature
+            probs = ec.smooth_consequence_probs(cand.chip, regime,
+                                                thresholds=thresholds, temperature=t)
+            cons = max(probs, key=lambda k: float(probs[k]))
+            factor = 1.0 + float(ec.smooth_license_cost_frac(
+                cand.chip, regime, thresholds=thresholds, temperature=t))
         if cons == "prohibited":
-            out.append((False, frac, factor, "prohibited",
-                        f"prohibited under regime {regime_id}"))
+            out.append(_Term(False, frac, factor, "prohibited",
+                             f"prohibited under regime {regime_id}"))
+        elif cons == "indeterminate":
+            out.append(_Term(False, frac, factor, "indeterminate",
+                             f"indeterminate under regime {regime_id} (a quantity the "
+                             "rules need is unknown for this chip)"))
         elif cons == "license":
             if allow_licensed:
-                out.append((True, frac, factor, "license", ""))
+                out.append(_Term(True, frac, factor, "license", ""))
             else:
-                out.append((False, frac, factor, "license",
-                            f"needs a licence under regime {regime_id} "
-                            "(allow_licensed = false)"))
+                out.append(_Term(False, frac, factor, "license",
+                                 f"needs a licence under regime {regime_id} "
+                                 "(allow_licensed = false)"))
         elif cons == "notify":
-            out.append((True, frac, factor, "notify", ""))
+            out.append(_Term(True, frac, factor, "notify", ""))
         else:
-            out.append((True, frac, factor, "", ""))
+            out.append(_Term(True, frac, factor, "", ""))
     return out
-
-
-def _smooth_allowed_frac(ec, chip, regime, allow_licensed, thresholds=None):
-    """The regime's smooth allowed fraction of a chip (1 where none is provided)."""
-    fn = getattr(ec, "smooth_allowed_frac", None)
-    if fn is None:
-        return 1.0
-    kw = {} if thresholds is None else {"thresholds": thresholds}
-    try:
-        return fn(chip, regime, allow_licensed=allow_licensed, **kw)
-    except TypeError:
-        return fn(chip, regime, **kw)
 
 
 def mix_problem(scenario, curves: Sequence[ThroughputCurve], regime_terms) -> MixProblem:
@@ -844,7 +914,7 @@ def mix_problem(scenario, curves: Sequence[ThroughputCurve], regime_terms) -> Mi
         grids.append(np.concatenate([[0], cv.counts]).astype(np.int64))
         tput.append(np.concatenate([[0.0], cv.tokens_per_s]))
         plans.append(("",) + tuple(cv.plans))
-    price = np.asarray([c.price_usd * rt[2] for c, rt in
+    price = np.asarray([c.price_usd * rt.price_factor for c, rt in
                         zip(cands, regime_terms, strict=True)])
     tpp = _tpp_of([c.chip for c in cands])
     return MixProblem(
@@ -854,9 +924,9 @@ def mix_problem(scenario, curves: Sequence[ThroughputCurve], regime_terms) -> Mi
         unit_tpp=np.asarray([0.0 if c.owned else t for c, t in
                              zip(cands, tpp, strict=True)]),
         stock=np.asarray([c.stock for c in cands], np.float64),
-        allowed=np.asarray([rt[0] for rt in regime_terms]),
-        allowed_frac=np.asarray([rt[1] for rt in regime_terms], np.float64),
-        flags=tuple(rt[3] for rt in regime_terms),
+        allowed=np.asarray([rt.allowed for rt in regime_terms], bool),
+        allowed_frac=np.asarray([rt.frac for rt in regime_terms], np.float64),
+        flags=tuple(rt.flag for rt in regime_terms),
         node=np.asarray([max(int(float(c.chip.scaleup_domain_size)), 1)
                          for c in cands]),
         tokens=scenario.tokens, objective=scenario.objective, mixed=scenario.mixed,
@@ -888,11 +958,13 @@ def _cluster_result(prob: MixProblem, idx: np.ndarray) -> ClusterResult:
         group[prob.keys[i]] = float(prob.tput[i][j])
         if prob.flags[i]:
             flags.append(f"{prob.keys[i]}:{prob.flags[i]}")
+    tok = float(ev["tokens_per_s"][0])
     return ClusterResult(
-        counts=counts, plans=plans, group_tokens_per_s=group,
-        tokens_per_s=float(ev["tokens_per_s"][0]), time_to_train_s=float(ev["time_s"][0]),
+        counts=counts, plans=plans, group_tokens_per_s=group, tokens_per_s=tok,
+        surrogate_tokens_per_s=tok, time_to_train_s=float(ev["time_s"][0]),
         capex_usd=float(ev["cost_usd"][0]), power_w=float(ev["power_w"][0]),
-        tpp=float(ev["tpp"][0]), flags=tuple(flags))
+        tpp=float(ev["tpp"][0]), flags=tuple(flags),
+        throughput_model="homogeneous" if len(counts) == 1 else "surrogate")
 
 
 def _grid_max(scenario, cand, factor: float) -> float:
@@ -975,45 +1047,101 @@ def pareto_front(results: Sequence[ClusterResult]) -> list[ClusterResult]:
     return front
 
 
-def chip_mix(params, workload, scenario, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-             check_exhaustive: bool = True, progress: bool = False) -> MixResult:
-    """The best clusters (chip counts per type + plans) for a scenario.
+def _chips_of(scenario, prob: MixProblem) -> dict[str, Any]:
+    return {_cand_key(c): c.chip for c in scenario.candidates}
 
-    See the module docstring for the method and the cost, power and regime
-    conventions. ``workload`` overrides the scenario's model when given.
 
-    Raises:
-      InfeasibleError: no cluster satisfies the limits; names the binding one.
-    """
+class _Hetero:
+    """Exact throughput of mixed clusters with the heterogeneous data-parallel model,
+    one compilation per combination of chip types."""
+
+    def __init__(self, params, workload) -> None:
+        self.params, self.w = params, workload
+        self.fns: dict[tuple[str, ...], Any] = {}
+
+    def tokens_per_s(self, chips: dict, r: ClusterResult) -> float:
+        from jaxcost import parallel
+        from jaxcost.hardware import ClusterSpec
+        from jaxcost.step_time import predict_step_time_hetero
+
+        keys = tuple(r.counts)
+        if keys not in self.fns:
+            def total(clusters, plans):
+                st = predict_step_time_hetero(self.params, clusters, self.w, plans,
+                                              mode="data")
+                return jnp.where(st.fits_in_hbm > 0.5, st.total_s, jnp.inf)
+
+            self.fns[keys] = jax.jit(total)
+        clusters = tuple(ClusterSpec(chip=chips[k], num_chips=float(r.counts[k]))
+                         for k in keys)
+        plans = tuple(parallel.plan_from_str(r.plans[k]) for k in keys)
+        t = float(self.fns[keys](clusters, plans))
+        return _tokens_per_step(self.w) / t if math.isfinite(t) and t > 0 else 0.0
+
+
+def _exact(prob: MixProblem, r: ClusterResult, hetero: _Hetero | None,
+           chips: dict) -> ClusterResult:
+    if len(r.counts) < 2 or hetero is None:
+        return r
+    tok = hetero.tokens_per_s(chips, r)
+    t = prob.tokens / tok if tok > 0 else math.inf
+    return dataclasses.replace(r, tokens_per_s=tok, time_to_train_s=t,
+                               throughput_model="hetero-data")
+
+
+def _rank_key(prob: MixProblem, r: ClusterResult) -> tuple[float, float]:
+    if prob.objective == "time":
+        return (r.time_to_train_s, r.capex_usd)
+    return (r.capex_usd, r.time_to_train_s)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Prepared:
+    curves: list[ThroughputCurve]
+    excluded_static: dict[str, str]
+    seconds: dict[str, float]
+
+
+def _prepare(params, w, scenario, terms, *, all_types: bool, chunk_size: int,
+             progress: bool) -> _Prepared:
+    """Count grids and throughput curves of every usable candidate."""
     t0 = time.perf_counter()
-    w = scenario.model if workload is None else workload
-    terms = _regime_terms(scenario.candidates, scenario.regime, scenario.allow_licensed)
-    excluded = {}
+    excluded: dict[str, str] = {}
     chips, grids = [], []
     for cand, rt in zip(scenario.candidates, terms, strict=True):
         chips.append(cand.chip)
         node = max(int(float(cand.chip.scaleup_domain_size)), 1)
-        gmax = _grid_max(scenario, cand, rt[2])
-        if not rt[0]:
-            excluded[_cand_key(cand)] = rt[4]
+        gmax = _grid_max(scenario, cand, rt.price_factor)
+        if not rt.allowed and not all_types:
+            excluded[_cand_key(cand)] = rt.why
             gmax = 0.0
         elif cand.stock <= 0:
             excluded[_cand_key(cand)] = "stock is 0"
             gmax = 0.0
         grids.append(count_grid(node, gmax,
                                 steps_per_octave=scenario.search.grid_steps_per_octave,
-                                extra=(gmax,), min_count=None))
+                                extra=(gmax,)))
     t1 = time.perf_counter()
     curves = throughput_curves(params, w, chips, grids, chunk_size=chunk_size,
                                max_plans=scenario.search.max_plans, progress=progress)
+    return _Prepared(curves, excluded, {"grids": t1 - t0,
+                                        "curves": time.perf_counter() - t1})
+
+
+def _solve_prepared(params, w, scenario, prep: _Prepared, terms, *,
+                    check_exhaustive: bool, hetero: _Hetero | None) -> MixResult:
     t2 = time.perf_counter()
-    prob = mix_problem(scenario, curves, terms)
-    for i, cv in enumerate(curves):
+    prob = mix_problem(scenario, prep.curves, terms)
+    excluded = dict(prep.excluded_static)
+    for i, (cand, rt) in enumerate(zip(scenario.candidates, terms, strict=True)):
+        if not rt.allowed:
+            excluded.setdefault(_cand_key(cand), rt.why)
+        cv = prep.curves[i]
         if prob.allowed[i] and cv.counts.size and not np.any(cv.tokens_per_s > 0):
             excluded.setdefault(prob.keys[i], "no plan fits in memory up to "
                                 f"{int(cv.counts[-1])} chips")
-    sol = solve_mix(prob, top=max(scenario.search.top, 1),
-                    steps=scenario.search.relaxed_steps)
+    top = max(scenario.search.top, 1)
+    sol = solve_mix(prob, top=3 * top, steps=scenario.search.relaxed_steps)
     t3 = time.perf_counter()
     if not sol.ranked:
         raise InfeasibleError(_infeasible_message(scenario, prob, excluded),
@@ -1029,30 +1157,196 @@ def chip_mix(params, workload, scenario, *, chunk_size: int = DEFAULT_CHUNK_SIZE
             b = _evaluate_idx(prob, ref[0][None])["objective"][0]
             agrees = bool(a <= b * (1 + 1e-9))
     t4 = time.perf_counter()
-    clusters = [_cluster_result(prob, idx) for idx in sol.ranked]
+    chips = _chips_of(scenario, prob)
     ev = _evaluate_idx(prob, sol.evaluated)
-    feas = sol.evaluated[ev["feasible"]]
-    pool = [_cluster_result(prob, idx) for idx in feas]
+    pool = [_cluster_result(prob, idx) for idx in sol.evaluated[ev["feasible"]]]
+    front = pareto_front(pool)
+    # the exact (heterogeneous) model may rate mixed clusters below the surrogate:
+    # keep the best homogeneous cluster of every type in the pool so that the final
+    # ranking never misses it
+    pool_idx = list(sol.ranked)
+    for i in range(prob.num_types):
+        g = prob.grids[i]
+        idx = np.zeros((g.size, prob.num_types), np.int64)
+        idx[:, i] = np.arange(g.size)
+        evh = _evaluate_idx(prob, idx)
+        b = _order(evh)[0]
+        if np.isfinite(evh["objective"][b]):
+            pool_idx.append(idx[b])
+    ranked = [_cluster_result(prob, idx) for idx in pool_idx]
+    exact: dict[tuple, ClusterResult] = {}
+
+    def ex(r):
+        k = tuple(sorted(r.counts.items()))
+        if k not in exact:
+            exact[k] = _exact(prob, r, hetero, chips)
+        return exact[k]
+
+    uniq: dict[tuple, ClusterResult] = {}
+    for r in ranked:
+        uniq.setdefault(tuple(sorted(r.counts.items())), r)
+    ranked = [ex(r) for r in uniq.values()]
+    ranked = [r for r in ranked
+              if r.time_to_train_s <= prob.max_time_to_train_s * (1 + 1e-12)]
+    ranked = sorted(ranked, key=lambda r: _rank_key(prob, r))[:top]
+    if not ranked:
+        raise InfeasibleError("max_time_to_train_s: no cluster meets the deadline "
+                              "once mixed clusters are evaluated exactly",
+                              file=scenario.path or None)
+    front = pareto_front([ex(r) for r in front] + ranked)
     return MixResult(
-        clusters=clusters, pareto=pareto_front(pool), problem=prob, curves=curves,
+        clusters=ranked, pareto=front, problem=prob, curves=prep.curves,
         excluded=excluded, relaxed_counts=sol.relaxed_counts, exhaustive_agrees=agrees,
-        seconds={"setup": t1 - t0, "curves": t2 - t1, "solve": t3 - t2,
-                 "exhaustive_check": t4 - t3, "total": time.perf_counter() - t0})
+        seconds={**prep.seconds, "solve": t3 - t2, "exhaustive_check": t4 - t3,
+                 "exact": time.perf_counter() - t4})
+
+
+def chip_mix(params, workload, scenario, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+             check_exhaustive: bool = True, hetero: bool = True,
+             progress: bool = False) -> MixResult:
+    """The best clusters (chip counts per type + plans) for a scenario.
+
+    See the module docstring for the method and the cost, power and regime
+    conventions. ``workload`` overrides the scenario's model when not None.
+
+    Args:
+      params: ``CostParams``.
+      workload: ``TransformerConfig`` or None (the scenario's model).
+      scenario: a :class:`jaxcost.scenario.Scenario`.
+      check_exhaustive: also solve the integer problem by enumeration when the grid
+        product is at most ``EXHAUSTIVE_MAX_POINTS`` and report agreement.
+      hetero: evaluate the final mixed clusters with ``predict_step_time_hetero``
+        (data-parallel groups); otherwise keep the η surrogate.
+
+    Raises:
+      InfeasibleError: no cluster satisfies the limits; names the binding one.
+    """
+    t0 = time.perf_counter()
+    w = scenario.model if workload is None else workload
+    terms = _regime_terms(scenario.candidates, scenario.regime, scenario.allow_licensed)
+    prep = _prepare(params, w, scenario, terms, all_types=False, chunk_size=chunk_size,
+                    progress=progress)
+    res = _solve_prepared(params, w, scenario, prep, terms,
+                          check_exhaustive=check_exhaustive,
+                          hetero=_Hetero(params, w) if hetero else None)
+    res.seconds["total"] = time.perf_counter() - t0
+    return res
 
 
 # ==================================================================== sensitivity
 
 
-def policy_sensitivity(params, workload, scenario, *, result: MixResult | None = None
-                       ) -> dict[str, float]:
-    """d(optimal objective)/d(threshold) for each regime threshold (envelope theorem).
+def _relaxed_at_optimum(res: MixResult):
+    """Relaxed optimum near the best integer cluster: (raw counts, active mask)."""
+    prob = res.problem
+    T = prob.num_types
+    best = res.clusters[0]
+    n0 = np.ones(T)
+    act = np.zeros(T)
+    for i, k in enumerate(prob.keys):
+        if prob.allowed[i] and np.any(prob.tput[i] > 0):
+            act[i] = 1.0
+            n0[i] = float(best.counts.get(k, prob.node[i]))
+    n = _relax(prob, n0[None], act[None], 300)[0]
+    x = np.maximum(n / prob.node, 1e-6)
+    raw = np.where(x > 30, x, np.log(np.expm1(np.minimum(x, 30))))
+    return raw, act
 
-    Not yet available: needs the smooth regime of ``export_control``.
+
+def policy_sensitivity(params, workload, scenario, *, result: MixResult | None = None,
+                       temperature: float = 0.05) -> dict[str, dict[str, float]]:
+    """d(optimal time-to-train or capex)/d(threshold) for every regime threshold.
+
+    Envelope theorem on the relaxed problem: at the relaxed optimum n* (re-solved from
+    the best integer cluster, every allowed type active), the derivative of the
+    optimal value with respect to a threshold θ is the partial derivative of the
+    relaxed objective, which depends on θ only through the smooth allowed fractions
+    ``frac_i(θ)`` (``export_control.smooth_consequence_probs`` at ``temperature``):
+    dJ*/dθ = Σ_i ∂J/∂frac_i · ∂frac_i/∂θ. J is log time (or log capex), so the
+    returned derivative is ``value · dJ*/dθ``.
+
+    Only chips that sit within a few ``temperature`` (relative) of a threshold have
+    non-negligible derivatives: a local sensitivity, see :func:`threshold_sweep` for
+    the discrete effect of moving a threshold far.
+
+    Returns:
+      ``{threshold leaf name: {"value": θ, "d_opt_d_threshold": ..., "elasticity":
+      θ/opt · d_opt/dθ}}``; the optimum is in seconds (time) or USD (cost).
     """
-    raise NotImplementedError
+    from jaxcost import export_control as ec
+
+    res = chip_mix(params, workload, scenario, check_exhaustive=False)         if result is None else result
+    prob = res.problem
+    regime = ec.load_regime(scenario.regime)
+    th0 = ec.regime_thresholds(regime)
+    raw, act = _relaxed_at_optimum(res)
+    d = _relax_data(prob)
+    cands = scenario.candidates
+
+    def fracs(th):
+        out = []
+        for c in cands:
+            if c.owned:
+                out.append(jnp.asarray(1.0))
+            else:
+                out.append(jnp.asarray(_smooth_frac(ec, c.chip, regime,
+                                                    scenario.allow_licensed, th,
+                                                    temperature)))
+        return jnp.stack(out)
+
+    def value(th):
+        return _relaxed_loss(jnp.asarray(raw), fracs(th), jnp.asarray(act), d,
+                             jnp.asarray(1e4))
+
+    grads = jax.grad(value)(th0)
+    opt = res.clusters[0].time_to_train_s if prob.objective == "time" \
+        else res.clusters[0].capex_usd
+    out = {}
+    for name, g in grads.values.items():
+        theta = float(th0.values[name])
+        dv = opt * float(g)
+        out[name] = {"value": theta, "d_opt_d_threshold": dv,
+                     "elasticity": theta / opt * dv if opt else math.nan}
+    return out
 
 
 def threshold_sweep(params, workload, scenario, threshold_name: str,
-                    values: Sequence[float]) -> list[MixResult]:
-    """Re-optimise (exactly) at each value of one regime threshold."""
-    raise NotImplementedError
+                    values: Sequence[float], *, chunk_size: int = DEFAULT_CHUNK_SIZE
+                    ) -> list[MixResult | None]:
+    """Re-optimise exactly at each value of one regime threshold.
+
+    The chips' classification at the moved threshold is the most probable
+    consequence of the smooth classification at temperature 1e-4 (which equals the
+    hard classification away from the threshold). Throughput curves are computed once
+    for every candidate (the regime does not change them); each value re-solves the
+    integer problem.
+
+    Returns:
+      One :class:`MixResult` per value (None where the problem is infeasible).
+
+    Raises:
+      ScenarioError: unknown threshold name (the message lists the known ones).
+    """
+    from jaxcost import export_control as ec
+
+    w = scenario.model if workload is None else workload
+    regime = ec.load_regime(scenario.regime)
+    th0 = ec.regime_thresholds(regime)
+    if threshold_name not in th0.values:
+        raise ScenarioError(f"unknown threshold '{threshold_name}'; known: "
+                            f"{', '.join(sorted(th0.values))}", column="threshold")
+    terms0 = _regime_terms(scenario.candidates, scenario.regime, scenario.allow_licensed)
+    prep = _prepare(params, w, scenario, terms0, all_types=True, chunk_size=chunk_size,
+                    progress=False)
+    hetero = _Hetero(params, w)
+    out: list[MixResult | None] = []
+    for v in values:
+        th = th0.replace(values={**th0.values, threshold_name: jnp.asarray(float(v))})
+        terms = _regime_terms(scenario.candidates, scenario.regime,
+                              scenario.allow_licensed, thresholds=th)
+        try:
+            out.append(_solve_prepared(params, w, scenario, prep, terms,
+                                       check_exhaustive=False, hetero=hetero))
+        except InfeasibleError:
+            out.append(None)
+    return out

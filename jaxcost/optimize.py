@@ -604,7 +604,7 @@ def _relax(prob: MixProblem, n0: np.ndarray, active: np.ndarray, steps: int,
     state = jax.vmap(_ADAM.init)(raw)
     for rho in np.geomspace(10.0, 1e4, steps):
         raw, state = _adam_steps(raw, state, act, frac, d, jnp.asarray(rho))
-    return np.asarray(node * jax.nn.softplus(raw)) * np.asarray(active)
+    return node[None, :] * np.asarray(jax.nn.softplus(raw)) * np.asarray(active)
 
 
 def _round_candidates(prob: MixProblem, n: np.ndarray) -> np.ndarray:
@@ -978,56 +978,72 @@ def _grid_max(scenario, cand, factor: float) -> float:
     return float(min(caps))
 
 
-def _infeasible_message(scenario, prob: MixProblem, excluded: dict) -> str:
-    """Name the constraint that binds when no cluster is feasible."""
+def _smallest_fitting(w, chip, node: int, max_count: int = 1 << 20) -> int | None:
+    """Smallest count (node × 2^k) with a valid plan that fits in memory (numpy only)."""
+    from jaxcost import parallel
+
+    n = node
+    while n <= max_count:
+        pl = parallel.enumerate_plans(w, n, chip)
+        if jax.tree.leaves(pl) and sweep.batch_size(pl) > 0:
+            return n
+        n *= 2
+    return None
+
+
+def _infeasible_message(scenario, w, prob: MixProblem, excluded: dict) -> str:
+    """Name the constraint that binds when no cluster is feasible.
+
+    For each usable type, the smallest cluster on which the model fits in memory is
+    found (plan enumeration, numpy only) and compared with each limit; the message
+    names the limit missed by the smallest factor.
+    """
     usable = [i for i in range(prob.num_types) if prob.allowed[i] and prob.stock[i] > 0]
     if not usable:
         why = "; ".join(f"{k}: {v}" for k, v in excluded.items())
         return f"no candidate chip is usable ({why})"
-    fitting = [i for i in usable if np.any(prob.tput[i] > 0)]
-    if not fitting:
-        return ("no plan of the model fits in memory on any candidate up to the largest "
-                "count the limits allow (" + ", ".join(
-                    f"{prob.keys[i]} <= {int(prob.grids[i][-1])}" for i in usable) + ")")
-    # smallest fitting cluster of each type, and which limit it breaks
+    chips = {_cand_key(c): c.chip for c in scenario.candidates}
     msgs = []
-    for i in fitting:
-        j = int(np.argmax(prob.tput[i] > 0))
-        n = int(prob.grids[i][j])
+    for i in usable:
+        n = _smallest_fitting(w, chips[prob.keys[i]], int(prob.node[i]))
+        if n is None:
+            msgs.append((math.inf, f"the model fits in memory on no cluster of "
+                                   f"{prob.keys[i]} up to {1 << 20} chips"))
+            continue
+        smallest = f"{n} x {prob.keys[i]}"
         cost = n * prob.unit_cost_usd[i]
         power = n * prob.unit_power_w[i]
-        smallest = f"{n} x {prob.keys[i]}"
-        if cost > scenario.budget_usd:
-            msgs.append(("budget_usd", cost / scenario.budget_usd,
-                         f"budget_usd={scenario.budget_usd:.3g} buys fewer chips than "
-                         f"the smallest cluster that fits the model in memory "
-                         f"({smallest} = {cost:.3g} USD)"))
-        elif power > scenario.power_w:
-            msgs.append(("power_w", power / scenario.power_w,
-                         f"power_w={scenario.power_w:.3g} powers fewer chips than the "
-                         f"smallest cluster that fits the model in memory "
-                         f"({smallest} = {power:.3g} W)"))
-        elif n > prob.stock[i]:
-            msgs.append(("stock", n / max(prob.stock[i], 1),
-                         f"stock of {prob.keys[i]} ({int(prob.stock[i])}) is below the "
-                         f"smallest cluster that fits the model ({smallest})"))
-        elif n > scenario.max_chips:
-            msgs.append(("max_chips", n / max(scenario.max_chips, 1),
-                         f"max_chips={scenario.max_chips:.0f} is below the smallest "
-                         f"cluster that fits the model ({smallest})"))
-        elif n * prob.unit_tpp[i] > scenario.tpp_cap:
-            msgs.append(("tpp_cap", n * prob.unit_tpp[i] / max(scenario.tpp_cap, 1e-30),
-                         f"tpp_cap={scenario.tpp_cap:.3g} is below the TPP of the "
-                         f"smallest cluster that fits the model ({smallest} = "
-                         f"{n * prob.unit_tpp[i]:.3g})"))
-        else:
-            best_t = min(prob.tokens / t for t in prob.tput[i] if t > 0)
-            msgs.append(("max_time_to_train_s", best_t / prob.max_time_to_train_s,
+        tpp = n * prob.unit_tpp[i]
+        checks = [
+            (cost, scenario.budget_usd,
+             f"budget_usd={scenario.budget_usd:.3g} buys fewer chips than the smallest "
+             f"cluster that fits the model in memory ({smallest} = {cost:.3g} USD)"),
+            (power, scenario.power_w,
+             f"power_w={scenario.power_w:.3g} powers fewer chips than the smallest "
+             f"cluster that fits the model in memory ({smallest} = {power:.3g} W)"),
+            (n, prob.stock[i],
+             f"stock of {prob.keys[i]} ({prob.stock[i]:.0f}) is below the smallest "
+             f"cluster that fits the model in memory ({smallest})"),
+            (n, scenario.max_chips,
+             f"max_chips={scenario.max_chips:.0f} is below the smallest cluster that "
+             f"fits the model in memory ({smallest})"),
+            (tpp, scenario.tpp_cap,
+             f"tpp_cap={scenario.tpp_cap:.3g} is below the TPP of the smallest cluster "
+             f"that fits the model in memory ({smallest} = {tpp:.3g})"),
+        ]
+        broken = [(use / max(lim, 1e-30), m) for use, lim, m in checks if use > lim]
+        if broken:
+            msgs.append(min(broken))
+        elif np.any(prob.tput[i] > 0):
+            best_t = prob.tokens / float(np.max(prob.tput[i]))
+            msgs.append((best_t / prob.max_time_to_train_s,
                          f"max_time_to_train_s={prob.max_time_to_train_s:.3g} is "
-                         f"shorter than the fastest affordable {prob.keys[i]} cluster "
-                         f"({best_t:.3g} s)"))
-    # report the type that misses its limit by the least
-    return min(msgs, key=lambda m: m[1])[2]
+                         f"shorter than the fastest {prob.keys[i]} cluster the limits "
+                         f"allow ({best_t:.3g} s)"))
+        else:
+            msgs.append((math.inf, f"no grid count of {prob.keys[i]} within the limits "
+                                   "has a valid plan (batch divisibility)"))
+    return min(msgs, key=lambda m: m[0])[1]
 
 
 def pareto_front(results: Sequence[ClusterResult]) -> list[ClusterResult]:
@@ -1144,7 +1160,7 @@ def _solve_prepared(params, w, scenario, prep: _Prepared, terms, *,
     sol = solve_mix(prob, top=3 * top, steps=scenario.search.relaxed_steps)
     t3 = time.perf_counter()
     if not sol.ranked:
-        raise InfeasibleError(_infeasible_message(scenario, prob, excluded),
+        raise InfeasibleError(_infeasible_message(scenario, w, prob, excluded),
                               file=scenario.path or None)
     agrees = None
     if check_exhaustive:

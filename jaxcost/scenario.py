@@ -19,7 +19,8 @@ optional)::
     [model]
     name = "llama2-7b"                 # a row of data/models.csv ...
     global_batch_seqs = 1024           # ... with optional overrides
-    # or explicit dimensions: num_layers, d_model, num_heads, seq_len, vocab_size, ...
+    # or explicit dimensions (label = display name): num_layers, d_model, num_heads,
+    # seq_len, global_batch_seqs, vocab_size, ...
 
     [training]
     tokens = 2e12                      # tokens to train on
@@ -174,7 +175,8 @@ _MODEL_DIM_KEYS = {
     "head_dim": int, "num_experts": int, "top_k": int, "moe_d_ff": int,
     "num_dense_layers": int, "num_shared_experts": int,
 }
-_MODEL_KEYS = {"name": str, "mlp": str, "tied_embeddings": bool, **_MODEL_DIM_KEYS}
+_MODEL_KEYS = {"name": str, "label": str, "mlp": str, "tied_embeddings": bool,
+               **_MODEL_DIM_KEYS}
 #: keys that may override a named model's row
 _MODEL_OVERRIDES = ("seq_len", "global_batch_seqs")
 

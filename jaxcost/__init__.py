@@ -114,6 +114,17 @@ from jaxcost.step_time import (
     predict_step_time_hetero,
     predict_step_time_physical,
 )
+from jaxcost.optimize import (
+    ClusterResult,
+    MixResult,
+    PlanResult,
+    best_plan,
+    chip_mix,
+    pareto_front,
+    policy_sensitivity,
+    threshold_sweep,
+)
+from jaxcost.scenario import Scenario, load_scenario
 
 __all__ = [
     "__version__",
@@ -218,4 +229,15 @@ __all__ = [
     "predict_step_time",
     "predict_step_time_physical",
     "predict_step_time_hetero",
+    # optimize
+    "PlanResult",
+    "ClusterResult",
+    "MixResult",
+    "best_plan",
+    "chip_mix",
+    "pareto_front",
+    "policy_sensitivity",
+    "threshold_sweep",
+    "Scenario",
+    "load_scenario",
 ]

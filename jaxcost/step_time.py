@@ -62,9 +62,12 @@ from jaxcost.workload import (
     layer_ops,
     memory_bytes,
     model_flop_per_token,
+    param_count,
     recompute_flop_frac,
 )
 
+#: Rebalancing iterations of the batch shares of heterogeneous data-parallel groups.
+_HETERO_BALANCE_ITERS = 3
 #: Sharpness of the logistic ``fits_in_hbm`` indicator (per unit of memory / capacity).
 _FIT_SHARPNESS = 50.0
 #: Sharpness of the softmax-weighted maximum over heterogeneous groups (relative).
@@ -304,11 +307,14 @@ def predict_step_time_hetero(params: CostParams, clusters: tuple[ClusterSpec, ..
     concurrently (smooth maximum).
 
     ``mode="data"``: group g is a set of data-parallel replicas with its own plan.
-    The global batch is shared in proportion to each group's throughput on the full
-    batch, B_g = B thr_g / sum_h thr_h; each group's step is predicted on B_g (its own
-    gradient reduction included), and the groups' gradients are then all-reduced
+    The global batch is first shared in proportion to each group's throughput on the
+    full batch, B_g = B thr_g / sum_h thr_h, then rebalanced a few times
+    (B_g ∝ B_g / t_g) towards equal group step times, since a group's time is not
+    proportional to its share (pipeline bubble); each group's step is predicted on
+    B_g (its own gradient reduction included), and the groups' gradients are then all-reduced
     across groups (one rank per group per shard, ring over the groups). Groups must
-    split the model the same way (same tp and pp), which is assumed, not checked.
+    may split the model differently (tp, pp): the cross-group exchange moves the
+    whole gradient over the links of the smallest group.
 
     Assumption (both modes): links between chips of different types run at the
     slower of the two scale-out networks, with that chip's fitted efficiency.
@@ -396,17 +402,34 @@ def _hetero_data(pps, clusters, w, plans, precision) -> StepTime:
             for pp, cl, pl in zip(pps, clusters, plans, strict=True)]
     thr = jnp.stack([w.global_batch_seqs / st.total_s for st in full])
     share = w.global_batch_seqs * thr / jnp.sum(thr)
-    own = [predict_step_time_physical(pp, cl, w.replace(global_batch_seqs=share[i]), pl,
-                                      precision=precision)
-           for i, (pp, cl, pl) in enumerate(zip(pps, clusters, plans, strict=True))]
+
+    def on_share(share):
+        return [predict_step_time_physical(pp, cl, w.replace(global_batch_seqs=share[i]),
+                                           pl, precision=precision)
+                for i, (pp, cl, pl) in enumerate(zip(pps, clusters, plans, strict=True))]
+
+    # A group's time is not proportional to its share (fewer micro-batches mean a
+    # larger pipeline bubble), so rebalance a few times: share ∝ share / time, the
+    # fixed point of equal group step times.
+    own = on_share(share)
+    for _ in range(_HETERO_BALANCE_ITERS):
+        rate = share / jnp.stack([st.total_s for st in own])
+        share = w.global_batch_seqs * rate / jnp.sum(rate)
+        own = on_share(share)
     n_groups = float(len(clusters))
-    # cross-group gradient all-reduce: one rank per group per shard, over the slower
-    # scale-out network
+    # cross-group gradient all-reduce over the slower scale-out network. Each group
+    # first reduces its gradient internally (its own dp reduction, in ``own``); the
+    # groups then exchange the whole gradient, 2 bytes per parameter, spread over the
+    # chips of the smallest group (every chip of it pairs with a chip of each other
+    # group), so the volume per chip is 2·P / min_g N_g. This holds whatever tp/pp
+    # each group uses: only the total gradient and the number of links matter.
+    n_min = jnp.min(jnp.stack([jnp.asarray(pl.dp * pl.tp * pl.pp * pl.cp, dtype=float)
+                               for pl in plans]))
+    cross_bytes = 2.0 * param_count(w) / n_min
     cross = jnp.stack([
         (1.0 - pp.dp_overlap_frac)
-        * all_reduce_time(pp, cl.chip, comm_volumes(w, pl).dp_grad_bytes, n_groups,
-                          ranks_per_domain=1.0)
-        for pp, cl, pl in zip(pps, clusters, plans, strict=True)])
+        * all_reduce_time(pp, cl.chip, cross_bytes, n_groups, ranks_per_domain=1.0)
+        for pp, cl in zip(pps, clusters, strict=True)])
     cross_s = jnp.max(cross)
     totals = jnp.stack([st.total_s for st in own])
     wts = jax.nn.softmax(_GROUP_MAX_SHARPNESS * totals

@@ -454,6 +454,8 @@ def load_csv(
         raw = pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataError(f"cannot parse CSV: {e}", file=file) from None
+    except OSError as e:  # a folder, no permission, ...
+        raise DataError(f"cannot read file: {e.strerror}", file=file) from None
     raw.columns = [str(c).strip() for c in raw.columns]
     for name, col in schema.items():
         if col.required and name not in raw.columns:

@@ -241,6 +241,9 @@ def _parse_condition(text: Any, *, file: str, where: str, column: str,
     try:
         node = _expr.parse(text)
         kind = _expr.check(node, name_types)
+    except RecursionError:
+        raise RegimeError("condition nested too deeply", file=file, row=where,
+                          column=column) from None
     except _expr.ExprError as err:
         if err.message.startswith("unknown name"):
             raise RegimeError(f"{err.message} at position {err.position} in {text!r}",
@@ -280,6 +283,8 @@ def _load_file(path: Path, cache: dict[str, Regime], stack: tuple[str, ...]) -> 
                           file=file) from None
     except tomllib.TOMLDecodeError as err:
         raise RegimeError(f"TOML syntax error: {err}", file=file) from None
+    except UnicodeDecodeError:
+        raise RegimeError("expected a UTF-8 text file", file=file) from None
     for key in doc:
         if key not in _TOP_KEYS:
             raise RegimeError(f"unknown table (expected one of {sorted(_TOP_KEYS)})",
@@ -324,6 +329,9 @@ def _load_file(path: Path, cache: dict[str, Regime], stack: tuple[str, ...]) -> 
     rules: list[Rule] = []
     for i, raw in enumerate(raw_rules, start=1):
         where = f"rule {i}"
+        if not isinstance(raw, dict):
+            raise RegimeError(f"expected a [[rule]] table, got {raw!r}", file=file,
+                              row=where)
         for key in raw:
             if key not in _RULE_KEYS:
                 raise RegimeError(f"unknown key (expected one of {sorted(_RULE_KEYS)})",
@@ -380,7 +388,11 @@ def _load_file(path: Path, cache: dict[str, Regime], stack: tuple[str, ...]) -> 
                           revenue_share_frac=0.0, tariff_when_text=None,
                           tariff_when=None))
     effects: list[Effect] = []
-    for raw in doc.get("effect", []):
+    raw_effects = doc.get("effect", [])
+    if not isinstance(raw_effects, list) or not all(isinstance(e, dict)
+                                                    for e in raw_effects):
+        raise RegimeError("expected [[effect]] tables", file=file, row="[[effect]]")
+    for raw in raw_effects:
         where = f"effect {raw.get('name', len(effects) + 1)!s}"
         for key in raw:
             if key not in _EFFECT_KEYS:
@@ -410,7 +422,7 @@ def _load_file(path: Path, cache: dict[str, Regime], stack: tuple[str, ...]) -> 
         dep = cache.get(dep_id)
         if dep is None:
             dep_path = path.parent / f"{dep_id}.toml"
-            if not dep_path.is_file():
+            if not _is_file(dep_path):
                 raise RegimeError(f"unknown regime {dep_id!r} (no file {dep_path})",
                                   file=file, row=where, column=column)
             dep = _load_file(dep_path, cache, stack + (regime_id,))
@@ -437,6 +449,14 @@ def _load_file(path: Path, cache: dict[str, Regime], stack: tuple[str, ...]) -> 
     return regime
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for names the OS cannot even look up (too long, NUL)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def load_regime(path_or_id: str | os.PathLike,
                 *, directory: str | os.PathLike | None = None) -> Regime:
     """Load one regime from a TOML file, or by id from ``directory``.
@@ -453,10 +473,10 @@ def load_regime(path_or_id: str | os.PathLike,
     """
     text = os.fspath(path_or_id)
     path = Path(text)
-    if not (text.endswith(".toml") or path.is_file()):
+    if not (text.endswith(".toml") or _is_file(path)):
         folder = Path(directory) if directory is not None else regimes_dir()
         path = folder / f"{text}.toml"
-        if not path.is_file():
+        if not _is_file(path):
             known = sorted(p.stem for p in folder.glob("*.toml"))
             raise RegimeError(f"unknown regime {text!r} (known: {', '.join(known)})",
                               file=str(folder))

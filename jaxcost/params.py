@@ -368,7 +368,12 @@ def save_params(path: str | os.PathLike, params: CostParams, provenance: dict) -
 
 def _check_finite(rec: dict, path, where: str) -> None:
     for n, v in rec.items():
-        if not isinstance(v, int | float) or not math.isfinite(v):
+        try:
+            ok = isinstance(v, int | float) and not isinstance(v, bool) \
+                and math.isfinite(v)
+        except OverflowError:  # an integer too large for a float
+            ok = False
+        if not ok:
             raise ParamsError(f"expected a finite number, got {v!r}", file=str(path),
                               row=f"key '{where}.{n}'")
 
@@ -401,7 +406,7 @@ def load_params(path: str | os.PathLike) -> tuple[CostParams, dict]:
     """
     try:
         doc = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ParamsError(f"cannot read parameters JSON ({err})",
                           file=str(path)) from None
     if not isinstance(doc, dict) or doc.get("format") != _FORMAT_NAME:
@@ -411,6 +416,10 @@ def load_params(path: str | os.PathLike) -> tuple[CostParams, dict]:
         raise ParamsError(f"expected version {PARAMS_FORMAT_VERSION}, got "
                           f"{doc.get('version')!r}", file=str(path),
                           row="key 'version'")
+    for section in ("family", "chip", "provenance"):
+        if not isinstance(doc.get(section) or {}, dict):
+            raise ParamsError("expected an object", file=str(path),
+                              row=f"key '{section}'")
     glob = _record_from_json(doc.get("global"), path, "global")
     fam = {str(k): _record_from_json(v, path, f"family.{k}")
            for k, v in (doc.get("family") or {}).items()}

@@ -122,10 +122,11 @@ The GPT-3 paper's reported compute ({paper_flop:.3g} FLOP; the model's own count
 MFU is {r0['paper_flop_days_median']:.1f} [{r0['paper_flop_days_p5']:.1f},
 {r0['paper_flop_days_p95']:.1f}] days on {r0['chips']} and
 {r1['paper_flop_days_median']:.1f} [{r1['paper_flop_days_p5']:.1f},
-{r1['paper_flop_days_p95']:.1f}] days on {r1['chips']} A100. So the estimate's range
-trains a GPT-3-class pre-training run in weeks, not months; it says nothing about the
-(unpublished) token budget of the actual ChatGPT base model, which scales the days
-linearly.
+{r1['paper_flop_days_p95']:.1f}] days on {r1['chips']} A100. So at the
+estimate's cluster sizes a GPT-3-class run on {tokens:.3g} tokens takes
+{r1['days_p5']:.0f}–{r0['days_p95']:.0f} days (5–95 % over both sizes), far less than
+the GPT-3 paper's own run; the estimate says nothing about the (unpublished) token
+budget of the actual ChatGPT base model, which scales the days linearly.
 
 Sources: {C.claims()['gpt3_tokens']['source']} ({C.claims()['gpt3_tokens']['locator']};
 {C.claims()['gpt3_train_flop']['locator']}). Estimate: {C.claims()['chatgpt_estimate_low']['source']}.

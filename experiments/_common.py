@@ -172,11 +172,19 @@ def claim(key: str) -> float:
 # ---------------------------------------------------------------------- reports
 
 
+def _columns(rows: Sequence[dict]) -> list[str]:
+    """Union of the rows' keys, in first-seen order."""
+    cols: dict[str, None] = {}
+    for r in rows:
+        cols.update(dict.fromkeys(r))
+    return list(cols)
+
+
 def md_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
     """A list of dicts as a Markdown table."""
     if not rows:
         return "(no rows)"
-    cols = list(columns or rows[0].keys())
+    cols = list(columns or _columns(rows))
 
     def f(v):
         if isinstance(v, float):
@@ -195,7 +203,7 @@ def write_report(slug: str, title: str, body: str, rows: Sequence[dict], fig,
 
     out = OUT_ROOT / slug
     out.mkdir(parents=True, exist_ok=True)
-    cols = list(rows[0].keys()) if rows else []
+    cols = _columns(rows)
     lines = [",".join(cols)]
     for r in rows:
         vals = []

@@ -317,3 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except OSError as err:  # e.g. an --out path in a read-only or missing place
+        where = f"{err.filename}: " if err.filename else ""
+        text = " ".join(f"{where}{err.strerror or err}".split())
+        print(f"jaxcost: {text}", file=sys.stderr)
+        return 2

@@ -286,6 +286,8 @@ def load_chips(path: str | os.PathLike | None = None) -> dict[str, ChipSpec]:
         raise DataError(f"cannot read chips file: {err.strerror}", file=file) from None
     except UnicodeDecodeError:
         raise DataError("expected a UTF-8 text CSV file", file=file) from None
+    except csv.Error as err:  # e.g. a cell over the csv module's size limit
+        raise DataError(f"malformed CSV: {err}", file=file) from None
     if not chips:
         raise DataError("expected at least one chip row", file=file)
     return chips

@@ -41,7 +41,7 @@ SLUG = "03_mixed_generations"
 MODEL = "llama2-13b"
 N_NEW = 256
 PAIRS = (("A100-SXM", "V100"), ("A800-SXM", "P100"), ("A100-SXM", "P100"))
-OLD_DATA = (32, 64, 128, 256, 512, 1024)
+OLD_DATA = (32, 128, 512, 1024)
 PIPE_GROUP = 64                   # dp·tp of the pipeline-mode plans
 OLD_PIPE = (64, 128, 256, 512)
 
@@ -79,8 +79,7 @@ for new_key, old_key in PAIRS:
                 old = old[0]
                 clusters = (cl(new_key, N_NEW), cl(old_key, k))
                 plans = (base.plan, old.plan)
-                st = jc.predict_step_time_hetero(cal.params, clusters, w, plans,
-                                                 mode="data")
+                st = C.point_step_time(cal.params, ("data", clusters), w, plans)
                 tok = tps / float(st.total_s) if float(st.fits_in_hbm) > 0.5 else 0.0
                 m = ens_tok(("data", clusters), plans)
                 xs.append(k)
@@ -106,8 +105,7 @@ for new_key, old_key in PAIRS:
                 old_plan = pbase.plan.replace(pp=np.float64(p_old))
                 clusters = (cl(old_key, k), cl(new_key, N_NEW))
                 plans = (old_plan, pbase.plan)
-                st = jc.predict_step_time_hetero(cal.params, clusters, w, plans,
-                                                 mode="pipeline")
+                st = C.point_step_time(cal.params, ("pipeline", clusters), w, plans)
                 fits = float(st.fits_in_hbm) > 0.5
                 tok = tps / float(st.total_s) if fits else 0.0
                 m = ens_tok(("pipeline", clusters), plans)
@@ -146,6 +144,8 @@ for ax, (new_key, old_key) in zip(axes, PAIRS, strict=True):
         frac = xs / (N_NEW + xs)
         lo = np.asarray([C.interval(m)[1] for m in ms])
         hi = np.asarray([C.interval(m)[2] for m in ms])
+        ys = np.where(ys > 0, ys, np.nan)         # no fit: not plotted
+        lo = np.where(lo > 0, lo, np.nan)
         ax.plot(frac, ys, "-o", color=c, label=f"{mode} mode")
         ax.fill_between(frac, lo, hi, color=c, alpha=0.2)
     ax.axhline(1.0, color="k", lw=0.8)
@@ -161,6 +161,8 @@ for new_key, old_key in PAIRS:
     for mode in ("data", "pipeline"):
         rs = [r for r in rows if r["new"] == new_key and r["old"] == old_key
               and r["mode"] == mode]
+        nofit = [r["old_chips"] for r in rs if not r["speedup_point"] > 0]
+        rs = [r for r in rs if r["speedup_point"] > 0]
         if not rs:
             continue
         best = max(rs, key=lambda r: r["speedup_point"])
@@ -171,7 +173,8 @@ for new_key, old_key in PAIRS:
             f"×{best['speedup_median']:.2f} [{best['speedup_p5']:.2f}, "
             f"{best['speedup_p95']:.2f}]; worst at {worst['old_chips']} "
             f"({100 * worst['old_frac']:.0f} %): ×{worst['speedup_median']:.2f} "
-            f"[{worst['speedup_p5']:.2f}, {worst['speedup_p95']:.2f}].")
+            f"[{worst['speedup_p5']:.2f}, {worst['speedup_p95']:.2f}]"
+            + (f"; does not fit in memory with {nofit} old chips." if nofit else "."))
 body = f"""**Question.** Does adding older chips (V100, P100) to {N_NEW} A100/A800 speed up
 {MODEL} training, and in which mixing mode?
 

@@ -261,3 +261,21 @@ def cluster_step_s(ensemble, cluster_result, workload, scenario) -> np.ndarray:
         st = ensemble_step_times(ensemble, ("data", clusters), workload, plans)
     ok = np.asarray(st.fits_in_hbm) > 0.5
     return np.where(ok, np.asarray(st.total_s), np.inf)
+
+
+def point_step_time(params, cluster, workload, plan):
+    """``StepTime`` of one configuration with point parameters, jitted and cached
+    (same conventions as :func:`ensemble_step_times`)."""
+    from jaxcost import predict_step_time, predict_step_time_hetero
+
+    if isinstance(cluster, tuple) and isinstance(cluster[0], str):
+        mode, cl = cluster
+        key = ("point-hetero", mode, tuple(c.chip.key for c in cl), workload.name)
+        if key not in _ENS_FNS:
+            _ENS_FNS[key] = jax.jit(
+                lambda p, c, w, pl: predict_step_time_hetero(p, c, w, pl, mode=mode))
+        return _ENS_FNS[key](params, cl, workload, plan)
+    key = ("point", cluster.chip.key, workload.name)
+    if key not in _ENS_FNS:
+        _ENS_FNS[key] = jax.jit(predict_step_time)
+    return _ENS_FNS[key](params, cluster, workload, plan)

@@ -59,8 +59,10 @@ def _links(pp: PhysicalParams, chip: ChipSpec):
     """Effective bandwidths (bytes/s) and latencies of scale-up and scale-out."""
     w_out_raw = jnp.asarray(chip.scaleout_bytes_per_s)
     w_up_raw = jnp.asarray(chip.scaleup_bytes_per_s)
-    # a chip without a scale-up fabric talks to its peers over the scale-out network
-    no_up = w_up_raw <= 0
+    # a chip without a scale-up fabric talks to its peers over the scale-out network;
+    # so does one whose scale-up bandwidth is unknown (NaN): a lower bound, never NaN
+    no_up = ~(w_up_raw > 0)
+    w_up_raw = jnp.where(no_up, 1.0, w_up_raw)  # no NaN in the unused branch (grads)
     w_up = jnp.where(no_up, w_out_raw * pp.scaleout_bw_eff, w_up_raw * pp.scaleup_bw_eff)
     a_up = jnp.where(no_up, pp.scaleout_latency_s, pp.scaleup_latency_s)
     w_out = w_out_raw * pp.scaleout_bw_eff

@@ -116,3 +116,40 @@ def test_finite_for_random_raw_params(name, shift, which):
     chip, w, n, plans, _ = _case(name)
     t, tps, mfu, _, full = _evaluate(params, chip, n, w, plans)
     _assert_finite(f"{name} raw[{i}]={shift[0]}", t, tps, mfu, full)
+
+
+# ------------------------------------------------------------------------------ fit
+@functools.cache
+def _tiny_fit_data():
+    from jaxcost import data, fit
+
+    df = data.load_benchmarks("collectives")
+    df = df[df["chip_key"].notna()].head(20)
+    return fit.build_fit_data(load_chips(), collectives=data.collectives_to_arrays(df))
+
+
+@pytest.mark.slow
+def test_fit_bit_identical_and_non_finite_start_raises():
+    """Same data and options: bit-identical parameters; a NaN start: NumericalError."""
+    from jaxcost import fit
+
+    fd = _tiny_fit_data()
+    opts = fit.FitOptions(adam_steps=10, lbfgs_steps=5, chunk=10)
+    r1 = fit.fit(fd, options=opts)
+    r2 = fit.fit(fd, options=opts)
+    a, b = jax.tree.leaves(r1.params), jax.tree.leaves(r2.params)
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b, strict=True):
+        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+    assert math.isfinite(r1.loss) and r1.loss == r2.loss
+    w1 = fit.bootstrap_weights(fd, 5, seed=3)
+    w2 = fit.bootstrap_weights(fd, 5, seed=3)
+    assert all(np.array_equal(w1[k], w2[k]) for k in w1)
+
+    start = fit.initial_params(fd)
+    leaves, tree = jax.tree.flatten(start.global_raw)
+    leaves[0] = jnp.asarray(math.nan)
+    bad = start.replace(global_raw=jax.tree.unflatten(tree, leaves))
+    with pytest.raises(NumericalError, match="non-finite") as info:
+        fit.fit(fd, options=opts, params0=bad)
+    assert "\n" not in str(info.value)

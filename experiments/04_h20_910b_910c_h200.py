@@ -16,6 +16,10 @@ predictions come from their specifications and the hierarchical prior (family
 ``ascend`` / ``hopper`` and global values). With a fitted ensemble this shows as wider
 intervals for them.
 
+Where the 910C's 384-chip supernode (its scale-up domain) admits no plan (counts on
+multiples of 384 = 2⁷·3 and a batch of 2ᵏ sequences, e.g. Llama-2-70B), it is
+modelled on a 256-chip subset of the supernode (column ``note``).
+
 Method: for each model and chip, ``chip_mix`` with that chip as the only candidate
 (time objective under the budget: the best count on a one-point-per-octave grid plus
 the largest affordable count, each with its best plan). Capex includes the tariff.
@@ -25,6 +29,7 @@ Finding: see the report (summary in ``experiments/README.md``).
 """
 
 # %%
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -51,6 +56,26 @@ scen = scen.replace(budget_usd=BUDGET_USD)
 scen = scen.replace(search=scen.search.__class__(
     **{**scen.search.__dict__, "grid_steps_per_octave": 1}))
 regime = jc.load_regime(scen.regime)
+# The 910C's scale-up domain is the 384-chip supernode; 384 = 2^7 * 3, and counts that
+# are multiples of it admit no plan for batches of 2^k sequences. Model it on a
+# 256-chip power-of-two subset of the supernode (same per-chip specs).
+# 256-chip power-of-two subset of the supernode, used only where the full supernode
+# admits no plan.
+SUBDOMAIN_910C = 256.0
+
+
+def solve(w, sc):
+    """chip_mix; for the 910C, fall back to the 256-chip sub-domain when infeasible."""
+    try:
+        return jc.chip_mix(cal.params, w, sc, check_exhaustive=False), sc, ""
+    except jc.InfeasibleError:
+        c = sc.candidates[0]
+        if c.chip.key != "Ascend910C":
+            raise
+        sub = sc.replace(candidates=(dataclasses.replace(
+            c, chip=c.chip.replace(scaleup_domain_size=SUBDOMAIN_910C)),))
+        return (jc.chip_mix(cal.params, w, sub, check_exhaustive=False), sub,
+                f"scale-up domain {SUBDOMAIN_910C:.0f} of 384")
 
 # %%
 rows = []
@@ -63,9 +88,11 @@ for model, tok_key in MODELS:
         cls = jc.classify(cand.chip, regime)
         row = {"model": model, "tokens": tokens, "chip": cand.chip.key,
                "consequence": str(getattr(cls.consequence, "value", cls.consequence)),
-               "tariff_frac": float(cls.tariff_frac), "unit_price_usd": cand.price_usd}
+               "tariff_frac": float(cls.tariff_frac),
+               "revenue_share_frac": float(cls.revenue_share_frac),
+               "unit_price_usd": cand.price_usd}
         try:
-            res = jc.chip_mix(cal.params, w, sc, check_exhaustive=False)
+            res, sc, note = solve(w, sc)
         except jc.InfeasibleError as exc:
             row.update({"count": 0, "plan": f"infeasible: {exc}", "days_point": np.nan,
                         "days_median": np.nan, "days_p5": np.nan, "days_p95": np.nan,
@@ -79,9 +106,9 @@ for model, tok_key in MODELS:
         med, lo, hi = C.interval(days_m)
         key = next(iter(best.counts))
         st = jc.predict_step_time(cal.params, jc.ClusterSpec(
-            chip=cand.chip, num_chips=float(best.counts[key])), w,
+            chip=sc.candidates[0].chip, num_chips=float(best.counts[key])), w,
             jc.plan_from_str(best.plans[key]))
-        row.update({"count": best.counts[key], "plan": best.plans[key],
+        row.update({"count": best.counts[key], "plan": best.plans[key], "note": note,
                     "days_point": best.time_to_train_s / DAY_S, "days_median": med,
                     "days_p5": lo, "days_p95": hi, "rel_width": (hi - lo) / med,
                     "capex_musd": best.capex_usd / 1e6, "mfu": float(st.mfu),
@@ -130,7 +157,10 @@ H20, Ascend 910B, Ascend 910C and H200 trains each model fastest for
 
 The 910C and the H20 have no training rows in the fit data: their numbers come from
 their specifications and the hierarchical prior (family offsets of `ascend` /
-`hopper` and the global values). The 910C price (25,000 USD) is an assumption.
+`hopper` and the global values). The 910C price (25,000 USD) is an assumption; where
+its 384-chip supernode admits no plan (multiples of 384 with a batch of 2ᵏ
+sequences) it is modelled on a 256-chip subset (column `note`). Capex includes the
+tariff and the revenue share (assumed passed on to the buyer).
 Interval widths (column `rel_width` = (p95 − p5) / median) show how much each chip's
 prediction is constrained by data.
 """

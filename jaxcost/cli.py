@@ -268,6 +268,199 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _naming(err: JaxcostError, path: str) -> JaxcostError:
+    """``err`` naming ``path`` when it names no file (errors of in-memory frames)."""
+    if err.file is not None:
+        return err
+    return type(err)(err.detail, file=path, row=err.row, column=err.column)
+
+
+def _detect_kind(path: str) -> str:
+    """Benchmark kind of a CSV from its header (training_runs, collectives, kernels)."""
+    try:
+        with open(path, newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except OSError as err:
+        raise JaxcostError(f"cannot read file ({err.strerror})", file=path) from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        from jaxcost.errors import DataError
+        raise DataError(f"expected a UTF-8 CSV file ({err})", file=path) from None
+    if "kernel_kind" in header:
+        return "kernels"
+    if "collective_kind" in header:
+        return "collectives"
+    if "target" in header:
+        return "training_runs"
+    raise JaxcostError("cannot tell the benchmark kind; expected a 'target', "
+                       "'collective_kind' or 'kernel_kind' column", file=path,
+                       row=1, column="target")
+
+
+def _parity_png(obs, pred, cv_pred) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.loglog(obs, pred, "o", ms=3, label="in-sample")
+    if cv_pred is not None:
+        ax.loglog(obs, cv_pred, "x", ms=3, label="grouped CV")
+    lo, hi = min(obs.min(), pred.min()) / 1.5, max(obs.max(), pred.max()) * 1.5
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+    ax.set_xlabel("measured step time (s)")
+    ax.set_ylabel("predicted step time (s)")
+    ax.legend()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    """``jaxcost fit FILES... --out JSON``: fit, print error tables, write params."""
+    import datetime
+    import hashlib
+    import json
+    import time
+
+    import numpy as np
+
+    import jaxcost
+    from jaxcost import data as D
+    from jaxcost import fit as F
+    from jaxcost.hardware import load_chips
+    from jaxcost.params import save_params
+
+    if args.bootstrap is not None and args.bootstrap < 2:
+        raise JaxcostError(f"--bootstrap {args.bootstrap}: expected an integer >= 2",
+                           column="--bootstrap")
+    chips = load_chips()
+    batches: dict[str, object] = {}
+    hashes = {}
+    for path in args.files:
+        kind = _detect_kind(path)
+        if kind in batches:
+            raise JaxcostError(f"a second {kind} file; give one file per kind",
+                               file=path)
+        df = D.load_benchmarks(kind, path)
+        conv = {"training_runs": lambda d: D.runs_to_arrays(d, chips),
+                "collectives": D.collectives_to_arrays,
+                "kernels": D.kernels_to_arrays}[kind]
+        try:
+            batches[kind] = conv(df)
+        except JaxcostError as err:
+            raise _naming(err, path) from None
+        with open(path, "rb") as fh:
+            hashes[os.path.basename(path)] = hashlib.sha256(fh.read()).hexdigest()
+    try:
+        fd = F.build_fit_data(chips, runs=batches.get("training_runs"),
+                              collectives=batches.get("collectives"),
+                              kernels=batches.get("kernels"))
+    except JaxcostError as err:
+        raise _naming(err, ", ".join(args.files)) from None
+    opts = F.FitOptions(progress=True)
+    res = F.fit(fd, options=opts)
+    print("rows fitted: " + ", ".join(f"{d} {fd.num_rows(d)}" for d in F.DATASETS)
+          + "; left out: " + ", ".join(f"{d} {len(fd.excluded_rows(d))}"
+                                      for d in F.DATASETS))
+    print(f"fit: loss {res.loss:.6g} in {res.seconds:.1f} s; per dataset "
+          + ", ".join(f"{k} {v:.4g}" for k, v in res.dataset_losses.items()))
+    if res.metrics:
+        print(F.format_error_table(res.metrics, "in-sample APE of step time"))
+    cv = None
+    if args.cv and fd.runs is not None:
+        cv = F.cross_validate(fd, options=opts)
+        print(F.format_error_table(cv.metrics, f"grouped CV ({len(cv.folds)} folds, "
+                                   f"leave one group out) APE of step time"))
+        print(f"cross-validation: {cv.seconds:.1f} s")
+    boot = None
+    if args.bootstrap:
+        t0 = time.perf_counter()
+        boot = F.bootstrap(fd, args.bootstrap, params0=res.params,
+                           options=F.FitOptions(adam_steps=100, lbfgs_steps=100,
+                                                progress=True))
+        print(f"bootstrap: {args.bootstrap} resamples in "
+              f"{time.perf_counter() - t0:.1f} s")
+    pool = cv.step_log_residuals if cv is not None else res.step_log_residuals
+    prov = {
+        "package": "jaxcost", "version": jaxcost.__version__,
+        "date": datetime.date.today().isoformat(),
+        "command": "jaxcost fit " + " ".join(args.files),
+        "data_sha256": hashes,
+        "loss": res.loss, "dataset_losses": res.dataset_losses,
+        "rows": {d: fd.num_rows(d) for d in F.DATASETS},
+        "rows_left_out": {d: len(fd.excluded_rows(d)) for d in F.DATASETS},
+        "options": {k: v for k, v in F.FitOptions().__dict__.items()
+                    if k != "progress"},
+        "in_sample": [r.__dict__ for r in res.metrics],
+        "cv": [r.__dict__ for r in cv.metrics] if cv is not None else None,
+        "step_log_residuals": [float(f"{x:.6g}") for x in pool],
+        "step_log_residuals_kind": "grouped_cv" if cv is not None else "in_sample",
+        "bootstrap": F.ensemble_to_json(boot.params) if boot is not None else None,
+    }
+    png = None
+    if args.plot and fd.runs is not None:
+        pred = res.step_time_s
+        obs = pred * np.exp(-res.step_log_residuals)
+        cvp = obs * np.exp(cv.step_log_residuals) if cv is not None else None
+        png = _parity_png(obs, pred, cvp)
+    save_params(args.out, res.params, prov)
+    if png is not None:
+        from jaxcost._io import atomic_write_bytes
+        atomic_write_bytes(args.plot, png)
+    print(f"wrote {args.out}" + (f", {args.plot}" if png is not None else ""))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    """``jaxcost predict RUNS.csv --out PRED.csv``: predicted step time per row."""
+    import numpy as np
+
+    from jaxcost import data as D
+    from jaxcost import fit as F
+    from jaxcost.errors import PlanError
+    from jaxcost.hardware import load_chips
+    from jaxcost.params import load_params
+
+    path = args.params or str(D.data_dir() / "calibration" / "default.json")
+    params, prov = load_params(path)
+    ens = prov.get("bootstrap")
+    ensemble = F.ensemble_from_json(ens, file=path) if ens else None
+    pool = prov.get("step_log_residuals")
+    chips = load_chips()
+    df = D.load_runs(args.runs)
+    filled = df.copy()
+    filled["target"] = "step_time_s"
+    filled["step_time_s"] = 1.0
+    try:
+        runs = D.runs_to_arrays(filled, chips, strict=True)
+    except JaxcostError as err:
+        raise _naming(err, args.runs) from None
+    plans = {f: np.asarray(getattr(runs.plan, f), dtype=float)
+             for f in ("dp", "tp", "pp", "cp")}
+    n = np.asarray(runs.num_chips)
+    missing = np.asarray(runs.plan_missing)
+    prod = plans["dp"] * plans["tp"] * plans["pp"] * plans["cp"]
+    for i in range(len(n)):
+        if not missing[i] and prod[i] != n[i]:
+            raise PlanError(f"dp*tp*pp*cp = {prod[i]:g} but n_chips = {n[i]:g}; "
+                            "expected equal", file=args.runs, row=i + 2,
+                            column="dp")
+    runs, plan_text = F.best_plans_for_missing(params, chips, runs,
+                                               progress=args.progress)
+    pred = F.predict_run_batch(params, chips, runs, ensemble=ensemble,
+                               log_residuals_pool=None if pool is None
+                               else np.asarray(pool))
+    out = df.copy()
+    for k, v in pred.items():
+        out[k] = v
+    out["pred_plan"] = plan_text
+    D.write_csv_atomic(out, args.out)
+    print(f"wrote {args.out} ({len(out)} rows)")
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxcost",
@@ -301,6 +494,25 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", metavar="JSON", help="fitted parameters (default: priors)")
     p.add_argument("--progress", action="store_true", help="progress bars on stderr")
     p.set_defaults(func=_cmd_optimize)
+
+    p = sub.add_parser("fit", help="fit cost parameters to benchmark CSVs")
+    p.add_argument("files", nargs="+", metavar="FILES",
+                   help="benchmark CSVs (training runs, collectives, kernels)")
+    p.add_argument("--out", required=True, metavar="JSON", help="parameters JSON")
+    p.add_argument("--cv", action="store_true",
+                   help="grouped cross-validation (leave one group out)")
+    p.add_argument("--bootstrap", type=int, metavar="N",
+                   help="grouped bootstrap resamples for prediction intervals")
+    p.add_argument("--plot", metavar="PNG", help="parity plot of step time")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("predict", help="predict step time of training runs")
+    p.add_argument("runs", metavar="RUNS.csv", help="runs CSV (training-run schema)")
+    p.add_argument("--out", required=True, metavar="PRED.csv", help="output CSV")
+    p.add_argument("--params", metavar="JSON",
+                   help="parameters (default: data/calibration/default.json)")
+    p.add_argument("--progress", action="store_true", help="progress bars on stderr")
+    p.set_defaults(func=_cmd_predict)
 
     return parser
 

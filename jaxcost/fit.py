@@ -224,6 +224,7 @@ class FitResult:
       log_residuals: dataset -> ``(n,)`` log(pred / obs) of each row's target.
       step_log_residuals: ``(n_runs,)`` log(T_pred / T_obs) of training step time
         (rate targets converted: T is proportional to 1 / rate).
+      step_time_s: ``(n_runs,)`` predicted step time, s.
       metrics: in-sample APE of training step time (overall, family, chip, group).
       seconds: wall time of the fit, s.
     """
@@ -234,6 +235,7 @@ class FitResult:
     dataset_losses: dict[str, float]
     log_residuals: dict[str, np.ndarray]
     step_log_residuals: np.ndarray
+    step_time_s: np.ndarray
     metrics: tuple[ErrorRow, ...]
     seconds: float
 
@@ -915,8 +917,10 @@ def fit(data: FitData, *, options: FitOptions = FitOptions(),
         m, hist = _optimize(data, m0, mult, options, batched=False, desc="fit")
         res = {d: np.asarray(r) for d, r in
                jax.jit(_log_residuals_packed)(m, data).items()}
-        tables = tuple(jnp.asarray(t) for t in _prior_tables(data))
-        final = float(jax.jit(_loss, static_argnums=4)(m, mult, data, tables, options))
+        t_pred = (np.asarray(jax.jit(lambda q, dat: _run_values(q, dat)[1])(m, data))
+                  if data.runs is not None else np.zeros((0,)))
+        final = float(_from_bits(_host_loss(data, options).host_vg(
+            _np_bits(m), {k: _np_bits(v) for k, v in mult.items()})[0]))
         p = unpack_params(m, data, base=p0)
     if not math.isfinite(final):
         raise NumericalError("non-finite loss at the fitted parameters")
@@ -927,7 +931,8 @@ def fit(data: FitData, *, options: FitOptions = FitOptions(),
     step = res["runs"] * _step_sign(data) if "runs" in res else np.zeros((0,))
     metrics = error_table(step, data) if data.runs is not None else ()
     return FitResult(params=p, loss=final, loss_history=hist, dataset_losses=dl,
-                     log_residuals=res, step_log_residuals=step, metrics=metrics,
+                     log_residuals=res, step_log_residuals=step, step_time_s=t_pred,
+                     metrics=metrics,
                      seconds=time.perf_counter() - t0)
 
 
@@ -1113,6 +1118,104 @@ def ensemble_from_json(doc: Mapping, *, file: str = "<params>") -> CostParams:
     return CostParams(global_raw=glob, family=fam, chip=chp)
 
 
+# ------------------------------------------------------------------ prediction
+
+
+def predict_run_batch(params: CostParams, chips: Mapping[str, ChipSpec], runs, *,
+                      ensemble: CostParams | None = None,
+                      log_residuals_pool: np.ndarray | None = None,
+                      interval: tuple[float, float] = (0.05, 0.95)) -> dict:
+    """Predicted step time, tokens/s per chip and MFU of every row of a ``RunBatch``
+    (its plans as given), with an interval on the step time.
+
+    The interval takes the ``interval`` quantiles of log T_b + e over the bootstrap
+    members b of ``ensemble`` (parameter uncertainty) and the residuals e of
+    ``log_residuals_pool`` (scatter of the model around measurements); without an
+    ensemble only the pool is used, without either the interval is the point.
+
+    Returns:
+      dict of ``(n,)`` numpy arrays: ``pred_step_time_s``,
+      ``pred_tokens_per_s_per_chip``, ``pred_mfu``, ``pred_step_time_s_lo``,
+      ``pred_step_time_s_hi``.
+    """
+    with _x64():
+        fd = build_fit_data(chips, runs=runs.replace(
+            plan_missing=jnp.zeros_like(jnp.asarray(runs.plan_missing))))
+        fd = fd.replace(runs=fd.runs.replace(target_kind=jnp.zeros_like(
+            fd.runs.target_kind)))
+
+        def times(m):
+            return _run_values(m, fd)[1]
+
+        m = pack_params(params, fd)
+        t = np.asarray(jax.jit(times)(m))
+        w = fd.runs.workload
+        tokens = np.asarray(w.global_batch_seqs * w.seq_len)
+        n = np.asarray(fd.runs.num_chips)
+        chip = _run_chips(fd)
+        mf = np.asarray(jax.vmap(model_flop_per_token)(w)) * tokens
+        mfu = mf / (t * n * np.asarray(chip.peak_flop_per_s_bf16))
+        logs = np.log(t)[None, :]
+        if ensemble is not None:
+            mb = jax.vmap(lambda e: pack_params(e, fd))(ensemble)
+            logs = np.log(np.asarray(jax.jit(jax.vmap(times))(mb)))
+    pool = (np.zeros(1) if log_residuals_pool is None
+            else np.asarray(log_residuals_pool, dtype=float))
+    pool = pool[np.isfinite(pool)]
+    samples = logs[:, None, :] + pool[None, :, None]
+    samples = samples.reshape(-1, samples.shape[-1])
+    lo, hi = np.quantile(samples, interval, axis=0)
+    return {"pred_step_time_s": t, "pred_tokens_per_s_per_chip": tokens / (t * n),
+            "pred_mfu": mfu, "pred_step_time_s_lo": np.exp(lo),
+            "pred_step_time_s_hi": np.exp(hi)}
+
+
+def best_plans_for_missing(params: CostParams, chips: Mapping[str, ChipSpec], runs, *,
+                           progress: bool = False) -> tuple[Any, tuple[str, ...]]:
+    """Fill the blank plans of a ``RunBatch`` with the fastest valid plan.
+
+    For each row with ``plan_missing``, every valid plan (``parallel.enumerate_plans``:
+    divisibility and memory) is scored by predicted step time and the best is kept
+    (``sweep.sweep_topk``). Returns the batch with those plans and every row's plan
+    as text (``parallel.plan_to_str``).
+
+    Raises:
+      PlanError: no valid plan for a row.
+    """
+    from jaxcost.errors import PlanError
+    from jaxcost.params import physical
+    from jaxcost.parallel import enumerate_plans, plan_at, plan_to_str
+    from jaxcost.sweep import sweep_topk
+
+    missing = np.asarray(runs.plan_missing, dtype=bool)
+    plan = jax.tree.map(lambda x: np.array(x, dtype=float), runs.plan)
+    with _x64():
+        for i in np.flatnonzero(missing):
+            w = jax.tree.map(lambda x: np.asarray(x)[i], runs.workload)
+            chip = chips[runs.chip_keys[i]]
+            n = int(round(float(np.asarray(runs.num_chips)[i])))
+            cands = enumerate_plans(w, n, chip)
+            if cands.dp.shape[0] == 0:
+                raise PlanError(f"no valid parallel plan of this model on {n} "
+                                f"{chip.key} (divisibility or memory)",
+                                row=f"row_id {runs.row_ids[i]}", column="tp")
+            pp = physical(params, chip)
+            cl = ClusterSpec(chip=chip, num_chips=float(n))
+
+            def score(pl, pp=pp, cl=cl, w=w):  # one plan (sweep_topk vmaps it)
+                return predict_step_time_physical(pp, cl, w, pl).total_s
+
+            idx, _, _ = sweep_topk(score, cands, 1, progress=progress,
+                                   desc=f"plans {runs.row_ids[i]}")
+            best = plan_at(cands, int(idx[0]))
+            for f in plan.__dataclass_fields__:
+                getattr(plan, f)[i] = float(np.asarray(getattr(best, f)))
+    text = tuple(plan_to_str(jax.tree.map(lambda x, i=i: x[i], plan))
+                 for i in range(missing.size))
+    return runs.replace(plan=jax.tree.map(jnp.asarray, plan),
+                        plan_missing=np.zeros_like(missing)), text
+
+
 __all__ = [
     "DATASETS",
     "FitOptions",
@@ -1133,4 +1236,8 @@ __all__ = [
     "format_error_table",
     "ensemble_to_json",
     "ensemble_from_json",
+    "predict_run_batch",
+    "best_plans_for_missing",
+    "pack_params",
+    "unpack_params",
 ]

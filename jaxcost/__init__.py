@@ -125,6 +125,18 @@ from jaxcost.optimize import (
     threshold_sweep,
 )
 from jaxcost.scenario import Scenario, load_scenario
+from jaxcost.fit import (
+    BootstrapResult,
+    CVResult,
+    FitData,
+    FitOptions,
+    FitResult,
+    bootstrap,
+    build_fit_data,
+    cross_validate,
+    fit,
+    predict_run_batch,
+)
 
 __all__ = [
     "__version__",
@@ -240,4 +252,15 @@ __all__ = [
     "threshold_sweep",
     "Scenario",
     "load_scenario",
+    # fit
+    "FitOptions",
+    "FitData",
+    "FitResult",
+    "CVResult",
+    "BootstrapResult",
+    "build_fit_data",
+    "fit",
+    "cross_validate",
+    "bootstrap",
+    "predict_run_batch",
 ]

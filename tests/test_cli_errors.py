@@ -199,13 +199,24 @@ def _cases(tmp: Path) -> list[tuple[str, list[str], Path, Path]]:
             cases.append((cid, ["optimize", str(scen), "--params", str(p), "--out",
                                 str(out)], p, out))
     runs = _bad_runs(tmp / "runs")
+    good_params = tmp / "good_params.json"
+    params.save_params(good_params, params.default_params(), {})
     for cmd in ("fit", "predict"):
         if cmd not in COMMANDS:
             continue
+        extra = ["--params", str(good_params)] if cmd == "predict" else []
         for cls, p in runs.items():
             cid = f"{cmd}/runs-{cls}"
             out = out_for(cid, "out.json" if cmd == "fit" else "out.csv")
-            cases.append((cid, [cmd, str(p), "--out", str(out)], p, out))
+            cases.append((cid, [cmd, str(p), "--out", str(out), *extra], p, out))
+    if "predict" in COMMANDS:
+        good_runs = _write_csv(tmp / "runs" / "good_runs.csv",
+                               _rows(DATA / "benchmarks" / "training_runs.csv", 2))
+        for cls, p in _bad_params(tmp / "predict_params").items():
+            cid = f"predict/params-{cls}"
+            out = out_for(cid, "out.csv")
+            cases.append((cid, ["predict", str(good_runs), "--params", str(p), "--out",
+                                str(out)], p, out))
     return cases
 
 

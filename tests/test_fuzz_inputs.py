@@ -33,6 +33,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -216,6 +217,33 @@ def check_benchmark(kind: str, mut, tmpdir: Path) -> str:
         _cell_error_ok(err, cell)
         return "error"
     _check_numeric_frame(df, data._SCHEMAS[kind], path)
+    return "ok"
+
+
+def check_runs(mut, tmpdir: Path) -> str:
+    """The ``predict`` path: ``load_runs`` then ``runs_to_arrays(strict=True)``."""
+    rows = _BENCH["training_runs"]
+    special = {n: rows[0].index(n) for n in ("chip_key", "tp")}
+    content, cell = apply_csv_mutation(rows, mut, special)
+    path = tmpdir / "runs_fuzz.csv"
+    path.write_bytes(content)
+    try:
+        df = data.load_runs(path)
+    except Exception as err:  # noqa: BLE001
+        assert_clean(err, path)
+        return "error"
+    try:
+        batch = data.runs_to_arrays(df, hardware.load_chips(), strict=True)
+    except Exception as err:  # noqa: BLE001
+        # in-memory conversion: one line, with the row; the CLI adds the file name
+        assert isinstance(err, JaxcostError), f"{type(err).__name__}: {err}"
+        assert "\n" not in str(err)
+        return "error"
+    for name in ("num_chips", "target_value", "weight"):
+        v = np.asarray(getattr(batch, name))
+        assert np.all(np.isfinite(v)) and np.all(v > 0), f"non-finite {name}"
+    for leaf in jax.tree.leaves((batch.workload, batch.plan)):
+        assert np.all(np.isfinite(np.asarray(leaf))), "non-finite model or plan leaf"
     return "ok"
 
 
@@ -500,8 +528,6 @@ def check_params(mut, tmpdir: Path) -> str:
     except Exception as err:  # noqa: BLE001
         assert_clean(err, path)
         return "error"
-    import jax
-
     leaves = [float(x) for x in jax.tree_util.tree_leaves(p)]
     assert all(math.isfinite(x) for x in leaves), "non-finite parameter loaded"
     return "ok"
@@ -559,6 +585,14 @@ def run_class(cls: str, n: int, failures: list | None = None, *,
             @given(strat)
             def run(mut):
                 _outcome(cls, lambda: check_benchmark(kind, mut, tmp), failures)
+        elif cls == "runs":
+            rows = _BENCH["training_runs"]
+            strat = csv_mutation(len(rows[0]), len(rows) - 1, {"chip_key": 0, "tp": 0})
+
+            @sets
+            @given(strat)
+            def run(mut):
+                _outcome(cls, lambda: check_runs(mut, tmp), failures)
         elif cls == "chips":
             strat = csv_mutation(len(_CHIP_ROWS[0]), len(_CHIP_ROWS) - 1,
                                  {"chip_key": 0})
@@ -588,7 +622,7 @@ def run_class(cls: str, n: int, failures: list | None = None, *,
 
 
 CLASSES = {f"benchmark:{k}": 50 for k in data.BENCHMARK_KINDS} | {
-    "chips": 50, "regime": 100, "scenario": 80, "params": 100}
+    "runs": 40, "chips": 50, "regime": 100, "scenario": 80, "params": 100}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -598,10 +632,12 @@ def _print_counts(request):
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or not COUNTS:
         return
-    reporter.write_line("")
-    for cls, c in COUNTS.items():
-        reporter.write_line(f"fuzz {cls}: {sum(c.values())} cases, {c['ok']} loaded, "
-                            f"{c['error']} clean errors")
+    capman = request.config.pluginmanager.get_plugin("capturemanager")
+    with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+        reporter.write_line("")
+        for cls, c in COUNTS.items():
+            reporter.write_line(f"fuzz {cls}: {sum(c.values())} cases, {c['ok']} "
+                                f"loaded, {c['error']} clean errors")
 
 
 @pytest.mark.parametrize("cls", list(CLASSES))

@@ -134,7 +134,7 @@ from jaxcost.fit import (
     bootstrap,
     build_fit_data,
     cross_validate,
-    fit,
+    fit_params,
     predict_run_batch,
 )
 
@@ -259,7 +259,7 @@ __all__ = [
     "CVResult",
     "BootstrapResult",
     "build_fit_data",
-    "fit",
+    "fit_params",
     "cross_validate",
     "bootstrap",
     "predict_run_batch",

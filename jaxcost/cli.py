@@ -360,7 +360,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     except JaxcostError as err:
         raise _naming(err, ", ".join(args.files)) from None
     opts = F.FitOptions(progress=True)
-    res = F.fit(fd, options=opts)
+    res = F.fit_params(fd, options=opts)
     print("rows fitted: " + ", ".join(f"{d} {fd.num_rows(d)}" for d in F.DATASETS)
           + "; left out: " + ", ".join(f"{d} {len(fd.excluded_rows(d))}"
                                       for d in F.DATASETS))

@@ -799,11 +799,14 @@ _HOST_CACHE: dict = {}
 
 
 def _host_loss(data: FitData, options: FitOptions) -> _HostLoss:
-    key = (id(data), options)
+    # the loss depends only on the dataset and prior weights, not on the steps
+    loss_opts = FitOptions(dataset_weights=options.dataset_weights,
+                           prior_weight=options.prior_weight)
+    key = (id(data), loss_opts)
     hit = _HOST_CACHE.get(key)
     if hit is None or hit.data is not data:
         _HOST_CACHE.clear()
-        hit = _HOST_CACHE[key] = _HostLoss(data, options)
+        hit = _HOST_CACHE[key] = _HostLoss(data, loss_opts)
     return hit
 
 
@@ -894,7 +897,7 @@ def _optimize(data: FitData, params0: jax.Array, mult: dict[str, jax.Array],
 # -------------------------------------------------------------------- public API
 
 
-def fit(data: FitData, *, options: FitOptions = FitOptions(),
+def fit_params(data: FitData, *, options: FitOptions = FitOptions(),
         params0: CostParams | None = None) -> FitResult:
     """Fit ``CostParams`` to all rows of ``data`` (x64 enabled inside).
 
@@ -1227,7 +1230,7 @@ __all__ = [
     "build_fit_data",
     "log_residuals",
     "initial_params",
-    "fit",
+    "fit_params",
     "group_folds",
     "cross_validate",
     "bootstrap_weights",

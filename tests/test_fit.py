@@ -82,7 +82,7 @@ OPTS = F.FitOptions(prior_weight=1e-8, adam_steps=150, lbfgs_steps=100, chunk=25
 def synthetic_fit():
     truth = _truth()
     data = _synthetic(truth)
-    return truth, data, F.fit(data, options=OPTS)
+    return truth, data, F.fit_params(data, options=OPTS)
 
 
 def test_recovery_of_known_parameters(synthetic_fit):
@@ -102,7 +102,7 @@ def test_recovery_of_known_parameters(synthetic_fit):
 
 def test_same_data_same_seed_bit_identical(synthetic_fit):
     _, data, res = synthetic_fit
-    again = F.fit(data, options=OPTS)
+    again = F.fit_params(data, options=OPTS)
     a = np.asarray(F.pack_params(res.params, data))
     b = np.asarray(F.pack_params(again.params, data))
     assert np.array_equal(a, b)
@@ -133,7 +133,7 @@ def test_non_finite_loss_raises(synthetic_fit):
     bad = data.replace(kernels=data.kernels.replace(
         obs=data.kernels.obs.at[0].set(jnp.nan)))
     with pytest.raises(NumericalError, match="non-finite"):
-        F.fit(bad, options=F.FitOptions(adam_steps=2, lbfgs_steps=0, chunk=2))
+        F.fit_params(bad, options=F.FitOptions(adam_steps=2, lbfgs_steps=0, chunk=2))
 
 
 def test_bootstrap_weights_grouped():

@@ -8,7 +8,8 @@ far (re-optimisation)?
 
 Data: ``scenarios/exp_05_2023_10.toml`` and ``exp_05_2025_04.toml`` (candidates H20,
 L20, A800, H800, H100 and the domestic Ascend 910B, entered as owned-with-price so
-the US regime does not apply to it), ``data/regimes/2023-10.toml`` and
+the US regime does not apply to it, with an illustrative supply cap of 4,096 — with
+unlimited supply it is the optimum under every swept threshold and nothing binds), ``data/regimes/2023-10.toml`` and
 ``2025-04.toml``, ``data/chips.csv``; parameters from ``_common.load_calibration``.
 
 Method: ``policy_sensitivity`` (envelope-theorem derivative of the relaxed optimum

@@ -40,7 +40,8 @@ def main() -> int:
         bad += tb + part + nan
         print(f"{cls:28s} {cases:5d} cases ({c.get('ok', 0)} loaded, "
               f"{c.get('error', 0)} clean errors), {tb} tracebacks, "
-              f"{part} partial files, {nan} silent NaN  [{time.perf_counter() - t:.1f} s]")
+              f"{part} partial files, {nan} silent NaN  "
+              f"[{time.perf_counter() - t:.1f} s]")
     seen = set()
     for cls, kind, text in failures:
         key = (cls, kind, text[:80])

@@ -135,7 +135,8 @@ def csv_mutation(ncols: int, nrows: int, special_cols: dict[str, int]):
     if "chip_key" in special_cols:
         options.append(st.tuples(st.just("unknown_chip"), row))
     if "tp" in special_cols:
-        options.append(st.tuples(st.just("plan"), row, st.sampled_from(["3", "7", "64"])))
+        options.append(st.tuples(st.just("plan"), row,
+                                 st.sampled_from(["3", "7", "64"])))
     return st.one_of(options)
 
 
@@ -672,7 +673,8 @@ def test_unreadable_paths(loader, tmp_path):
         "params": params.load_params,
     }
     fn = fns[loader]
-    suffix = {"benchmark": ".csv", "chips": ".csv", "params": ".json"}.get(loader, ".toml")
+    suffix = {"benchmark": ".csv", "chips": ".csv",
+              "params": ".json"}.get(loader, ".toml")
     _expect_clean(fn, tmp_path / f"missing{suffix}")
     folder = tmp_path / f"folder{suffix}"
     folder.mkdir()

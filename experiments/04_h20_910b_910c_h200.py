@@ -25,7 +25,13 @@ Method: for each model and chip, ``chip_mix`` with that chip as the only candida
 the largest affordable count, each with its best plan). Capex includes the tariff.
 Intervals: the chosen cluster re-evaluated under every ensemble member.
 
-Finding: see the report (summary in ``experiments/README.md``).
+Finding (fitted calibration, 100-member bootstrap; days, median [5–95 %], 200 MUSD):
+Llama-2-70B: H200 6 [6, 8] (4,096 chips, 164 MUSD incl. tariff), 910C 7 [6, 7],
+910B 10 [9, 11], H20 17 [15, 21]. Llama-3-405B: 910C 180 [171, 205], H200 233
+[214, 252], 910B 353 [328, 403], H20 654 [584, 715]. DeepSeek-V3: 910C 16 [13, 18]
+(the 384-chip supernode carries the expert all-to-all), H200 33 [26, 58], 910B 67
+[40, 80], H20 78 [67, 105]. The 910C (prior only, assumed price) wins for the large
+models on the budget; the tariffed H200 for Llama-2-70B.
 """
 
 # %%

@@ -18,7 +18,12 @@ plan is found by exhaustive enumeration (``best_plan``); a curve of best-plan
 throughput over node multiples from 512 to 16,384 (``throughput_curves``) shows the
 scaling. Intervals: the chosen plan re-evaluated under every ensemble member.
 
-Finding: see the report (summary in ``experiments/README.md``).
+Finding (fitted calibration, 100-member bootstrap): 4,608 A100 need 5.5 [4.8, 6.3]
+days (MFU 0.47 [0.41, 0.54]) and 9,216 A100 3.2 [2.7, 3.6] days (MFU 0.41 [0.36,
+0.47]) for 300 B tokens; the GPT-3 paper's 3.14e23 FLOP at the modelled MFU gives 5.4
+[4.7, 6.1] and 3.1 [2.7, 3.5] days. The estimate's cluster sizes are ample for a
+GPT-3-class run; the unpublished token budget of the ChatGPT base model scales this
+linearly.
 """
 
 # %%
@@ -124,9 +129,9 @@ MFU is {r0['paper_flop_days_median']:.1f} [{r0['paper_flop_days_p5']:.1f},
 {r1['paper_flop_days_median']:.1f} [{r1['paper_flop_days_p5']:.1f},
 {r1['paper_flop_days_p95']:.1f}] days on {r1['chips']} A100. So at the
 estimate's cluster sizes a GPT-3-class run on {tokens:.3g} tokens takes
-{r1['days_p5']:.0f}–{r0['days_p95']:.0f} days (5–95 % over both sizes), far less than
-the GPT-3 paper's own run; the estimate says nothing about the (unpublished) token
-budget of the actual ChatGPT base model, which scales the days linearly.
+{r1['days_p5']:.0f}–{r0['days_p95']:.0f} days (5–95 % over both sizes); the estimate says
+nothing about the (unpublished) token budget of the actual ChatGPT base model, which
+scales the days linearly.
 
 Sources: {C.claims()['gpt3_tokens']['source']} ({C.claims()['gpt3_tokens']['locator']};
 {C.claims()['gpt3_train_flop']['locator']}). Estimate: {C.claims()['chatgpt_estimate_low']['source']}.

@@ -19,7 +19,13 @@ interleaving. The outcome is the cluster's tokens/s relative to the 256 new chip
 alone; > 1 means the old chips help. Intervals: the same configurations evaluated
 under every ensemble member.
 
-Finding: see the report (summary in ``experiments/README.md``).
+Finding (fitted calibration, 100-member bootstrap; speed relative to 256 new chips
+alone, median [5–95 %]): data-parallel mixing always helps here, in proportion to the
+old chips' compute: 256 A100 + 1,024 V100 ×2.35 [2.16, 2.49], + 1,024 P100 ×1.22
+[1.18, 1.25]; 32 P100 add nothing (×1.00). Pipeline mixing helps with V100 (×1.15 to
+×1.49; 256 V100 stages do not fit in memory) but hurts with P100 behind A100 (×0.87
+[0.84, 0.91] at 64 P100 down to ×0.55 [0.53, 0.58] at 512) and is neutral with A800
+(×0.99–1.11). Old chips help as extra data-parallel replicas, not as pipeline stages.
 """
 
 # %%
@@ -183,12 +189,13 @@ body = f"""**Question.** Does adding older chips (V100, P100) to {N_NEW} A100/A8
 
 {chr(10).join(lines)}
 
-Data-parallel mixing never makes a group wait for another's layers, so old chips add
-roughly their own throughput minus the cross-group gradient all-reduce over the
-slower scale-out network; they help while that all-reduce (which does not shrink as
-the old group grows) is smaller than the compute they take over. Pipeline mixing
-assigns layers by speed but adds stages (bubble) and sends activations across the
-slow link; it pays only when the old chips are a large share of the pipeline.
+Data-parallel mixing never makes a group wait for another's layers: old chips add
+roughly their own throughput, less the cross-group gradient all-reduce over the slower
+scale-out network and the batch imbalance. Pipeline mixing assigns layers by speed but
+adds stages (bubble) and sends activations over the slow link between the groups, and
+the old chips must hold their share of layers in their smaller memory; where a
+configuration does not fit for some ensemble members, their speed-up counts as 0 in
+the interval.
 The pipeline-mode base plan (dp·tp = {PIPE_GROUP}) is itself slower than the free
 best plan (row `pipeline-base` of the table), which the ratios include.
 """

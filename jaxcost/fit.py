@@ -591,15 +591,18 @@ def _run_values(m: jax.Array, data: FitData) -> tuple[jax.Array, jax.Array]:
     """Predicted target value and step time of every training row."""
     r = data.runs
     pp = _physical_from_matrix(m, data, r.fam_idx, r.chip_idx)
-    chip = _run_chips(data)
+    chip = _row_chips(data, r.chip_idx)
+    fp8 = jnp.asarray(np.asarray([p == "fp8" for p in data.precision_runs],
+                                 dtype=float))
 
-    def total(pp_i, chip_i, w, plan, n):
+    def total(pp_i, chip_i, w, plan, n, f8):
+        # f8: traced precision flag (1 = FP8 GEMMs), see step_time.gemm_peak_flop_per_s
         st = predict_step_time_physical(pp_i, ClusterSpec(chip=chip_i, num_chips=n),
-                                        w, plan, precision="bf16")
+                                        w, plan, precision=f8)
         return st.total_s
 
-    t = jax.vmap(total)(pp, chip, r.workload, r.plan, r.num_chips)
-    return _target_from_time(t, data, chip), t
+    t = jax.vmap(total)(pp, chip, r.workload, r.plan, r.num_chips, fp8)
+    return _target_from_time(t, data, _run_chips(data)), t
 
 
 def _target_from_time(t: jax.Array, data: FitData, chip: ChipSpec) -> jax.Array:

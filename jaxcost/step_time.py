@@ -7,6 +7,8 @@ For a homogeneous cluster and one plan (d dp, t tp, p pp, c cp, e ep, v vpp, b m
     t_fwd   = sum_k op_time_k + t_fix            t_bwd = 2 sum_k op_time_k + t_fix
     t_rec   = t_fwd (full), attention-core ops + t_fix (selective), 0 (none)
     t_layer = t_fwd + t_bwd + t_rec
+  the attention core executes half of its full-count FLOP (causal flash attention)
+  and runs at the BF16 peak; the other GEMMs run at the peak of ``precision``
   exposed communication per layer (1 - overlap) * t_comm, with
     TP: 4 collectives of X = tp_bytes/4 (AG/RS, or AR = RS + AG) forward, again in the
         backward and in a full recompute: (2 + [full]) * 4 * AG(X, t)
@@ -70,6 +72,9 @@ from jaxcost.workload import (
 _HETERO_BALANCE_ITERS = 3
 #: Sharpness of the logistic ``fits_in_hbm`` indicator (per unit of memory / capacity).
 _FIT_SHARPNESS = 50.0
+#: Share of the full-count attention-core FLOP that a causal flash-attention kernel
+#: executes (blocks above the diagonal are skipped; structural, not fitted).
+CAUSAL_ATTN_WORK_FRAC = 0.5
 #: Sharpness of the softmax-weighted maximum over heterogeneous groups (relative).
 _GROUP_MAX_SHARPNESS = 20.0
 
@@ -126,10 +131,33 @@ class _Parts(NamedTuple):
     cap: jax.Array
 
 
+def gemm_peak_flop_per_s(chip: ChipSpec, precision) -> jax.Array:
+    """Peak FLOP/s of the linear layers' GEMMs at the run's ``precision``.
+
+    ``precision`` is "bf16", "fp8" (static), or a numeric flag (traced; > 0.5 means
+    FP8), so that rows of different precision can share one vmapped evaluation. FP8
+    falls back to BF16 on chips without an FP8 peak.
+    """
+    if isinstance(precision, str):
+        return peak_flop_per_s(chip, precision=precision)
+    f8 = peak_flop_per_s(chip, precision="fp8")
+    return jnp.where(jnp.asarray(precision) > 0.5, f8,
+                     jnp.asarray(chip.peak_flop_per_s_bf16))
+
+
 def _parts(pp: PhysicalParams, chip: ChipSpec, w: TransformerConfig,
-           plan: ParallelPlan, precision: str) -> _Parts:
+           plan: ParallelPlan, precision) -> _Parts:
     ops = layer_ops(w, plan)
-    t_ops = op_time(pp, chip, ops.flop, ops.bytes, ops.kind, precision=precision)
+    is_attn = ops.kind == OpKind.ATTENTION
+    # The attention core runs in BF16 in FP8 training recipes (only the linear layers'
+    # GEMMs are FP8), and a causal flash-attention kernel skips the masked upper
+    # triangle, so it executes CAUSAL_ATTN_WORK_FRAC of the full-count FLOP of
+    # ``layer_ops`` (the MFU convention counts them in full).
+    peak_mm = gemm_peak_flop_per_s(chip, precision)
+    peak_ops = jnp.where(is_attn, jnp.asarray(chip.peak_flop_per_s_bf16), peak_mm)
+    flop_exec = jnp.where(is_attn, CAUSAL_ATTN_WORK_FRAC * ops.flop, ops.flop)
+    t_ops = op_time(pp, chip.replace(peak_flop_per_s_bf16=peak_ops), flop_exec,
+                    ops.bytes, ops.kind, precision="bf16")
     t_sum = jnp.sum(t_ops, axis=-1)
     t_attn = jnp.sum(jnp.where(ops.kind == OpKind.ATTENTION, t_ops, 0.0), axis=-1)
     r = jnp.asarray(plan.recompute)
@@ -156,8 +184,9 @@ def _parts(pp: PhysicalParams, chip: ChipSpec, w: TransformerConfig,
     ep_layer = (1.0 - pp.ep_overlap_frac) * (2.0 + full_f) * ep_one
 
     h = head_ops(w, plan)
-    t_head = 3.0 * jnp.sum(op_time(pp, chip, h.flop, h.bytes, h.kind,
-                                   precision=precision), axis=-1)
+    t_head = 3.0 * jnp.sum(op_time(pp, chip.replace(peak_flop_per_s_bf16=peak_mm),
+                                   h.flop, h.bytes, h.kind, precision="bf16"),
+                           axis=-1)
 
     p, v = plan.pp, plan.vpp
     stride_pp = t * c * d
@@ -230,10 +259,12 @@ def _hfu_factor(w, plan):
 
 def predict_step_time_physical(pp: PhysicalParams, hardware: ClusterSpec,
                                workload: TransformerConfig, plan: ParallelPlan, *,
-                               precision: str = "bf16") -> StepTime:
+                               precision="bf16") -> StepTime:
     """As :func:`predict_step_time`, with physical parameters already resolved.
 
     Useful under ``vmap`` over plans or workloads, where ``pp`` is shared.
+    ``precision`` may also be a numeric flag (1 = FP8; see
+    :func:`gemm_peak_flop_per_s`), e.g. vmapped over rows of mixed precision.
     """
     chip = hardware.chip
     w = workload
@@ -245,7 +276,7 @@ def predict_step_time_physical(pp: PhysicalParams, hardware: ClusterSpec,
                      + parts.ep_layer) + parts.t_head + parts.pp_mb
     bubble_s = (p - 1.0) / v * t_stage
     chips = plan.dp * plan.tp * plan.pp * plan.cp
-    peak = peak_flop_per_s(chip, precision=precision)
+    peak = gemm_peak_flop_per_s(chip, precision)
     return _finish(
         pp, w, plan,
         compute_s=m * (lps * parts.t_layer + parts.t_head),

@@ -251,8 +251,16 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     from jaxcost.params import default_params, load_params
     from jaxcost.scenario import load_scenario
 
+    from jaxcost.hardware import data_dir
+
     sc = load_scenario(args.scenario)
-    params = load_params(args.params)[0] if args.params else default_params()
+    shipped = Path(data_dir()) / "calibration" / "default.json"
+    if args.params:
+        params = load_params(args.params)[0]
+    elif args.priors or not shipped.exists():
+        params = default_params()
+    else:
+        params = load_params(shipped)[0]
     top = args.top if args.top is not None else sc.search.top
     if top < 1:
         raise JaxcostError(f"--top {top}: expected an integer >= 1", column="--top")
@@ -491,7 +499,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR",
                    help="output folder (default: experiments/out/optimize/<scenario>)")
     p.add_argument("--top", type=int, metavar="N", help="clusters to report")
-    p.add_argument("--params", metavar="JSON", help="fitted parameters (default: priors)")
+    p.add_argument("--params", metavar="JSON",
+                   help="fitted parameters (default: data/calibration/default.json)")
+    p.add_argument("--priors", action="store_true",
+                   help="use the hand-set prior parameters instead of the calibration")
     p.add_argument("--progress", action="store_true", help="progress bars on stderr")
     p.set_defaults(func=_cmd_optimize)
 

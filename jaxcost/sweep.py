@@ -185,6 +185,14 @@ def _gather_rows(local: PyTree, n_local: int, n_total: int) -> PyTree:
     return jax.tree.map(gather, local)
 
 
+def _setup(name: str, batch, num_configs, devices):
+    """Size, row source, local mesh and this process's row range of a sweep."""
+    n = num_configs if callable(batch) else batch_size(batch)
+    if n is None or n < 0:
+        raise ValueError(f"{name}: num_configs is required when batch is a callable")
+    return n, _slice_source(batch), local_mesh(devices), process_shard(n)
+
+
 def sweep_map(
     fn: Callable[[PyTree], PyTree],
     batch: PyTree | ChunkSource,
@@ -215,12 +223,7 @@ def sweep_map(
       N (gathered over all processes), and a :class:`SweepStats`.
     """
     t0 = time.perf_counter()
-    n = num_configs if callable(batch) else batch_size(batch)
-    if n is None or n < 0:
-        raise ValueError("sweep_map: num_configs is required when batch is a callable")
-    source = _slice_source(batch)
-    mesh = local_mesh(devices)
-    start, stop = process_shard(n)
+    n, source, mesh, (start, stop) = _setup("sweep_map", batch, num_configs, devices)
     blocks: list[PyTree] = []
     chunk, num_chunks = _local_map(
         fn, source, start, stop, chunk_size, mesh, progress, desc,
@@ -267,12 +270,7 @@ def sweep_topk(
     if k < 1:
         raise ValueError(f"sweep_topk: k must be >= 1, got {k}")
     t0 = time.perf_counter()
-    n = num_configs if callable(batch) else batch_size(batch)
-    if n is None or n < 0:
-        raise ValueError("sweep_topk: num_configs is required when batch is a callable")
-    source = _slice_source(batch)
-    mesh = local_mesh(devices)
-    start, stop = process_shard(n)
+    n, source, mesh, (start, stop) = _setup("sweep_topk", batch, num_configs, devices)
     best_idx = np.zeros((0,), np.int64)
     best_val = np.zeros((0,), np.float64)
 

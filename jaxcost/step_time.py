@@ -8,7 +8,8 @@ For a homogeneous cluster and one plan (d dp, t tp, p pp, c cp, e ep, v vpp, b m
     t_rec   = t_fwd (full), attention-core ops + t_fix (selective), 0 (none)
     t_layer = t_fwd + t_bwd + t_rec
   the attention core executes half of its full-count FLOP (causal flash attention)
-  and runs at the BF16 peak; the other GEMMs run at the peak of ``precision``
+  and runs at the BF16 peak; the other GEMMs run at the peak of ``precision``;
+  expert GEMMs are grouped: n_g = E/e + E_s GEMMs of 1/n_g the size each
   exposed communication per layer (1 - overlap) * t_comm, with
     TP: 4 collectives of X = tp_bytes/4 (AG/RS, or AR = RS + AG) forward, again in the
         backward and in a full recompute: (2 + [full]) * 4 * AG(X, t)
@@ -42,6 +43,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxcost.collectives import (
@@ -58,6 +60,7 @@ from jaxcost.params import CostParams, PhysicalParams, physical
 from jaxcost.parallel import USABLE_HBM_FRAC, ParallelPlan
 from jaxcost.roofline import OpKind, op_time, peak_flop_per_s
 from jaxcost.workload import (
+    LAYER_OP_NAMES,
     TransformerConfig,
     comm_volumes,
     head_ops,
@@ -75,6 +78,8 @@ _FIT_SHARPNESS = 50.0
 #: Share of the full-count attention-core FLOP that a causal flash-attention kernel
 #: executes (blocks above the diagonal are skipped; structural, not fitted).
 CAUSAL_ATTN_WORK_FRAC = 0.5
+#: Ops of ``workload.LAYER_OP_NAMES`` that are grouped expert GEMMs.
+_EXPERT_GEMM_MASK = np.asarray([n in ("moe_up", "moe_down") for n in LAYER_OP_NAMES])
 #: Sharpness of the softmax-weighted maximum over heterogeneous groups (relative).
 _GROUP_MAX_SHARPNESS = 20.0
 
@@ -156,8 +161,14 @@ def _parts(pp: PhysicalParams, chip: ChipSpec, w: TransformerConfig,
     peak_mm = gemm_peak_flop_per_s(chip, precision)
     peak_ops = jnp.where(is_attn, jnp.asarray(chip.peak_flop_per_s_bf16), peak_mm)
     flop_exec = jnp.where(is_attn, CAUSAL_ATTN_WORK_FRAC * ops.flop, ops.flop)
-    t_ops = op_time(pp, chip.replace(peak_flop_per_s_bf16=peak_ops), flop_exec,
-                    ops.bytes, ops.kind, precision="bf16")
+    # Expert GEMMs are grouped GEMMs: with balanced routing each of the E/e + E_s local
+    # experts multiplies its own share of the token copies, so the op is n_g GEMMs of
+    # 1/n_g the size, each on the size-dependent efficiency curve.
+    n_g = jnp.where(_EXPERT_GEMM_MASK,
+                    jnp.maximum(w.num_experts / plan.ep + w.num_shared_experts, 1.0),
+                    1.0)
+    t_ops = n_g * op_time(pp, chip.replace(peak_flop_per_s_bf16=peak_ops),
+                          flop_exec / n_g, ops.bytes / n_g, ops.kind, precision="bf16")
     t_sum = jnp.sum(t_ops, axis=-1)
     t_attn = jnp.sum(jnp.where(ops.kind == OpKind.ATTENTION, t_ops, 0.0), axis=-1)
     r = jnp.asarray(plan.recompute)

@@ -386,7 +386,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.bootstrap:
         t0 = time.perf_counter()
         boot = F.bootstrap(fd, args.bootstrap, params0=res.params,
-                           options=F.FitOptions(adam_steps=100, lbfgs_steps=100,
+                           options=F.FitOptions(adam_steps=0, lbfgs_steps=100,
                                                 progress=True))
         print(f"bootstrap: {args.bootstrap} resamples in "
               f"{time.perf_counter() - t0:.1f} s")

@@ -1014,6 +1014,7 @@ class KernelBatch:
       flop_per_s, bytes_per_s, time_s: measured (NaN if blank); ``time_s`` is
         flop / flop_per_s where the source quotes only a rate and the FLOP are known.
       m, n, k: GEMM dimensions (NaN if blank).
+      implementations: the ``implementation`` column ("" where blank; static).
     """
 
     row_ids: tuple[str, ...] = struct.field(pytree_node=False)
@@ -1028,6 +1029,7 @@ class KernelBatch:
     m: jax.Array
     n: jax.Array
     k: jax.Array
+    implementations: tuple[str, ...] = struct.field(pytree_node=False, default=())
 
 
 def kernels_to_arrays(df: pd.DataFrame) -> KernelBatch:
@@ -1057,6 +1059,8 @@ def kernels_to_arrays(df: pd.DataFrame) -> KernelBatch:
         m=jnp.asarray(_col(d, "m").to_numpy()),
         n=jnp.asarray(_col(d, "n").to_numpy()),
         k=jnp.asarray(_col(d, "k").to_numpy()),
+        implementations=tuple("" if _blank(x) else str(x)
+                              for x in d["implementation"]),
     )
 
 

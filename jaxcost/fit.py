@@ -275,6 +275,16 @@ class BootstrapResult:
 # ------------------------------------------------------------------ data -> arrays
 
 
+#: ``implementation`` values of kernel rows whose attention materialises the T x T
+#: score matrix (eager framework attention), matched case-insensitively.
+_UNFUSED_ATTENTION = ("pytorch", "pytorch standard attention", "standard attention")
+
+
+def _unfused_attention(kernels, i: int) -> bool:
+    impl = getattr(kernels, "implementations", ())
+    return bool(impl) and impl[i].strip().lower() in _UNFUSED_ATTENTION
+
+
 def _family_of(chips: Mapping[str, ChipSpec], key: str) -> str:
     return chips[key].family
 
@@ -337,6 +347,9 @@ def build_fit_data(chips: Mapping[str, ChipSpec], *, runs=None, collectives=None
                     why = "FLOP count unknown"
                 elif not (math.isfinite(t[i]) and t[i] > 0):
                     why = "no time or FLOP/s"
+                elif kname == "attention" and _unfused_attention(kernels, i):
+                    why = ("unfused attention (score matrix through HBM), not the "
+                           "flash-style attention op of the step model")
                 else:
                     if kname == "attention":
                         nb, ok = 0.0, OpKind.ATTENTION
@@ -1024,7 +1037,9 @@ def bootstrap(data: FitData, num_resamples: int = 100, *, seed: int = 0,
     """Refit on ``num_resamples`` grouped bootstrap resamples, all in one vmapped run.
 
     Each resample starts from ``params0`` (pass the full-data fit: the resamples then
-    need fewer steps; ``options`` default to 100 Adam + 100 L-BFGS steps).
+    need fewer steps; ``options`` default to 100 L-BFGS steps and no Adam, since Adam's
+    first steps have the size of its learning rate and would move a warm start away
+    from the optimum).
 
     Returns:
       BootstrapResult with a ``(B,)`` ensemble of parameters.
@@ -1033,7 +1048,7 @@ def bootstrap(data: FitData, num_resamples: int = 100, *, seed: int = 0,
         raise DataError(f"num_resamples={num_resamples} must be >= 2",
                         column="bootstrap")
     if options is None:
-        options = FitOptions(adam_steps=100, lbfgs_steps=100)
+        options = FitOptions(adam_steps=0, lbfgs_steps=100)
     t0 = time.perf_counter()
     with _x64():
         w = {d: jnp.asarray(v) for d, v in bootstrap_weights(data, num_resamples,

@@ -25,13 +25,14 @@ Method: for each model and chip, ``chip_mix`` with that chip as the only candida
 the largest affordable count, each with its best plan). Capex includes the tariff.
 Intervals: the chosen cluster re-evaluated under every ensemble member.
 
-Finding (fitted calibration, 100-member bootstrap; days, median [5–95 %], 200 MUSD):
-Llama-2-70B: H200 6 [6, 8] (4,096 chips, 164 MUSD incl. tariff), 910C 7 [6, 7],
-910B 10 [9, 11], H20 17 [15, 21]. Llama-3-405B: 910C 180 [171, 205], H200 233
-[214, 252], 910B 353 [328, 403], H20 654 [584, 715]. DeepSeek-V3: 910C 16 [13, 18]
-(the 384-chip supernode carries the expert all-to-all), H200 33 [26, 58], 910B 67
-[40, 80], H20 78 [67, 105]. The 910C (prior only, assumed price) wins for the large
-models on the budget; the tariffed H200 for Llama-2-70B.
+Finding (shipped calibration, 100-member bootstrap; days, median [5–95 %], 200 MUSD):
+Llama-2-70B: H200 6.0 [5.4, 6.7] (4,096 chips, 164 MUSD incl. tariff), 910C 6.7
+[6.1, 7.4], 910B 9.9 [9.1, 10.9], H20 17.2 [15.1, 20.3]. Llama-3-405B: 910C 180
+[171, 198], H200 224 [204, 249], 910B 361 [332, 401], H20 619 [567, 683]. DeepSeek-V3:
+910C 15.6 [13.0, 17.3] (the 384-chip supernode carries the expert all-to-all), H200
+31.8 [24.9, 55.8], 910B 67.9 [42.0, 78.9], H20 68.4 [58.8, 79.9]. The 910C (prior
+only, assumed price) wins for the large models on the budget; the tariffed H200 for
+Llama-2-70B.
 """
 
 # %%

@@ -21,9 +21,9 @@ of a threshold give a non-zero derivative) at each regime's own thresholds, and
 memory + interconnect threshold (1,700 GB/s). Intervals: the optimal cluster at each
 swept value re-evaluated under every ensemble member.
 
-Finding (fitted calibration, 100-member bootstrap): the optimum is 16,384 H20 +
-4,096 Ascend 910B, 7.7 [6.9, 9.6] days under 2023-10, and 4,096 910B alone, 16.4
-[15.1, 18.9] days under 2025-04 (the H20 letters double the time). No threshold binds
+Finding (shipped calibration, 100-member bootstrap): the optimum is 16,384 H20 +
+4,096 Ascend 910B, 7.4 [6.5, 8.5] days under 2023-10, and 4,096 910B alone, 16.7
+[15.5, 18.2] days under 2025-04 (the H20 letters double the time). No threshold binds
 locally (all derivatives zero: no candidate within a smoothing temperature of a
 threshold), and no single swept threshold changes the optimum: TPP 2,400–8,000 and PD
 3–12 (2023-10) leave A800/H800/H100 caught by the other rule; memory bandwidth

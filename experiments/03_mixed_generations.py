@@ -19,13 +19,17 @@ interleaving. The outcome is the cluster's tokens/s relative to the 256 new chip
 alone; > 1 means the old chips help. Intervals: the same configurations evaluated
 under every ensemble member.
 
-Finding (fitted calibration, 100-member bootstrap; speed relative to 256 new chips
+Finding (shipped calibration, 100-member bootstrap; speed relative to 256 new chips
 alone, median [5–95 %]): data-parallel mixing always helps here, in proportion to the
-old chips' compute: 256 A100 + 1,024 V100 ×2.35 [2.16, 2.49], + 1,024 P100 ×1.22
-[1.18, 1.25]; 32 P100 add nothing (×1.00). Pipeline mixing helps with V100 (×1.15 to
-×1.49; 256 V100 stages do not fit in memory) but hurts with P100 behind A100 (×0.87
-[0.84, 0.91] at 64 P100 down to ×0.55 [0.53, 0.58] at 512) and is neutral with A800
-(×0.99–1.11). Old chips help as extra data-parallel replicas, not as pipeline stages.
+old chips' compute: 256 A100 + 1,024 V100 ×2.35 [2.22, 2.51], + 1,024 P100 ×1.22
+[1.19, 1.26]; 32 P100 add nothing (×1.00). Pipeline mixing helps with V100 (×1.18 at 64
+to ×1.67 at 256; 512 V100 stages do not fit in memory) and is about neutral with P100
+behind A100 or A800 (×0.99–1.11). Where the speed-proportional layer split sits near
+the HBM limit, some ensemble members overflow memory, which shows as a 5 % bound of 0
+(e.g. 256 V100 stages: ×1.67 [0.00, 1.72]). Old chips help most as extra
+data-parallel replicas. (An earlier calibration had P100 pipeline stages hurting, down
+to ×0.55: this conclusion is sensitive to the fitted P100-family efficiencies, for which
+there are no P100 measurements.)
 """
 
 # %%

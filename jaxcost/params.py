@@ -53,31 +53,8 @@ PRIORS_PATH = _DATA_DIR / "priors.csv"
 
 
 @struct.dataclass
-class PhysicalParams:
-    """Constrained cost parameters of one chip (or a batch: leaves of shape ``(n,)``).
-
-    Attributes:
-      mm_eff_max: plateau fraction of peak FLOP/s reached by large matmuls.
-      mm_half_flop: matmul FLOP count at which efficiency is half the plateau, FLOP.
-      attn_eff_max: plateau fraction of peak reached by the attention core.
-      attn_half_flop: attention FLOP count at half the plateau, FLOP.
-      hbm_eff_max: plateau fraction of HBM bandwidth reached by memory-bound kernels.
-      hbm_half_bytes: bytes moved at which bandwidth is half the plateau, bytes.
-      roofline_sharpness: p of the p-norm between compute and memory time (1 = sum,
-        inf = max).
-      scaleup_latency_s: latency per algorithm step on the scale-up fabric, s.
-      scaleup_bw_eff: fraction of the scale-up bandwidth reached by collectives.
-      scaleout_latency_s: latency per algorithm step on the scale-out network, s.
-      scaleout_bw_eff: fraction of the scale-out bandwidth reached by collectives.
-      coll_half_bytes: collective buffer size at which the bandwidth efficiency is half
-        its plateau, bytes (e(V) = e_max V / (V + V_half)).
-      a2a_bw_eff: extra efficiency factor of all-to-all over ring collectives.
-      tp_overlap_frac, cp_overlap_frac, ep_overlap_frac, pp_overlap_frac,
-        dp_overlap_frac: fraction of each axis' communication hidden under compute.
-      layer_overhead_s: fixed cost per layer, per micro-batch, per pass, s.
-      optimizer_eff: fraction of HBM bandwidth reached by the optimizer step.
-      overhead_frac: non-modelled share added to the step (data loading, logging).
-    """
+class _ParamFields:
+    """The cost-parameter fields, shared by the physical and the raw records."""
 
     mm_eff_max: jax.Array
     mm_half_flop: jax.Array
@@ -103,30 +80,36 @@ class PhysicalParams:
 
 
 @struct.dataclass
-class RawParams:
-    """The fields of :class:`PhysicalParams` in unconstrained space (or as offsets)."""
+class PhysicalParams(_ParamFields):
+    """Constrained cost parameters of one chip (or a batch: leaves of shape ``(n,)``).
 
-    mm_eff_max: jax.Array
-    mm_half_flop: jax.Array
-    attn_eff_max: jax.Array
-    attn_half_flop: jax.Array
-    hbm_eff_max: jax.Array
-    hbm_half_bytes: jax.Array
-    roofline_sharpness: jax.Array
-    scaleup_latency_s: jax.Array
-    scaleup_bw_eff: jax.Array
-    scaleout_latency_s: jax.Array
-    scaleout_bw_eff: jax.Array
-    coll_half_bytes: jax.Array
-    a2a_bw_eff: jax.Array
-    tp_overlap_frac: jax.Array
-    cp_overlap_frac: jax.Array
-    ep_overlap_frac: jax.Array
-    pp_overlap_frac: jax.Array
-    dp_overlap_frac: jax.Array
-    layer_overhead_s: jax.Array
-    optimizer_eff: jax.Array
-    overhead_frac: jax.Array
+    Attributes:
+      mm_eff_max: plateau fraction of peak FLOP/s reached by large matmuls.
+      mm_half_flop: matmul FLOP count at which efficiency is half the plateau, FLOP.
+      attn_eff_max: plateau fraction of peak reached by the attention core.
+      attn_half_flop: attention FLOP count at half the plateau, FLOP.
+      hbm_eff_max: plateau fraction of HBM bandwidth reached by memory-bound kernels.
+      hbm_half_bytes: bytes moved at which bandwidth is half the plateau, bytes.
+      roofline_sharpness: p of the p-norm between compute and memory time (1 = sum,
+        inf = max).
+      scaleup_latency_s: latency per algorithm step on the scale-up fabric, s.
+      scaleup_bw_eff: fraction of the scale-up bandwidth reached by collectives.
+      scaleout_latency_s: latency per algorithm step on the scale-out network, s.
+      scaleout_bw_eff: fraction of the scale-out bandwidth reached by collectives.
+      coll_half_bytes: collective buffer size at which the bandwidth efficiency is half
+        its plateau, bytes (e(V) = e_max V / (V + V_half)).
+      a2a_bw_eff: extra efficiency factor of all-to-all over ring collectives.
+      tp_overlap_frac, cp_overlap_frac, ep_overlap_frac, pp_overlap_frac,
+        dp_overlap_frac: fraction of each axis' communication hidden under compute.
+      layer_overhead_s: fixed cost per layer, per micro-batch, per pass, s.
+      optimizer_eff: fraction of HBM bandwidth reached by the optimizer step.
+      overhead_frac: non-modelled share added to the step (data loading, logging).
+    """
+
+
+@struct.dataclass
+class RawParams(_ParamFields):
+    """The fields of :class:`PhysicalParams` in unconstrained space (or as offsets)."""
 
 
 @struct.dataclass

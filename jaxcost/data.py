@@ -40,6 +40,7 @@ from flax import struct
 from jaxcost import units
 from jaxcost._io import atomic_path
 from jaxcost.errors import DataError, UnknownChipError
+from jaxcost.hardware import data_dir
 
 __all__ = [
     "Col",
@@ -279,14 +280,6 @@ BENCHMARK_KINDS = tuple(_SCHEMAS)
 
 
 # ------------------------------------------------------------------------ locations
-
-
-def data_dir() -> Path:
-    """The ``data/`` folder (``$JAXCOST_DATA_DIR`` if set, else the repository's)."""
-    env = os.environ.get("JAXCOST_DATA_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "data"
 
 
 def benchmark_path(kind: str) -> Path:

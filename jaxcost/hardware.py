@@ -154,9 +154,13 @@ _POSITIVE_IF_GIVEN = ("die_area_m2",)
 def data_dir() -> Path:
     """The folder of the shipped data files (``chips.csv``, ``regimes/``, ...).
 
-    In a source checkout this is the repository's ``data/`` next to ``jaxcost/``; in an
-    installed wheel the same files are shipped as ``jaxcost/_data``.
+    ``$JAXCOST_DATA_DIR`` if set; otherwise, in a source checkout, the repository's
+    ``data/`` next to ``jaxcost/``, and in an installed wheel the same files shipped as
+    ``jaxcost/_data``. Every module finds its data files through this function.
     """
+    env = os.environ.get("JAXCOST_DATA_DIR")
+    if env:
+        return Path(env)
     here = Path(__file__).resolve().parent
     for candidate in (here.parent / "data", here / "_data"):
         if (candidate / "chips.csv").is_file():

@@ -35,7 +35,7 @@ from flax import struct
 
 from jaxcost._io import atomic_write_text
 from jaxcost.errors import DataError, ParamsError
-from jaxcost.hardware import ChipSpec
+from jaxcost.hardware import ChipSpec, data_dir
 
 #: Version of the parameters JSON format written by :func:`save_params`.
 PARAMS_FORMAT_VERSION = 1
@@ -48,8 +48,7 @@ FAMILY_SIGMA_SCALE = 0.5
 #: the global mean).
 CHIP_SIGMA_SCALE = 0.25
 
-_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-PRIORS_PATH = _DATA_DIR / "priors.csv"
+PRIORS_PATH = data_dir() / "priors.csv"
 
 
 @struct.dataclass

@@ -51,6 +51,13 @@ def _sci(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.6e}"
 
 
+def _shipped_calibration():
+    """Path of the shipped calibration, ``data/calibration/default.json``."""
+    from jaxcost.hardware import data_dir
+
+    return data_dir() / "calibration" / "default.json"
+
+
 # ---------------------------------------------------------------------- subcommands
 _CHIP_SI_FIELDS = [
     "peak_flop_per_s_fp64", "peak_flop_per_s_fp32", "peak_flop_per_s_bf16",
@@ -251,10 +258,8 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     from jaxcost.params import default_params, load_params
     from jaxcost.scenario import load_scenario
 
-    from jaxcost.hardware import data_dir
-
     sc = load_scenario(args.scenario)
-    shipped = Path(data_dir()) / "calibration" / "default.json"
+    shipped = _shipped_calibration()
     if args.params:
         params = load_params(args.params)[0]
     elif args.priors or not shipped.exists():
@@ -431,7 +436,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from jaxcost.hardware import load_chips
     from jaxcost.params import load_params
 
-    path = args.params or str(D.data_dir() / "calibration" / "default.json")
+    path = args.params or str(_shipped_calibration())
     params, prov = load_params(path)
     ens = prov.get("bootstrap")
     ensemble = F.ensemble_from_json(ens, file=path) if ens else None

@@ -170,6 +170,10 @@ _MODEL_PLAN = {
     "sp": Col("str", allowed=("yes", "no")),
     "zero_fsdp": Col("str"),
     "recompute": Col("str"),
+    # attention kernel: "flash" (fused, the default when blank or absent) or "unfused"
+    # (the T×T scores pass through HBM; frameworks before 2023). Not in the reference
+    # schema; tools/build_benchmarks.py fills it from data/benchmarks/attention_rules.csv.
+    "attention": Col("str", allowed=("flash", "unfused")),
 }
 
 _OUTCOMES = {
@@ -894,6 +898,7 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
                     zero=_zero_stage(r.get("zero_fsdp")),
                     recompute=Recompute(_recompute_code(r.get("recompute"))),
                     sp=_opt(r, "sp", "no") == "yes",
+                    flash_attn=_opt(r, "attention", "flash") != "unfused",
                 )
         except (ValueError, TypeError) as e:
             msg = " ".join(str(e).split())

@@ -5,8 +5,9 @@ parallelism ``ep`` shards the experts *within* the dp·cp group, so ep divides d
 
 Symbols: d dp, t tp, p pp, c cp, e ep, v vpp (virtual stages per pipeline rank,
 interleaved 1F1B), b mbs (micro-batch, sequences), z ZeRO stage (0-3), r recompute
-(0 none, 1 selective, 2 full), sp sequence parallelism (1.0 on). m = B/(d·b) is the
-number of micro-batches per step.
+(0 none, 1 selective, 2 full), sp sequence parallelism (1.0 on), flash_attn the attention
+kernel (1.0 fused flash-style, 0.0 unfused: the T×T scores go through HBM). m = B/(d·b)
+is the number of micro-batches per step.
 
 Validity conditions live in one place (:func:`_conditions`), evaluated with numpy on
 arrays of candidate plans: :func:`check_plan` reports the first violated one for a
@@ -45,7 +46,8 @@ class Recompute(enum.Enum):
 
 _RECOMPUTE_TAGS = {Recompute.NONE: "none", Recompute.SELECTIVE: "sel",
                    Recompute.FULL: "full"}
-_FIELDS = ("dp", "tp", "pp", "cp", "ep", "vpp", "mbs", "zero", "recompute", "sp")
+_FIELDS = ("dp", "tp", "pp", "cp", "ep", "vpp", "mbs", "zero", "recompute", "sp",
+           "flash_attn")
 
 
 @struct.dataclass
@@ -63,6 +65,11 @@ class ParallelPlan:
       zero: ZeRO stage 0, 1, 2 or 3 (sharding over dp·cp).
       recompute: ``Recompute`` value as a float (0, 1, 2).
       sp: 1.0 with sequence parallelism, 0.0 without.
+      flash_attn: 1.0 for a fused (flash-style) attention kernel that never writes the
+        T×T score matrix and skips the causally masked blocks; 0.0 for the unfused
+        attention of frameworks before 2023 (batched GEMMs for Q·Kᵀ and A·V over the
+        full square, scale/mask/softmax/dropout as separate passes over the scores in
+        HBM, and the scores stored as activations). A software choice, like recompute.
     """
 
     dp: jax.Array | float
@@ -75,12 +82,13 @@ class ParallelPlan:
     zero: jax.Array | float
     recompute: jax.Array | float
     sp: jax.Array | float
+    flash_attn: jax.Array | float = 1.0
 
     @classmethod
     def create(cls, *, dp: int = 1, tp: int = 1, pp: int = 1, cp: int = 1,
                ep: int = 1, vpp: int = 1, mbs: int = 1, zero: int = 0,
                recompute: Recompute | int | str = Recompute.NONE,
-               sp: bool = True) -> ParallelPlan:
+               sp: bool = True, flash_attn: bool = True) -> ParallelPlan:
         """Validate concrete degrees and build a plan with float leaves.
 
         Raises:
@@ -99,7 +107,8 @@ class ParallelPlan:
             raise PlanError(f"zero={zero!r} must be 0, 1, 2 or 3", column="zero")
         rec = _as_recompute(recompute)
         return cls(**{k: float(v) for k, v in vals.items()}, zero=z,
-                   recompute=float(rec.value), sp=1.0 if sp else 0.0)
+                   recompute=float(rec.value), sp=1.0 if sp else 0.0,
+                   flash_attn=1.0 if flash_attn else 0.0)
 
 
 def _positive_int(field: str, value) -> int:
@@ -256,6 +265,7 @@ def enumerate_plans(
     cp: Sequence[int] | None = (1, 2, 4, 8),
     ep: Sequence[int] | None = None,
     sp: Sequence[bool] = (True,),
+    flash_attn: bool = True,
     usable_hbm_frac: float = USABLE_HBM_FRAC,
 ) -> ParallelPlan:
     """Every valid plan of model ``w`` on ``num_chips`` chips, as one batched plan.
@@ -274,6 +284,7 @@ def enumerate_plans(
       allow_tp_beyond_scaleup: if True, no default tp limit.
       zero_stages, recompute, mbs, vpp, cp, ep, sp: options (cp None: all divisors;
         ep None: all divisors of E).
+      flash_attn: attention kernel of every plan (fused by default).
       usable_hbm_frac: fraction of HBM the plan may use.
 
     Returns:
@@ -302,7 +313,8 @@ def enumerate_plans(
     idx, e_, v_, b_, z_, r_, s_ = (g.ravel() for g in grids)
     t_, p_, c_ = tpc[idx, 0], tpc[idx, 1], tpc[idx, 2]
     p = {"dp": n / (t_ * p_ * c_), "tp": t_, "pp": p_, "cp": c_, "ep": e_,
-         "vpp": v_, "mbs": b_, "zero": z_, "recompute": r_, "sp": s_}
+         "vpp": v_, "mbs": b_, "zero": z_, "recompute": r_, "sp": s_,
+         "flash_attn": np.full(idx.shape, 1.0 if flash_attn else 0.0)}
     keep = np.ones(idx.shape, dtype=bool)
     for _, ok, _ in _conditions(w, p, float(n), max_tp=max_tp):
         keep &= ok
@@ -328,18 +340,19 @@ def plan_at(plans: ParallelPlan, i: int) -> ParallelPlan:
 
 def plan_to_str(plan: ParallelPlan) -> str:
     """Compact text form, e.g. ``"dp8-tp4-pp2-cp1-ep1-vpp1-mbs1-z1-rsel"`` (``-nosp``
-    appended without sequence parallelism)."""
+    appended without sequence parallelism, ``-unfused`` with unfused attention)."""
     v = {k: float(np.asarray(getattr(plan, k))) for k in _FIELDS}
     rec = _RECOMPUTE_TAGS[Recompute(int(round(v["recompute"])))]
     s = "-".join(f"{k}{int(round(v[k]))}" for k in ("dp", "tp", "pp", "cp", "ep",
                                                      "vpp", "mbs"))
     s += f"-z{int(round(v['zero']))}-r{rec}"
-    return s if v["sp"] > 0.5 else s + "-nosp"
+    s = s if v["sp"] > 0.5 else s + "-nosp"
+    return s if v["flash_attn"] > 0.5 else s + "-unfused"
 
 
 _PLAN_RE = re.compile(
     r"^dp(\d+)-tp(\d+)-pp(\d+)-cp(\d+)-ep(\d+)-vpp(\d+)-mbs(\d+)-z(\d)-r(none|sel|full)"
-    r"(-nosp)?$")
+    r"(-nosp)?(-unfused)?$")
 
 
 def plan_from_str(s: str) -> ParallelPlan:
@@ -355,4 +368,5 @@ def plan_from_str(s: str) -> ParallelPlan:
     dp, tp, pp, cp, ep, vpp, mbs, z = (int(x) for x in match.groups()[:8])
     rec = {tag: r for r, tag in _RECOMPUTE_TAGS.items()}[match.group(9)]
     return ParallelPlan.create(dp=dp, tp=tp, pp=pp, cp=cp, ep=ep, vpp=vpp, mbs=mbs,
-                               zero=z, recompute=rec, sp=match.group(10) is None)
+                               zero=z, recompute=rec, sp=match.group(10) is None,
+                               flash_attn=match.group(11) is None)

@@ -7,8 +7,9 @@ For a homogeneous cluster and one plan (d dp, t tp, p pp, c cp, e ep, v vpp, b m
     t_fwd   = sum_k op_time_k + t_fix            t_bwd = 2 sum_k op_time_k + t_fix
     t_rec   = t_fwd (full), attention-core ops + t_fix (selective), 0 (none)
     t_layer = t_fwd + t_bwd + t_rec
-  the attention core executes half of its full-count FLOP (causal flash attention)
-  and runs at the BF16 peak; the other GEMMs run at the peak of ``precision``;
+  the attention core executes half of its full-count FLOP with a causal flash-style
+  kernel (the full square as batched GEMMs, plus the score passes through HBM, when
+  unfused) and runs at the BF16 peak; the other GEMMs run at the peak of ``precision``;
   expert GEMMs are grouped: n_g = E/e + E_s GEMMs of 1/n_g the size each
   exposed communication per layer (1 - overlap) * t_comm, with
     TP: 4 collectives of X = tp_bytes/4 (AG/RS, or AR = RS + AG) forward, again in the
@@ -60,6 +61,7 @@ from jaxcost.params import CostParams, PhysicalParams, physical
 from jaxcost.parallel import USABLE_HBM_FRAC, ParallelPlan
 from jaxcost.roofline import OpKind, op_time, peak_flop_per_s
 from jaxcost.workload import (
+    ATTN_CORE_OPS,
     LAYER_OP_NAMES,
     TransformerConfig,
     comm_volumes,
@@ -80,6 +82,8 @@ _FIT_SHARPNESS = 50.0
 CAUSAL_ATTN_WORK_FRAC = 0.5
 #: Ops of ``workload.LAYER_OP_NAMES`` that are grouped expert GEMMs.
 _EXPERT_GEMM_MASK = np.asarray([n in ("moe_up", "moe_down") for n in LAYER_OP_NAMES])
+#: Ops of the attention core (BF16 in FP8 recipes; recomputed by selective recompute).
+_ATTN_CORE_MASK = np.asarray([n in ATTN_CORE_OPS for n in LAYER_OP_NAMES])
 #: Sharpness of the softmax-weighted maximum over heterogeneous groups (relative).
 _GROUP_MAX_SHARPNESS = 20.0
 
@@ -153,14 +157,16 @@ def gemm_peak_flop_per_s(chip: ChipSpec, precision) -> jax.Array:
 def _parts(pp: PhysicalParams, chip: ChipSpec, w: TransformerConfig,
            plan: ParallelPlan, precision) -> _Parts:
     ops = layer_ops(w, plan)
-    is_attn = ops.kind == OpKind.ATTENTION
+    is_flash = ops.kind == OpKind.ATTENTION
     # The attention core runs in BF16 in FP8 training recipes (only the linear layers'
     # GEMMs are FP8), and a causal flash-attention kernel skips the masked upper
     # triangle, so it executes CAUSAL_ATTN_WORK_FRAC of the full-count FLOP of
-    # ``layer_ops`` (the MFU convention counts them in full).
+    # ``layer_ops`` (the MFU convention counts them in full). An unfused attention
+    # (``plan.flash_attn`` = 0) computes the full square with batched GEMMs.
     peak_mm = gemm_peak_flop_per_s(chip, precision)
-    peak_ops = jnp.where(is_attn, jnp.asarray(chip.peak_flop_per_s_bf16), peak_mm)
-    flop_exec = jnp.where(is_attn, CAUSAL_ATTN_WORK_FRAC * ops.flop, ops.flop)
+    peak_ops = jnp.where(_ATTN_CORE_MASK, jnp.asarray(chip.peak_flop_per_s_bf16),
+                         peak_mm)
+    flop_exec = jnp.where(is_flash, CAUSAL_ATTN_WORK_FRAC * ops.flop, ops.flop)
     # Expert GEMMs are grouped GEMMs: with balanced routing each of the E/e + E_s local
     # experts multiplies its own share of the token copies, so the op is n_g GEMMs of
     # 1/n_g the size, each on the size-dependent efficiency curve.
@@ -170,7 +176,7 @@ def _parts(pp: PhysicalParams, chip: ChipSpec, w: TransformerConfig,
     t_ops = n_g * op_time(pp, chip.replace(peak_flop_per_s_bf16=peak_ops),
                           flop_exec / n_g, ops.bytes / n_g, ops.kind, precision="bf16")
     t_sum = jnp.sum(t_ops, axis=-1)
-    t_attn = jnp.sum(jnp.where(ops.kind == OpKind.ATTENTION, t_ops, 0.0), axis=-1)
+    t_attn = jnp.sum(jnp.where(_ATTN_CORE_MASK, t_ops, 0.0), axis=-1)
     r = jnp.asarray(plan.recompute)
     full = r > 1.5
     sel = (r > 0.5) & ~full

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxcost.errors import DataError, PlanError
@@ -67,7 +68,11 @@ LAYER_OP_NAMES = (
     "moe_act",  # 11 expert activation (memory-bound)
     "moe_down",  # 12 routed + shared experts down (matmul)
     "mlp_residual",  # 13 dropout + residual add (memory-bound)
+    "attn_scores",  # 14 scale/mask/softmax/dropout passes over the T×T scores in HBM
+    #                  (unfused attention only; zero with a flash-style kernel)
 )
+#: Ops that make up the attention core (recomputed by selective recompute).
+ATTN_CORE_OPS = ("attn_core", "attn_scores")
 #: Order of the operations in :func:`head_ops` (static).
 HEAD_OP_NAMES = ("embedding", "final_norm", "lm_head", "loss")
 
@@ -80,6 +85,17 @@ KIND_MEMORY = 2
 _NORM_FLOP_PER_ELEM = 5.0
 #: FLOP per element of an activation function / residual / dropout (nominal).
 _ELEMENTWISE_FLOP_PER_ELEM = 4.0
+#: Bytes moved through HBM per element of the T×T score matrix by an unfused attention,
+#: forward + backward (structural count of the Megatron-LM kernels with bf16 scores and
+#: a 1-byte dropout mask): forward Q·Kᵀ writes S (2), fused scale-mask-softmax reads S
+#: and writes P (4), dropout reads P, writes P' and the mask (5), A·V reads P' (2) = 13;
+#: backward: dP' written by the A·V grad (2), P' read for the V grad (2), dropout grad
+#: reads dP' and the mask and writes dP (5), softmax grad reads P and dP and writes dS
+#: (6), Q/K grads read dS twice (4) = 19. Total 32 bytes: the step model books 1/3 in
+#: the forward op and 2/3 in the backward (its 1:2 convention).
+UNFUSED_SCORE_BYTES_PER_ELEM = 32.0
+#: FLOP per score element of the unfused elementwise passes (nominal, forward).
+_SCORE_FLOP_PER_ELEM = 5.0
 
 
 
@@ -423,8 +439,13 @@ def layer_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
     (Megatron TP; under SP the norms and elementwise ops see T_c/t tokens):
       qkv_proj:   2·T_c·D·(N + 2·K_c)·H/t  (K_c·t = max(K, t): KV heads replicated
                   when t > K)
-      attn_core:  4·b·T²·N·H/(t·c) (flash-style; Q·Kᵀ and A·V, causal counted full);
-                  bytes of Q, O (T_c·N·H/t each) and K, V over the full sequence
+      attn_core:  4·b·T²·N·H/(t·c) (Q·Kᵀ and A·V, causal counted full); bytes of Q, O
+                  (T_c·N·H/t each) and K, V over the full sequence. Kind attention
+                  with a flash-style kernel (``plan.flash_attn`` = 1), matmul
+                  (batched GEMMs) without
+      attn_scores: unfused attention only: the b·(N/t)·T·T/c score elements pass
+                  through HBM, UNFUSED_SCORE_BYTES_PER_ELEM / 3 bytes each forward;
+                  zero with a flash-style kernel
       out_proj:   2·T_c·N·H·D/t
       mlp_up:     2·T_c·D·F·m/t (m = 1 GELU, 2 SwiGLU: gate and up); mlp_down 2·T_c·F·D/t
       moe_router: 2·(T_c/t_sp)·D·E (router replicated; SP-sharded tokens)
@@ -494,24 +515,33 @@ def layer_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
          f_moe * y * (tok_e * Fe / t + local_experts * Fe * D / t + tok_e * D)),
         resid(tok_sp),
     ]
+    unfused = 1.0 - jnp.asarray(plan.flash_attn)
+    n_scores = b * q_c * T * T / c
+    ops += [(unfused * _SCORE_FLOP_PER_ELEM * n_scores,
+             unfused * UNFUSED_SCORE_BYTES_PER_ELEM / 3.0 * n_scores)]
     flop = jnp.stack([jnp.asarray(f, dtype=float) for f, _ in ops], axis=-1)
     nbytes = jnp.stack([jnp.asarray(bb, dtype=float) for _, bb in ops], axis=-1)
     kind = jnp.asarray([KIND_MEMORY, KIND_MATMUL, KIND_ATTENTION, KIND_MATMUL,
                         KIND_MEMORY, KIND_MEMORY, KIND_MATMUL, KIND_MEMORY,
                         KIND_MATMUL, KIND_MATMUL, KIND_MATMUL, KIND_MEMORY,
-                        KIND_MATMUL, KIND_MEMORY], dtype=jnp.int32)
+                        KIND_MATMUL, KIND_MEMORY, KIND_MEMORY], dtype=jnp.int32)
     kind = jnp.broadcast_to(kind, flop.shape)
+    core = np.asarray([n == "attn_core" for n in LAYER_OP_NAMES])
+    kind = jnp.where(core & (jnp.asarray(plan.flash_attn) < 0.5)[..., None],
+                     KIND_MATMUL, kind).astype(jnp.int32)
     return LayerOps(flop=flop, bytes=nbytes, kind=kind)
 
 
 def recompute_flop_frac(w: TransformerConfig, plan: ParallelPlan) -> jax.Array:
     """Fraction of a layer's forward FLOP recomputed during the backward pass.
 
-    0 without recompute; attn_core FLOP / layer FLOP with selective recompute
-    (Korthikanti et al. 2022 recompute the attention core only); 1 with full recompute.
+    0 without recompute; attention-core FLOP (``ATTN_CORE_OPS``) / layer FLOP with
+    selective recompute (Korthikanti et al. 2022 recompute the attention core only); 1
+    with full recompute.
     """
     ops = layer_ops(w, plan)
-    sel = ops.flop[..., 2] / jnp.sum(ops.flop, axis=-1)
+    core = np.asarray([n in ATTN_CORE_OPS for n in LAYER_OP_NAMES])
+    sel = jnp.sum(jnp.where(core, ops.flop, 0.0), axis=-1) / jnp.sum(ops.flop, axis=-1)
     r = jnp.asarray(plan.recompute)
     return jnp.where(r > 1.5, 1.0, jnp.where(r > 0.5, sel, 0.0))
 
@@ -581,7 +611,10 @@ def activation_bytes_per_layer(w: TransformerConfig, plan: ParallelPlan) -> jax.
       selective, SP:           34·s·b·h/t                      (§5)
       selective, no SP:        s·b·h·(10 + 24/t)
       full recompute:          2·s·b·h/t with SP, 2·s·b·h without (layer input only)
-    With t = 1 the first line is the unparallelised s·b·h·(34 + 5·a·s/h). The constants
+    The 5·a·s/h terms are the stored T×T softmax output, dropout mask and dropout
+    output of an unfused attention (``plan.flash_attn`` = 0); a flash-style kernel
+    keeps no score matrix, so without recompute it stores what selective recompute
+    stores (its per-row softmax statistics, 4·a·s·b bytes, are neglected). With t = 1 the first line is the unparallelised s·b·h·(34 + 5·a·s/h). The constants
     assume a GPT layer (F = 4h, multi-head attention, 2-byte activations, 1-byte
     dropout masks); other architectures use the same formula as an approximation.
 
@@ -593,8 +626,9 @@ def activation_bytes_per_layer(w: TransformerConfig, plan: ParallelPlan) -> jax.
     b, h, a, t = plan.mbs, w.d_model, w.num_heads, plan.tp
     sbh = s * b * h
     sp = jnp.asarray(plan.sp) > 0.5
-    none = jnp.where(sp, sbh / t * (34.0 + 5.0 * a * s / h),
-                     sbh * (10.0 + 24.0 / t + 5.0 * a * s / (h * t)))
+    scores = (1.0 - jnp.asarray(plan.flash_attn)) * 5.0 * a * s / h
+    none = jnp.where(sp, sbh / t * (34.0 + scores),
+                     sbh * (10.0 + 24.0 / t + scores / t))
     selective = jnp.where(sp, 34.0 * sbh / t, sbh * (10.0 + 24.0 / t))
     full = jnp.where(sp, 2.0 * sbh / t, 2.0 * sbh)
     r = jnp.asarray(plan.recompute)

@@ -15,7 +15,10 @@ from jaxcost.errors import DataError, PlanError
 from jaxcost.parallel import ParallelPlan, Recompute
 from jaxcost.workload import (
     HEAD_OP_NAMES,
+    KIND_ATTENTION,
+    KIND_MATMUL,
     LAYER_OP_NAMES,
+    UNFUSED_SCORE_BYTES_PER_ELEM,
     Mlp,
     TransformerConfig,
     activation_bytes_per_layer,
@@ -104,9 +107,10 @@ def test_dense_active_equals_total():
 @pytest.mark.parametrize("sp", [True, False])
 @pytest.mark.parametrize("rec", list(Recompute))
 def test_korthikanti_activation_formulas(sp, rec):
+    # the paper's formulas are for its (unfused) attention, which stores the scores
     w = MODELS["korthikanti-175b"]
     s, b, h, a, t = 2048.0, 2.0, 12288.0, 96.0, 8.0
-    plan = _plan(tp=8, mbs=2, sp=sp, recompute=rec)
+    plan = _plan(tp=8, mbs=2, sp=sp, recompute=rec, flash_attn=False)
     sbh = s * b * h
     expected = {
         (True, Recompute.NONE): sbh / t * (34 + 5 * a * s / h),
@@ -118,16 +122,43 @@ def test_korthikanti_activation_formulas(sp, rec):
     }[(sp, rec)]
     np.testing.assert_allclose(activation_bytes_per_layer(w, plan), expected,
                                rtol=1e-12)
+    # a flash-style kernel stores no score matrix: the 5as/h terms vanish, and
+    # without recompute it stores what selective recompute stores
+    flash = activation_bytes_per_layer(w, plan.replace(flash_attn=1.0))
+    sel = activation_bytes_per_layer(
+        w, plan.replace(recompute=float(Recompute.SELECTIVE.value), flash_attn=1.0))
+    if rec == Recompute.NONE:
+        np.testing.assert_allclose(flash, sel, rtol=1e-12)
+    else:
+        np.testing.assert_allclose(flash, expected, rtol=1e-12)
+
+
+def test_unfused_attention_ops():
+    """Unfused attention: the score passes carry UNFUSED_SCORE_BYTES_PER_ELEM/3 bytes
+    per score element forward, the core becomes batched GEMMs; flash has neither."""
+    w = MODELS["korthikanti-175b"]
+    flash = layer_ops(w, _plan(tp=8, mbs=2))
+    unf = layer_ops(w, _plan(tp=8, mbs=2, flash_attn=False))
+    i_core = LAYER_OP_NAMES.index("attn_core")
+    i_sc = LAYER_OP_NAMES.index("attn_scores")
+    n_scores = 2 * (96 / 8) * 2048.0 ** 2
+    np.testing.assert_allclose(unf.bytes[i_sc], UNFUSED_SCORE_BYTES_PER_ELEM / 3
+                               * n_scores, rtol=1e-12)
+    assert float(flash.bytes[i_sc]) == 0.0 and float(flash.flop[i_sc]) == 0.0
+    assert int(flash.kind[i_core]) == KIND_ATTENTION
+    assert int(unf.kind[i_core]) == KIND_MATMUL
+    np.testing.assert_allclose(unf.flop[i_core], flash.flop[i_core], rtol=0)
 
 
 def test_korthikanti_no_parallelism_and_cp():
     w = MODELS["korthikanti-22b"]
     s, b, h, a = 2048.0, 1.0, 6144.0, 64.0
-    np.testing.assert_allclose(activation_bytes_per_layer(w, _plan()),
+    np.testing.assert_allclose(activation_bytes_per_layer(w, _plan(flash_attn=False)),
                                s * b * h * (34 + 5 * a * s / h), rtol=1e-12)
     # context parallelism divides the sequence each chip holds
     s2 = s / 4
-    np.testing.assert_allclose(activation_bytes_per_layer(w, _plan(cp=4)),
+    np.testing.assert_allclose(activation_bytes_per_layer(w, _plan(cp=4,
+                                                                    flash_attn=False)),
                                s2 * b * h * (34 + 5 * a * s2 / h), rtol=1e-12)
 
 

@@ -8,7 +8,9 @@ Inputs (read-only):
   * ``data/benchmarks/chip_aliases.csv`` (chip label as printed -> chip key);
   * ``data/benchmarks/model_aliases.csv`` (model label as printed -> ``data/models.csv``
     name) and ``data/models.csv`` (published architectures, each with its source);
-  * ``data/chips.csv`` (the chip database: keys that exist).
+  * ``data/chips.csv`` (the chip database: keys that exist);
+  * ``data/benchmarks/attention_rules.csv`` (group [, framework] -> attention kernel,
+    with the reason): fills the ``attention`` column (``flash`` where no rule applies).
 
 Every source column is kept. The build adds SI columns (via ``jaxcost.data``), maps
 chip labels to keys (rows whose chip is not in the database keep a blank ``chip_key``
@@ -186,6 +188,25 @@ def fill_architecture(df: pd.DataFrame, table: dict[str, tuple[str, dict]]) -> N
                          "row values kept.")
     df.insert(df.columns.get_loc("model") + 1, "arch_model", arch_model)
     df.insert(df.columns.get_loc("kv_heads") + 1, "head_dim", head_dim)
+
+
+def fill_attention(df: pd.DataFrame, rules_path: Path) -> None:
+    """Add the ``attention`` column (after ``recompute``): ``unfused`` where a rule of
+    ``attention_rules.csv`` matches the row's group (and framework, when the rule names
+    one), else ``flash``; a matched rule's reason is appended to ``derivation``."""
+    rules = pd.read_csv(rules_path, dtype=str, keep_default_na=False)
+    att = []
+    for i in df.index:
+        g, fw = str(df.at[i, "group"]), str(df.at[i, "framework"]).strip()
+        hit = rules[(rules["group"] == g)
+                    & ((rules["framework"] == "") | (rules["framework"] == fw))]
+        if len(hit):
+            att.append(hit.iloc[0]["attention"])
+            _derive(df, i, f"attention {hit.iloc[0]['attention']}: "
+                           f"{hit.iloc[0]['reason']}")
+        else:
+            att.append("flash")
+    df.insert(df.columns.get_loc("recompute") + 1, "attention", att)
 
 
 def _int_or_none(x):
@@ -383,6 +404,7 @@ def build(reference: Path) -> dict[str, pd.DataFrame]:
     check_plans(df)
     derive_step_time(df)
     fill_architecture(df, load_model_table(BENCH / "model_aliases.csv", MODELS_CSV))
+    fill_attention(df, BENCH / "attention_rules.csv")
     df = jd.add_si_columns(df, "training_runs")
     check_utilisation(df, chips)
     weight_and_target(df)

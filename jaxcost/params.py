@@ -74,6 +74,7 @@ class _ParamFields:
     pp_overlap_frac: jax.Array
     dp_overlap_frac: jax.Array
     layer_overhead_s: jax.Array
+    moe_layer_overhead_s: jax.Array
     optimizer_eff: jax.Array
     overhead_frac: jax.Array
 
@@ -101,6 +102,10 @@ class PhysicalParams(_ParamFields):
       tp_overlap_frac, cp_overlap_frac, ep_overlap_frac, pp_overlap_frac,
         dp_overlap_frac: fraction of each axis' communication hidden under compute.
       layer_overhead_s: fixed cost per layer, per micro-batch, per pass, s.
+      moe_layer_overhead_s: extra fixed cost per MoE layer, per micro-batch, per pass,
+        s: the router, permutation and per-expert kernels a dropless MoE block
+        launches eagerly, and the device-to-host synchronisation of the per-expert
+        token counts that sizes its all-to-all.
       optimizer_eff: fraction of HBM bandwidth reached by the optimizer step.
       overhead_frac: non-modelled share added to the step (data loading, logging).
     """
@@ -218,7 +223,8 @@ _FIELD_TRANSFORM: dict[str, str] = {
     "tp_overlap_frac": "sigmoid", "cp_overlap_frac": "sigmoid",
     "ep_overlap_frac": "sigmoid", "pp_overlap_frac": "sigmoid",
     "dp_overlap_frac": "sigmoid",
-    "layer_overhead_s": "softplus", "optimizer_eff": "sigmoid",
+    "layer_overhead_s": "softplus", "moe_layer_overhead_s": "softplus",
+    "optimizer_eff": "sigmoid",
     "overhead_frac": "sigmoid",
 }
 

@@ -5,6 +5,7 @@ For a homogeneous cluster and one plan (d dp, t tp, p pp, c cp, e ep, v vpp, b m
   per layer, per micro-batch, per chip (ops of ``workload.layer_ops``, times of
   ``roofline.op_time``):
     t_fwd   = sum_k op_time_k + t_fix            t_bwd = 2 sum_k op_time_k + t_fix
+    (t_fix = layer_overhead_s + moe_layer_overhead_s · share of MoE layers)
     t_rec   = t_fwd (full), attention-core ops + t_fix (selective), 0 (none)
     t_layer = t_fwd + t_bwd + t_rec
   the attention core executes half of its full-count FLOP with a causal flash-style
@@ -69,6 +70,7 @@ from jaxcost.workload import (
     layer_ops,
     memory_bytes,
     model_flop_per_token,
+    moe_layer_fraction,
     param_count,
     recompute_flop_frac,
 )
@@ -180,7 +182,7 @@ def _parts(pp: PhysicalParams, chip: ChipSpec, w: TransformerConfig,
     r = jnp.asarray(plan.recompute)
     full = r > 1.5
     sel = (r > 0.5) & ~full
-    fix = pp.layer_overhead_s
+    fix = pp.layer_overhead_s + moe_layer_fraction(w) * pp.moe_layer_overhead_s
     t_fwd = t_sum + fix
     t_rec = jnp.where(full, t_fwd, jnp.where(sel, t_attn + fix, 0.0))
     t_layer = t_fwd + (2.0 * t_sum + fix) + t_rec

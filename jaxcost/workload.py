@@ -309,6 +309,11 @@ def _mlp_mats(w: TransformerConfig) -> float:
     return 2.0 + w.gated_mlp
 
 
+def moe_layer_fraction(w: TransformerConfig) -> jax.Array:
+    """Fraction of layers with an MoE block (0 for a dense model)."""
+    return _frac_moe_layers(w)
+
+
 def _frac_moe_layers(w: TransformerConfig) -> jax.Array:
     """Fraction of layers with an MoE block (0 for a dense model)."""
     is_moe = jnp.asarray(w.num_experts) > 1

@@ -9,6 +9,9 @@ Inputs (read-only):
   * ``data/benchmarks/model_aliases.csv`` (model label as printed -> ``data/models.csv``
     name) and ``data/models.csv`` (published architectures, each with its source);
   * ``data/chips.csv`` (the chip database: keys that exist);
+  * ``data/benchmarks/row_fills.csv`` (row id, column, value, reason): a cell the
+    source leaves blank or marks "(not stated" is filled, the original kept in
+    ``derivation`` with the reason;
   * ``data/benchmarks/attention_rules.csv`` (group [, framework] -> attention kernel,
     with the reason): fills the ``attention`` column (``flash`` where no rule applies).
 
@@ -188,6 +191,27 @@ def fill_architecture(df: pd.DataFrame, table: dict[str, tuple[str, dict]]) -> N
                          "row values kept.")
     df.insert(df.columns.get_loc("model") + 1, "arch_model", arch_model)
     df.insert(df.columns.get_loc("kv_heads") + 1, "head_dim", head_dim)
+
+
+def apply_row_fills(df: pd.DataFrame, path: Path) -> None:
+    """Fill cells named by ``row_fills.csv`` where the source left them blank or wrote
+    "(not stated ...)"; the original text and the reason go to ``derivation``. A fill
+    for a row or column that does not exist, or for a cell with a printed value, is an
+    error (the table must not overwrite the source)."""
+    fills = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for k, f in fills.iterrows():
+        hit = df.index[df["row_id"] == f["row_id"]]
+        if len(hit) != 1 or f["column"] not in df.columns:
+            raise SystemExit(f"{path}: row {k + 2}: no row '{f['row_id']}' or column "
+                             f"'{f['column']}' in the training runs")
+        i = hit[0]
+        old = df.at[i, f["column"]]
+        if not (_blank(old) or str(old).strip().lower().startswith("(not stated")):
+            raise SystemExit(f"{path}: row {k + 2}: {f['row_id']} {f['column']} has the "
+                             f"printed value {old!r}; a fill may not overwrite it")
+        df.at[i, f["column"]] = f["value"]
+        _derive(df, i, f"{f['column']} '{f['value']}' filled (source: "
+                       f"{'blank' if _blank(old) else repr(str(old))}): {f['reason']}")
 
 
 def fill_attention(df: pd.DataFrame, rules_path: Path) -> None:
@@ -401,6 +425,7 @@ def build(reference: Path) -> dict[str, pd.DataFrame]:
     df = read_inputs("training_runs", reference)
     map_chips(df, aliases, keys)
     fill_from_notes(df)
+    apply_row_fills(df, BENCH / "row_fills.csv")
     check_plans(df)
     derive_step_time(df)
     fill_architecture(df, load_model_table(BENCH / "model_aliases.csv", MODELS_CSV))

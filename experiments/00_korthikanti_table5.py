@@ -11,7 +11,7 @@ recompute on 2240 GPUs, whose batch the paper does not restate (taken from the 2
 selective-recompute row, as the row's note says). That row is compared on MFU, which is
 the same relative error as a step time: t = model FLOP / (MFU · peak · chips). Each row's
 ``attention`` column says the 2022 Megatron-LM attention was unfused (the T×T scores go
-through HBM; see ``data/benchmarks/attention_rules.csv``). Chip:
+through HBM; see ``data/benchmarks/software_rules.csv``). Chip:
 ``A100-SXM`` from ``data/chips.csv``. Parameters: ``default_params()`` (priors in
 ``data/priors.csv``, each with its published source; none tuned to these rows).
 

@@ -39,6 +39,11 @@ import jax.numpy as jnp
 from jaxcost._typing import ArrayLike
 from jaxcost.hardware import ChipSpec
 from jaxcost.params import PhysicalParams
+from jaxcost.roofline import smooth_max
+
+#: p of the smooth max over the scale-up and scale-out times of a fused dispatcher
+#: (structural: the two links run concurrently; 8 keeps it within 9 % of the max).
+FUSED_A2A_SHARPNESS = 8.0
 
 # Floor for bandwidths (bytes/s): keeps V / W finite (no inf * 0) for chips without a
 # given link; such a link then costs a huge but finite time.
@@ -125,17 +130,25 @@ def all_reduce_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
 
 def all_to_all_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
                     group_size: ArrayLike, *,
-                    ranks_per_domain: ArrayLike | None = None) -> jax.Array:
+                    ranks_per_domain: ArrayLike | None = None,
+                    fused: ArrayLike = 0.0) -> jax.Array:
     """All-to-all of a V-byte send buffer per rank, s.
 
-    (k-1)/n of V goes over scale-up, (n-k)/n over scale-out (sequentially, an upper
-    bound on their overlap), both at the extra efficiency ``a2a_bw_eff``.
+    (k-1)/n of V goes over scale-up, (n-k)/n over scale-out. The NCCL all-to-all
+    (``fused`` = 0) uses the links one after the other (sum of the two times, at the
+    extra efficiency ``a2a_bw_eff``); a fused dispatcher (``fused`` = 1: DeepEP,
+    HybridEP) drives both at once (smooth max of the two, sharpness
+    ``FUSED_A2A_SHARPNESS``, at ``fused_a2a_bw_eff``).
     """
     w_up, a_up, w_out, a_out = _links(pp, chip)
     n, k, g = _split(chip, group_size, ranks_per_domain)
     v = _eff_bytes(pp, num_bytes)
-    t_bw = ((k - 1.0) / n * v / w_up + (n - k) / n * v / w_out) / pp.a2a_bw_eff
-    return t_bw + (k - 1.0) * a_up + (g - 1.0) * a_out
+    t_up = (k - 1.0) / n * v / w_up
+    t_out = (n - k) / n * v / w_out
+    f = jnp.asarray(fused)
+    t_seq = (t_up + t_out) / pp.a2a_bw_eff
+    t_par = smooth_max(t_up, t_out, FUSED_A2A_SHARPNESS) / pp.fused_a2a_bw_eff
+    return (1.0 - f) * t_seq + f * t_par + (k - 1.0) * a_up + (g - 1.0) * a_out
 
 
 def send_recv_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike, *,

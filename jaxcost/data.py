@@ -172,8 +172,11 @@ _MODEL_PLAN = {
     "recompute": Col("str"),
     # attention kernel: "flash" (fused, the default when blank or absent) or "unfused"
     # (the T×T scores pass through HBM; frameworks before 2023). Not in the reference
-    # schema; tools/build_benchmarks.py fills it from data/benchmarks/attention_rules.csv.
+    # schema; tools/build_benchmarks.py fills it from data/benchmarks/software_rules.csv.
     "attention": Col("str", allowed=("flash", "unfused")),
+    # MoE dispatch/combine: "nccl" (the framework's all-to-all, the default when blank
+    # or absent) or "fused" (DeepEP-style kernels driving NVLink and RDMA at once).
+    "ep_dispatcher": Col("str", allowed=("nccl", "fused")),
 }
 
 _OUTCOMES = {
@@ -899,6 +902,7 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
                     recompute=Recompute(_recompute_code(r.get("recompute"))),
                     sp=_opt(r, "sp", "no") == "yes",
                     flash_attn=_opt(r, "attention", "flash") != "unfused",
+                    fused_a2a=_opt(r, "ep_dispatcher", "nccl") == "fused",
                 )
         except (ValueError, TypeError) as e:
             msg = " ".join(str(e).split())

@@ -68,6 +68,7 @@ class _ParamFields:
     scaleout_bw_eff: jax.Array
     coll_half_bytes: jax.Array
     a2a_bw_eff: jax.Array
+    fused_a2a_bw_eff: jax.Array
     tp_overlap_frac: jax.Array
     cp_overlap_frac: jax.Array
     ep_overlap_frac: jax.Array
@@ -99,6 +100,8 @@ class PhysicalParams(_ParamFields):
       coll_half_bytes: collective buffer size at which the bandwidth efficiency is half
         its plateau, bytes (e(V) = e_max V / (V + V_half)).
       a2a_bw_eff: extra efficiency factor of all-to-all over ring collectives.
+      fused_a2a_bw_eff: the same for a fused expert dispatcher (scale-up and
+        scale-out links driven at once).
       tp_overlap_frac, cp_overlap_frac, ep_overlap_frac, pp_overlap_frac,
         dp_overlap_frac: fraction of each axis' communication hidden under compute.
       layer_overhead_s: fixed cost per layer, per micro-batch, per pass, s.
@@ -219,7 +222,7 @@ _FIELD_TRANSFORM: dict[str, str] = {
     "scaleup_latency_s": "softplus", "scaleup_bw_eff": "sigmoid",
     "scaleout_latency_s": "softplus", "scaleout_bw_eff": "sigmoid",
     "coll_half_bytes": "exp",
-    "a2a_bw_eff": "sigmoid",
+    "a2a_bw_eff": "sigmoid", "fused_a2a_bw_eff": "sigmoid",
     "tp_overlap_frac": "sigmoid", "cp_overlap_frac": "sigmoid",
     "ep_overlap_frac": "sigmoid", "pp_overlap_frac": "sigmoid",
     "dp_overlap_frac": "sigmoid",

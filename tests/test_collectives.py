@@ -29,6 +29,7 @@ def ideal_pp():
     """Efficiencies -> 1, latencies -> 0, no size saturation."""
     pp = physical(default_params(), make_chip())
     return pp.replace(scaleup_bw_eff=1.0, scaleout_bw_eff=1.0, a2a_bw_eff=1.0,
+                      fused_a2a_bw_eff=1.0,
                       scaleup_latency_s=0.0, scaleout_latency_s=0.0,
                       coll_half_bytes=0.0)
 
@@ -42,6 +43,20 @@ def test_ideal_ring_within_domain(n):
     np.testing.assert_allclose(all_reduce_time(pp, chip, v, n), 2 * ag, rtol=1e-12)
     np.testing.assert_allclose(all_to_all_time(pp, chip, v, n),
                                v / W_UP * (n - 1) / n, rtol=1e-12)
+
+
+def test_fused_dispatcher_runs_links_at_once():
+    # 32 ranks, 8 per domain: the NCCL all-to-all adds the scale-up and scale-out
+    # times, a fused dispatcher takes (about) the larger one; never slower
+    chip, pp, v = make_chip(), ideal_pp(), 8e9
+    t_up, t_out = 7 / 32 * v / W_UP, 24 / 32 * v / W_OUT
+    seq = all_to_all_time(pp, chip, v, 32.0)
+    fused = all_to_all_time(pp, chip, v, 32.0, fused=1.0)
+    assert max(t_up, t_out) <= float(fused) <= float(seq)
+    np.testing.assert_allclose(fused, max(t_up, t_out), rtol=0.1)
+    # within one domain there is a single link: both equal
+    np.testing.assert_allclose(all_to_all_time(pp, chip, v, 8.0, fused=1.0),
+                               all_to_all_time(pp, chip, v, 8.0), rtol=1e-12)
 
 
 def test_ideal_two_level_and_flat_scaleout():

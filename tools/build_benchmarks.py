@@ -12,8 +12,10 @@ Inputs (read-only):
   * ``data/benchmarks/row_fills.csv`` (row id, column, value, reason): a cell the
     source leaves blank or marks "(not stated" is filled, the original kept in
     ``derivation`` with the reason;
-  * ``data/benchmarks/attention_rules.csv`` (group [, framework] -> attention kernel,
-    with the reason): fills the ``attention`` column (``flash`` where no rule applies).
+  * ``data/benchmarks/software_rules.csv`` (group [, framework] -> column = value, with
+    the reason): software settings the sources imply (attention kernel, sequence
+    parallelism, distributed optimizer); adds the ``attention`` column (``flash`` where
+    no rule applies).
 
 Every source column is kept. The build adds SI columns (via ``jaxcost.data``), maps
 chip labels to keys (rows whose chip is not in the database keep a blank ``chip_key``
@@ -214,23 +216,33 @@ def apply_row_fills(df: pd.DataFrame, path: Path) -> None:
                        f"{'blank' if _blank(old) else repr(str(old))}): {f['reason']}")
 
 
-def fill_attention(df: pd.DataFrame, rules_path: Path) -> None:
-    """Add the ``attention`` column (after ``recompute``): ``unfused`` where a rule of
-    ``attention_rules.csv`` matches the row's group (and framework, when the rule names
-    one), else ``flash``; a matched rule's reason is appended to ``derivation``."""
+def apply_software_rules(df: pd.DataFrame, rules_path: Path) -> None:
+    """Fill software settings the sources imply but do not tabulate, from
+    ``software_rules.csv`` (group [, framework] -> column = value, with the reason).
+
+    Adds the ``attention`` and ``ep_dispatcher`` columns (after ``recompute``;
+    ``flash`` / ``nccl`` where no rule sets them). A rule fills a cell only where the
+    source left it blank; the reason is appended to ``derivation``.
+    """
     rules = pd.read_csv(rules_path, dtype=str, keep_default_na=False)
-    att = []
-    for i in df.index:
-        g, fw = str(df.at[i, "group"]), str(df.at[i, "framework"]).strip()
-        hit = rules[(rules["group"] == g)
-                    & ((rules["framework"] == "") | (rules["framework"] == fw))]
-        if len(hit):
-            att.append(hit.iloc[0]["attention"])
-            _derive(df, i, f"attention {hit.iloc[0]['attention']}: "
-                           f"{hit.iloc[0]['reason']}")
-        else:
-            att.append("flash")
-    df.insert(df.columns.get_loc("recompute") + 1, "attention", att)
+    df.insert(df.columns.get_loc("recompute") + 1, "attention", "")
+    df.insert(df.columns.get_loc("attention") + 1, "ep_dispatcher", "")
+    for k, r in rules.iterrows():
+        if r["column"] not in df.columns:
+            raise SystemExit(f"{rules_path}: row {k + 2}: no column '{r['column']}'")
+        for i in df.index:
+            if str(df.at[i, "group"]) != r["group"]:
+                continue
+            if r["framework"] and str(df.at[i, "framework"]).strip() != r["framework"]:
+                continue
+            if not _blank(df.at[i, r["column"]]):
+                continue
+            if r["column"] in ("sp", "zero_fsdp") and df[r["column"]].dtype != object:
+                df[r["column"]] = df[r["column"]].astype(object)
+            df.at[i, r["column"]] = r["value"]
+            _derive(df, i, f"{r['column']} {r['value']}: {r['reason']}")
+    df.loc[df["attention"] == "", "attention"] = "flash"
+    df.loc[df["ep_dispatcher"] == "", "ep_dispatcher"] = "nccl"
 
 
 def _int_or_none(x):
@@ -429,7 +441,7 @@ def build(reference: Path) -> dict[str, pd.DataFrame]:
     check_plans(df)
     derive_step_time(df)
     fill_architecture(df, load_model_table(BENCH / "model_aliases.csv", MODELS_CSV))
-    fill_attention(df, BENCH / "attention_rules.csv")
+    apply_software_rules(df, BENCH / "software_rules.csv")
     df = jd.add_si_columns(df, "training_runs")
     check_utilisation(df, chips)
     weight_and_target(df)

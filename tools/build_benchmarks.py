@@ -211,7 +211,10 @@ def apply_row_fills(df: pd.DataFrame, path: Path) -> None:
         if not (_blank(old) or str(old).strip().lower().startswith("(not stated")):
             raise SystemExit(f"{path}: row {k + 2}: {f['row_id']} {f['column']} has the "
                              f"printed value {old!r}; a fill may not overwrite it")
-        df.at[i, f["column"]] = f["value"]
+        value: object = f["value"]
+        if df[f["column"]].dtype.kind in "fi":  # a numeric column takes a number
+            value = float(value)
+        df.at[i, f["column"]] = value
         _derive(df, i, f"{f['column']} '{f['value']}' filled (source: "
                        f"{'blank' if _blank(old) else repr(str(old))}): {f['reason']}")
 

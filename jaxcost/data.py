@@ -177,6 +177,8 @@ _MODEL_PLAN = {
     # MoE dispatch/combine: "nccl" (the framework's all-to-all, the default when blank
     # or absent) or "fused" (DeepEP-style kernels driving NVLink and RDMA at once).
     "ep_dispatcher": Col("str", allowed=("nccl", "fused")),
+    # TP communication chunked and pipelined with the GEMMs: "yes" or "no" (default).
+    "tp_comm_overlap": Col("str", allowed=("yes", "no")),
 }
 
 _OUTCOMES = {
@@ -903,6 +905,7 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
                     sp=_opt(r, "sp", "no") == "yes",
                     flash_attn=_opt(r, "attention", "flash") != "unfused",
                     fused_a2a=_opt(r, "ep_dispatcher", "nccl") == "fused",
+                    tp_overlap=_opt(r, "tp_comm_overlap", "no") == "yes",
                 )
         except (ValueError, TypeError) as e:
             msg = " ".join(str(e).split())

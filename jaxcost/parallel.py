@@ -7,8 +7,9 @@ Symbols: d dp, t tp, p pp, c cp, e ep, v vpp (virtual stages per pipeline rank,
 interleaved 1F1B), b mbs (micro-batch, sequences), z ZeRO stage (0-3), r recompute
 (0 none, 1 selective, 2 full), sp sequence parallelism (1.0 on), flash_attn the attention
 kernel (1.0 fused flash-style, 0.0 unfused: the T×T scores go through HBM), fused_a2a
-the expert dispatcher (1.0 fused kernels, 0.0 NCCL all-to-all). m = B/(d·b) is the number
-of micro-batches per step.
+the expert dispatcher (1.0 fused kernels, 0.0 NCCL all-to-all), tp_overlap the TP
+communication (1.0 pipelined with the GEMMs, 0.0 not). m = B/(d·b) is the number of
+micro-batches per step.
 
 Validity conditions live in one place (:func:`_conditions`), evaluated with numpy on
 arrays of candidate plans: :func:`check_plan` reports the first violated one for a
@@ -48,7 +49,7 @@ class Recompute(enum.Enum):
 _RECOMPUTE_TAGS = {Recompute.NONE: "none", Recompute.SELECTIVE: "sel",
                    Recompute.FULL: "full"}
 _FIELDS = ("dp", "tp", "pp", "cp", "ep", "vpp", "mbs", "zero", "recompute", "sp",
-           "flash_attn", "fused_a2a")
+           "flash_attn", "fused_a2a", "tp_overlap")
 
 
 @struct.dataclass
@@ -74,6 +75,10 @@ class ParallelPlan:
       fused_a2a: 1.0 when the MoE dispatch and combine use fused kernels that drive
         the scale-up and scale-out links at once (DeepEP, HybridEP); 0.0 for the
         framework's NCCL all-to-all (links used one after the other).
+      tp_overlap: 1.0 when the framework splits the TP all-gather / reduce-scatter into
+        chunks pipelined with the GEMMs (Transformer Engine userbuffers
+        ``--tp-comm-overlap``, MegaScale's overlap); 0.0 when they run between the
+        GEMMs (overlap only incidental). Fitted overlap fractions for each.
     """
 
     dp: jax.Array | float
@@ -88,13 +93,14 @@ class ParallelPlan:
     sp: jax.Array | float
     flash_attn: jax.Array | float = 1.0
     fused_a2a: jax.Array | float = 0.0
+    tp_overlap: jax.Array | float = 0.0
 
     @classmethod
     def create(cls, *, dp: int = 1, tp: int = 1, pp: int = 1, cp: int = 1,
                ep: int = 1, vpp: int = 1, mbs: int = 1, zero: int = 0,
                recompute: Recompute | int | str = Recompute.NONE,
                sp: bool = True, flash_attn: bool = True,
-               fused_a2a: bool = False) -> ParallelPlan:
+               fused_a2a: bool = False, tp_overlap: bool = False) -> ParallelPlan:
         """Validate concrete degrees and build a plan with float leaves.
 
         Raises:
@@ -115,7 +121,8 @@ class ParallelPlan:
         return cls(**{k: float(v) for k, v in vals.items()}, zero=z,
                    recompute=float(rec.value), sp=1.0 if sp else 0.0,
                    flash_attn=1.0 if flash_attn else 0.0,
-                   fused_a2a=1.0 if fused_a2a else 0.0)
+                   fused_a2a=1.0 if fused_a2a else 0.0,
+                   tp_overlap=1.0 if tp_overlap else 0.0)
 
 
 def _positive_int(field: str, value) -> int:
@@ -274,6 +281,7 @@ def enumerate_plans(
     sp: Sequence[bool] = (True,),
     flash_attn: bool = True,
     fused_a2a: bool = False,
+    tp_overlap: bool = False,
     usable_hbm_frac: float = USABLE_HBM_FRAC,
 ) -> ParallelPlan:
     """Every valid plan of model ``w`` on ``num_chips`` chips, as one batched plan.
@@ -294,6 +302,8 @@ def enumerate_plans(
         ep None: all divisors of E).
       flash_attn: attention kernel of every plan (fused by default).
       fused_a2a: expert dispatcher of every plan (NCCL all-to-all by default).
+      tp_overlap: TP communication pipelined with the GEMMs in every plan (off by
+        default).
       usable_hbm_frac: fraction of HBM the plan may use.
 
     Returns:
@@ -324,7 +334,8 @@ def enumerate_plans(
     p = {"dp": n / (t_ * p_ * c_), "tp": t_, "pp": p_, "cp": c_, "ep": e_,
          "vpp": v_, "mbs": b_, "zero": z_, "recompute": r_, "sp": s_,
          "flash_attn": np.full(idx.shape, 1.0 if flash_attn else 0.0),
-         "fused_a2a": np.full(idx.shape, 1.0 if fused_a2a else 0.0)}
+         "fused_a2a": np.full(idx.shape, 1.0 if fused_a2a else 0.0),
+         "tp_overlap": np.full(idx.shape, 1.0 if tp_overlap else 0.0)}
     keep = np.ones(idx.shape, dtype=bool)
     for _, ok, _ in _conditions(w, p, float(n), max_tp=max_tp):
         keep &= ok
@@ -351,7 +362,8 @@ def plan_at(plans: ParallelPlan, i: int) -> ParallelPlan:
 def plan_to_str(plan: ParallelPlan) -> str:
     """Compact text form, e.g. ``"dp8-tp4-pp2-cp1-ep1-vpp1-mbs1-z1-rsel"`` (``-nosp``
     appended without sequence parallelism, ``-unfused`` with unfused attention,
-    ``-fa2a`` with a fused expert dispatcher)."""
+    ``-fa2a`` with a fused expert dispatcher, ``-tpo`` with TP communication pipelined
+    with the GEMMs)."""
     v = {k: float(np.asarray(getattr(plan, k))) for k in _FIELDS}
     rec = _RECOMPUTE_TAGS[Recompute(int(round(v["recompute"])))]
     s = "-".join(f"{k}{int(round(v[k]))}" for k in ("dp", "tp", "pp", "cp", "ep",
@@ -359,12 +371,13 @@ def plan_to_str(plan: ParallelPlan) -> str:
     s += f"-z{int(round(v['zero']))}-r{rec}"
     s = s if v["sp"] > 0.5 else s + "-nosp"
     s = s if v["flash_attn"] > 0.5 else s + "-unfused"
-    return s + "-fa2a" if v["fused_a2a"] > 0.5 else s
+    s = s + "-fa2a" if v["fused_a2a"] > 0.5 else s
+    return s + "-tpo" if v["tp_overlap"] > 0.5 else s
 
 
 _PLAN_RE = re.compile(
     r"^dp(\d+)-tp(\d+)-pp(\d+)-cp(\d+)-ep(\d+)-vpp(\d+)-mbs(\d+)-z(\d)-r(none|sel|full)"
-    r"(-nosp)?(-unfused)?(-fa2a)?$")
+    r"(-nosp)?(-unfused)?(-fa2a)?(-tpo)?$")
 
 
 def plan_from_str(s: str) -> ParallelPlan:
@@ -382,4 +395,5 @@ def plan_from_str(s: str) -> ParallelPlan:
     return ParallelPlan.create(dp=dp, tp=tp, pp=pp, cp=cp, ep=ep, vpp=vpp, mbs=mbs,
                                zero=z, recompute=rec, sp=match.group(10) is None,
                                flash_attn=match.group(11) is None,
-                               fused_a2a=match.group(12) is not None)
+                               fused_a2a=match.group(12) is not None,
+                               tp_overlap=match.group(13) is not None)

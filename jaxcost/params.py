@@ -70,6 +70,7 @@ class _ParamFields:
     a2a_bw_eff: jax.Array
     fused_a2a_bw_eff: jax.Array
     tp_overlap_frac: jax.Array
+    tp_pipelined_overlap_frac: jax.Array
     cp_overlap_frac: jax.Array
     ep_overlap_frac: jax.Array
     pp_overlap_frac: jax.Array
@@ -103,7 +104,10 @@ class PhysicalParams(_ParamFields):
       fused_a2a_bw_eff: the same for a fused expert dispatcher (scale-up and
         scale-out links driven at once).
       tp_overlap_frac, cp_overlap_frac, ep_overlap_frac, pp_overlap_frac,
-        dp_overlap_frac: fraction of each axis' communication hidden under compute.
+        dp_overlap_frac: fraction of each axis' communication hidden under compute
+        (TP: when its collectives run between the GEMMs, ``plan.tp_overlap`` = 0).
+      tp_pipelined_overlap_frac: fraction of TP communication hidden when it is
+        chunked and pipelined with the GEMMs (``plan.tp_overlap`` = 1).
       layer_overhead_s: fixed cost per layer, per micro-batch, per pass, s.
       moe_layer_overhead_s: extra fixed cost per MoE layer, per micro-batch, per pass,
         s: the router, permutation and per-expert kernels a dropless MoE block
@@ -223,7 +227,8 @@ _FIELD_TRANSFORM: dict[str, str] = {
     "scaleout_latency_s": "softplus", "scaleout_bw_eff": "sigmoid",
     "coll_half_bytes": "exp",
     "a2a_bw_eff": "sigmoid", "fused_a2a_bw_eff": "sigmoid",
-    "tp_overlap_frac": "sigmoid", "cp_overlap_frac": "sigmoid",
+    "tp_overlap_frac": "sigmoid", "tp_pipelined_overlap_frac": "sigmoid",
+    "cp_overlap_frac": "sigmoid",
     "ep_overlap_frac": "sigmoid", "pp_overlap_frac": "sigmoid",
     "dp_overlap_frac": "sigmoid",
     "layer_overhead_s": "softplus", "moe_layer_overhead_s": "softplus",

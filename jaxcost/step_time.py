@@ -194,7 +194,9 @@ def _parts(pp: PhysicalParams, chip: ChipSpec, w: TransformerConfig,
     rec_f = jnp.where(r > 0.5, 1.0, 0.0)
     tp_one = all_gather_time(pp, chip, vol.tp_bytes_per_layer / 4.0, t,
                              ranks_per_domain=ranks_per_domain(t, 1.0, dom))
-    tp_layer = (1.0 - pp.tp_overlap_frac) * (2.0 + full_f) * 4.0 * tp_one
+    tpo = jnp.asarray(plan.tp_overlap)
+    tp_hidden = (1.0 - tpo) * pp.tp_overlap_frac + tpo * pp.tp_pipelined_overlap_frac
+    tp_layer = (1.0 - tp_hidden) * (2.0 + full_f) * 4.0 * tp_one
     cp_one = all_gather_time(pp, chip, vol.cp_bytes_per_layer, c,
                              ranks_per_domain=ranks_per_domain(c, t, dom))
     cp_layer = (1.0 - pp.cp_overlap_frac) * (3.0 + rec_f) * cp_one

@@ -148,10 +148,11 @@ def test_enumerate_allow_tp_beyond_scaleup(a100):
 @given(dp=st.integers(1, 64), tp=st.integers(1, 16), pp=st.integers(1, 16),
        cp=st.integers(1, 8), ep=st.integers(1, 8), vpp=st.integers(1, 4),
        mbs=st.integers(1, 16), z=st.integers(0, 3), r=st.sampled_from(list(Recompute)),
-       sp=st.booleans(), fa=st.booleans(), fused=st.booleans())
-def test_plan_str_roundtrip(dp, tp, pp, cp, ep, vpp, mbs, z, r, sp, fa, fused):
+       sp=st.booleans(), fa=st.booleans(), fused=st.booleans(), tpo=st.booleans())
+def test_plan_str_roundtrip(dp, tp, pp, cp, ep, vpp, mbs, z, r, sp, fa, fused, tpo):
     p = ParallelPlan.create(dp=dp, tp=tp, pp=pp, cp=cp, ep=ep, vpp=vpp, mbs=mbs,
-                            zero=z, recompute=r, sp=sp, flash_attn=fa, fused_a2a=fused)
+                            zero=z, recompute=r, sp=sp, flash_attn=fa, fused_a2a=fused,
+                            tp_overlap=tpo)
     assert plan_from_str(plan_to_str(p)) == p
 
 

@@ -221,15 +221,17 @@ def apply_row_fills(df: pd.DataFrame, path: Path) -> None:
 
 def apply_software_rules(df: pd.DataFrame, rules_path: Path) -> None:
     """Fill software settings the sources imply but do not tabulate, from
-    ``software_rules.csv`` (group [, framework] -> column = value, with the reason).
+    ``software_rules.csv`` (group [, framework] [, row ids] -> column = value, with the
+    reason).
 
-    Adds the ``attention`` and ``ep_dispatcher`` columns (after ``recompute``;
-    ``flash`` / ``nccl`` where no rule sets them). A rule fills a cell only where the
+    Adds the ``attention``, ``ep_dispatcher`` and ``tp_comm_overlap`` columns (after
+    ``recompute``; ``flash`` / ``nccl`` / ``no`` where no rule sets them). A rule fills a cell only where the
     source left it blank; the reason is appended to ``derivation``.
     """
     rules = pd.read_csv(rules_path, dtype=str, keep_default_na=False)
     df.insert(df.columns.get_loc("recompute") + 1, "attention", "")
     df.insert(df.columns.get_loc("attention") + 1, "ep_dispatcher", "")
+    df.insert(df.columns.get_loc("ep_dispatcher") + 1, "tp_comm_overlap", "")
     for k, r in rules.iterrows():
         if r["column"] not in df.columns:
             raise SystemExit(f"{rules_path}: row {k + 2}: no column '{r['column']}'")
@@ -237,6 +239,8 @@ def apply_software_rules(df: pd.DataFrame, rules_path: Path) -> None:
             if str(df.at[i, "group"]) != r["group"]:
                 continue
             if r["framework"] and str(df.at[i, "framework"]).strip() != r["framework"]:
+                continue
+            if r["row_ids"] and str(df.at[i, "row_id"]) not in r["row_ids"].split():
                 continue
             if not _blank(df.at[i, r["column"]]):
                 continue
@@ -246,6 +250,7 @@ def apply_software_rules(df: pd.DataFrame, rules_path: Path) -> None:
             _derive(df, i, f"{r['column']} {r['value']}: {r['reason']}")
     df.loc[df["attention"] == "", "attention"] = "flash"
     df.loc[df["ep_dispatcher"] == "", "ep_dispatcher"] = "nccl"
+    df.loc[df["tp_comm_overlap"] == "", "tp_comm_overlap"] = "no"
 
 
 def _int_or_none(x):

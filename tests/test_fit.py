@@ -38,6 +38,12 @@ def _truth():
 
 def _synthetic(truth):
     """GEMM, HBM-stream and all-reduce rows generated with roofline / collectives."""
+    kern, coll = synthetic_batches(truth)
+    return F.build_fit_data(CHIPS, kernels=kern, collectives=coll)
+
+
+def synthetic_batches(truth):
+    """The kernel and collective batches of :func:`_synthetic`."""
     sizes = 2.0 ** np.arange(8, 15)
     k_rows, c_rows = [], []
     for key in KEYS:
@@ -50,8 +56,10 @@ def _synthetic(truth):
         t = float(op_time(pp, chip, 0.0, F.HBM_STREAM_BYTES, 2))
         k_rows.append((key, 4, np.nan, np.nan, F.HBM_STREAM_BYTES / t, np.nan))
         for b in 2.0 ** np.arange(12, 32, 2):
-            c_rows.append((key, b, float(collective_time(2, pp, chip, b, 8.0,
-                                                         ranks_per_domain=8.0))))
+            for ranks, nodes in ((8.0, 1.0), (16.0, 2.0)):  # one node; two nodes
+                c_rows.append((key, b, float(collective_time(
+                    2, pp, chip, b, ranks, ranks_per_domain=ranks / nodes)),
+                    ranks, nodes))
     kern = SimpleNamespace(
         row_ids=tuple(f"K{i}" for i in range(len(k_rows))),
         chip_keys=tuple(r[0] for r in k_rows),
@@ -69,10 +77,11 @@ def _synthetic(truth):
         chip_keys=tuple(r[0] for r in c_rows),
         groups=tuple(f"c{r[0]}" for r in c_rows),
         kind=np.zeros(len(c_rows), int),
-        num_ranks=np.full(len(c_rows), 8.0), num_nodes=np.ones(len(c_rows)),
+        num_ranks=np.array([r[3] for r in c_rows]),
+        num_nodes=np.array([r[4] for r in c_rows]),
         message_bytes=np.array([r[1] for r in c_rows]),
         time_s=np.array([r[2] for r in c_rows]))
-    return F.build_fit_data(CHIPS, kernels=kern, collectives=coll)
+    return kern, coll
 
 
 OPTS = F.FitOptions(prior_weight=1e-8, adam_steps=150, lbfgs_steps=100, chunk=250)

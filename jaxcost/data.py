@@ -729,7 +729,16 @@ def _recompute_code(text: Any) -> int:
         return 0
     if s.startswith("full"):
         return 2
-    if s.startswith("selective") or s in ("norm, act", "norm,act"):
+    # Fine-grained module recompute (Megatron-Core --recompute-modules): recomputing only
+    # norms and activation functions costs a few memory-bound passes, which the step
+    # model neglects (none); recomputing the whole MoE block repeats most of the layer's
+    # FLOP (full). Other selective recompute is the attention core (Korthikanti).
+    modules = s.split("(", 1)[1] if "(" in s else s
+    if "moe layernorm" in modules or "whole moe block" in modules:
+        return 2
+    if s in ("norm, act", "norm,act") or "moe_act, layernorm" in modules:
+        return 0
+    if s.startswith("selective"):
         return 1
     raise DataError(f"value '{text}' is not a recompute mode; expected none, selective, full")
 

@@ -299,3 +299,23 @@ def test_write_csv_atomic_roundtrip(tmp_path, frames):
     back = jd.load_benchmarks("kernels", p)
     assert len(back) == len(frames["kernels"])
     assert not list(p.parent.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("text, code", [
+    ("", 0), ("none", 0), ("full", 2), ("selective", 1),
+    ("selective (saves expensive activations)", 1),
+    # fine-grained module recompute: norms / activations only costs ~nothing,
+    # the whole MoE block repeats most of a layer
+    ("norm, act", 0),
+    ("selective (moe_act, layernorm: --recompute-modules moe_act layernorm)", 0),
+    ("selective (whole MoE block and layernorm: --recompute-modules moe layernorm)", 2),
+])
+def test_recompute_text_to_mode(text, code):
+    from jaxcost.data import _recompute_code
+    assert _recompute_code(text) == code
+
+
+def test_recompute_text_unknown_is_a_data_error():
+    from jaxcost.data import _recompute_code
+    with pytest.raises(DataError, match="not a recompute mode"):
+        _recompute_code("sometimes")

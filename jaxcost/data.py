@@ -181,6 +181,11 @@ _MODEL_PLAN = {
     "tp_comm_overlap": Col("str", allowed=("yes", "no")),
 }
 
+#: Software-setting columns of a training run (not in the reference schema) and the
+#: value a blank or absent cell means.
+SOFTWARE_DEFAULTS = {"attention": "flash", "ep_dispatcher": "nccl",
+                     "tp_comm_overlap": "no"}
+
 _OUTCOMES = {
     "step_time_s": Col("float", positive=True),
     "tokens_per_s_per_chip": Col("float", positive=True),
@@ -825,6 +830,11 @@ def _opt(r: Mapping[str, Any], name: str, default: Any = None) -> Any:
     return default if _blank(v) else v
 
 
+def _software(r: Mapping[str, Any], name: str) -> Any:
+    """A software-setting cell, or its default (``SOFTWARE_DEFAULTS``) when blank."""
+    return _opt(r, name, SOFTWARE_DEFAULTS[name])
+
+
 def _arch_labels(r, models) -> dict:
     """MLP kind, embedding tying and MoE layout of a run's model.
 
@@ -912,9 +922,9 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
                     zero=_zero_stage(r.get("zero_fsdp")),
                     recompute=Recompute(_recompute_code(r.get("recompute"))),
                     sp=_opt(r, "sp", "no") == "yes",
-                    flash_attn=_opt(r, "attention", "flash") != "unfused",
-                    fused_a2a=_opt(r, "ep_dispatcher", "nccl") == "fused",
-                    tp_overlap=_opt(r, "tp_comm_overlap", "no") == "yes",
+                    flash_attn=_software(r, "attention") != "unfused",
+                    fused_a2a=_software(r, "ep_dispatcher") == "fused",
+                    tp_overlap=_software(r, "tp_comm_overlap") == "yes",
                 )
         except (ValueError, TypeError) as e:
             msg = " ".join(str(e).split())

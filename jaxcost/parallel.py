@@ -359,6 +359,12 @@ def plan_at(plans: ParallelPlan, i: int) -> ParallelPlan:
     return jax.tree.map(lambda x: x[i], plans)
 
 
+#: Plan-string suffixes of the on/off leaves: (field, suffix, whether the suffix means
+#: on). A suffix is written only when the leaf differs from its default.
+_SUFFIXES = (("sp", "-nosp", False), ("flash_attn", "-unfused", False),
+             ("fused_a2a", "-fa2a", True), ("tp_overlap", "-tpo", True))
+
+
 def plan_to_str(plan: ParallelPlan) -> str:
     """Compact text form, e.g. ``"dp8-tp4-pp2-cp1-ep1-vpp1-mbs1-z1-rsel"`` (``-nosp``
     appended without sequence parallelism, ``-unfused`` with unfused attention,
@@ -369,15 +375,13 @@ def plan_to_str(plan: ParallelPlan) -> str:
     s = "-".join(f"{k}{int(round(v[k]))}" for k in ("dp", "tp", "pp", "cp", "ep",
                                                      "vpp", "mbs"))
     s += f"-z{int(round(v['zero']))}-r{rec}"
-    s = s if v["sp"] > 0.5 else s + "-nosp"
-    s = s if v["flash_attn"] > 0.5 else s + "-unfused"
-    s = s + "-fa2a" if v["fused_a2a"] > 0.5 else s
-    return s + "-tpo" if v["tp_overlap"] > 0.5 else s
+    return s + "".join(suffix for field, suffix, on in _SUFFIXES
+                       if (v[field] > 0.5) == on)
 
 
 _PLAN_RE = re.compile(
     r"^dp(\d+)-tp(\d+)-pp(\d+)-cp(\d+)-ep(\d+)-vpp(\d+)-mbs(\d+)-z(\d)-r(none|sel|full)"
-    r"(-nosp)?(-unfused)?(-fa2a)?(-tpo)?$")
+    + "".join(f"({suffix})?" for _, suffix, _ in _SUFFIXES) + "$")
 
 
 def plan_from_str(s: str) -> ParallelPlan:
@@ -392,8 +396,7 @@ def plan_from_str(s: str) -> ParallelPlan:
                         "'dp8-tp4-pp2-cp1-ep1-vpp1-mbs1-z1-rsel'", column="plan")
     dp, tp, pp, cp, ep, vpp, mbs, z = (int(x) for x in match.groups()[:8])
     rec = {tag: r for r, tag in _RECOMPUTE_TAGS.items()}[match.group(9)]
+    flags = {field: (match.group(10 + j) is not None) == on
+             for j, (field, _, on) in enumerate(_SUFFIXES)}
     return ParallelPlan.create(dp=dp, tp=tp, pp=pp, cp=cp, ep=ep, vpp=vpp, mbs=mbs,
-                               zero=z, recompute=rec, sp=match.group(10) is None,
-                               flash_attn=match.group(11) is None,
-                               fused_a2a=match.group(12) is not None,
-                               tp_overlap=match.group(13) is not None)
+                               zero=z, recompute=rec, **flags)

@@ -62,7 +62,7 @@ from jaxcost.params import CostParams, PhysicalParams, physical
 from jaxcost.parallel import USABLE_HBM_FRAC, ParallelPlan
 from jaxcost.roofline import OpKind, op_time, peak_flop_per_s
 from jaxcost.workload import (
-    ATTN_CORE_OPS,
+    ATTN_CORE_MASK,
     LAYER_OP_NAMES,
     TransformerConfig,
     comm_volumes,
@@ -84,8 +84,6 @@ _FIT_SHARPNESS = 50.0
 CAUSAL_ATTN_WORK_FRAC = 0.5
 #: Ops of ``workload.LAYER_OP_NAMES`` that are grouped expert GEMMs.
 _EXPERT_GEMM_MASK = np.asarray([n in ("moe_up", "moe_down") for n in LAYER_OP_NAMES])
-#: Ops of the attention core (BF16 in FP8 recipes; recomputed by selective recompute).
-_ATTN_CORE_MASK = np.asarray([n in ATTN_CORE_OPS for n in LAYER_OP_NAMES])
 #: Sharpness of the softmax-weighted maximum over heterogeneous groups (relative).
 _GROUP_MAX_SHARPNESS = 20.0
 
@@ -166,7 +164,7 @@ def _parts(pp: PhysicalParams, chip: ChipSpec, w: TransformerConfig,
     # ``layer_ops`` (the MFU convention counts them in full). An unfused attention
     # (``plan.flash_attn`` = 0) computes the full square with batched GEMMs.
     peak_mm = gemm_peak_flop_per_s(chip, precision)
-    peak_ops = jnp.where(_ATTN_CORE_MASK, jnp.asarray(chip.peak_flop_per_s_bf16),
+    peak_ops = jnp.where(ATTN_CORE_MASK, jnp.asarray(chip.peak_flop_per_s_bf16),
                          peak_mm)
     flop_exec = jnp.where(is_flash, CAUSAL_ATTN_WORK_FRAC * ops.flop, ops.flop)
     # Expert GEMMs are grouped GEMMs: with balanced routing each of the E/e + E_s local
@@ -178,7 +176,7 @@ def _parts(pp: PhysicalParams, chip: ChipSpec, w: TransformerConfig,
     t_ops = n_g * op_time(pp, chip.replace(peak_flop_per_s_bf16=peak_ops),
                           flop_exec / n_g, ops.bytes / n_g, ops.kind, precision="bf16")
     t_sum = jnp.sum(t_ops, axis=-1)
-    t_attn = jnp.sum(jnp.where(_ATTN_CORE_MASK, t_ops, 0.0), axis=-1)
+    t_attn = jnp.sum(jnp.where(ATTN_CORE_MASK, t_ops, 0.0), axis=-1)
     r = jnp.asarray(plan.recompute)
     full = r > 1.5
     sel = (r > 0.5) & ~full

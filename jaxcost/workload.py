@@ -73,6 +73,10 @@ LAYER_OP_NAMES = (
 )
 #: Ops that make up the attention core (recomputed by selective recompute).
 ATTN_CORE_OPS = ("attn_core", "attn_scores")
+#: Mask of ``ATTN_CORE_OPS`` over ``LAYER_OP_NAMES``.
+ATTN_CORE_MASK = np.asarray([n in ATTN_CORE_OPS for n in LAYER_OP_NAMES])
+#: Mask of the ``attn_core`` op alone (its kind depends on ``plan.flash_attn``).
+_ATTN_CORE_OP_MASK = np.asarray([n == "attn_core" for n in LAYER_OP_NAMES])
 #: Order of the operations in :func:`head_ops` (static).
 HEAD_OP_NAMES = ("embedding", "final_norm", "lm_head", "loss")
 
@@ -311,11 +315,6 @@ def _mlp_mats(w: TransformerConfig) -> float:
 
 def moe_layer_fraction(w: TransformerConfig) -> jax.Array:
     """Fraction of layers with an MoE block (0 for a dense model)."""
-    return _frac_moe_layers(w)
-
-
-def _frac_moe_layers(w: TransformerConfig) -> jax.Array:
-    """Fraction of layers with an MoE block (0 for a dense model)."""
     is_moe = jnp.asarray(w.num_experts) > 1
     return jnp.where(is_moe, (w.num_layers - w.num_dense_layers) / w.num_layers, 0.0)
 
@@ -351,7 +350,7 @@ def _layer_params(w: TransformerConfig, *, active: bool) -> jax.Array:
     expert = _dense_mlp_params(w, w.moe_d_ff)
     routed = w.top_k if active else w.num_experts
     moe = (routed + w.num_shared_experts) * expert + w.d_model * w.num_experts
-    f_moe = _frac_moe_layers(w)
+    f_moe = moe_layer_fraction(w)
     return w.num_layers * (attn_norm + (1.0 - f_moe) * dense + f_moe * moe)
 
 
@@ -384,7 +383,7 @@ def _matmul_params_per_token(w: TransformerConfig) -> jax.Array:
     dense = _mlp_mats(w) * w.d_model * w.d_ff
     moe = (_mlp_mats(w) * w.d_model * w.moe_d_ff * (w.top_k + w.num_shared_experts)
            + w.d_model * w.num_experts)
-    f_moe = _frac_moe_layers(w)
+    f_moe = moe_layer_fraction(w)
     return (w.num_layers * (attn + (1.0 - f_moe) * dense + f_moe * moe)
             + w.vocab_size * w.d_model)
 
@@ -476,7 +475,7 @@ def layer_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
     kv_c = _kv_heads_per_chip(w, plan)
     q_c = N / t
     m = _mlp_mats(w) - 1.0  # up-projection matrices: 1 GELU, 2 SwiGLU
-    f_moe = _frac_moe_layers(w)
+    f_moe = moe_layer_fraction(w)
     f_dense = 1.0 - f_moe
     per_tok_experts = w.top_k + w.num_shared_experts
     local_experts = w.num_experts / e + w.num_shared_experts
@@ -531,9 +530,8 @@ def layer_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
                         KIND_MATMUL, KIND_MATMUL, KIND_MATMUL, KIND_MEMORY,
                         KIND_MATMUL, KIND_MEMORY, KIND_MEMORY], dtype=jnp.int32)
     kind = jnp.broadcast_to(kind, flop.shape)
-    core = np.asarray([n == "attn_core" for n in LAYER_OP_NAMES])
-    kind = jnp.where(core & (jnp.asarray(plan.flash_attn) < 0.5)[..., None],
-                     KIND_MATMUL, kind).astype(jnp.int32)
+    unfused_core = _ATTN_CORE_OP_MASK & (jnp.asarray(plan.flash_attn) < 0.5)[..., None]
+    kind = jnp.where(unfused_core, KIND_MATMUL, kind).astype(jnp.int32)
     return LayerOps(flop=flop, bytes=nbytes, kind=kind)
 
 
@@ -545,8 +543,8 @@ def recompute_flop_frac(w: TransformerConfig, plan: ParallelPlan) -> jax.Array:
     with full recompute.
     """
     ops = layer_ops(w, plan)
-    core = np.asarray([n in ATTN_CORE_OPS for n in LAYER_OP_NAMES])
-    sel = jnp.sum(jnp.where(core, ops.flop, 0.0), axis=-1) / jnp.sum(ops.flop, axis=-1)
+    sel = (jnp.sum(jnp.where(ATTN_CORE_MASK, ops.flop, 0.0), axis=-1)
+           / jnp.sum(ops.flop, axis=-1))
     r = jnp.asarray(plan.recompute)
     return jnp.where(r > 1.5, 1.0, jnp.where(r > 0.5, sel, 0.0))
 
@@ -594,7 +592,7 @@ def _params_per_chip(w: TransformerConfig, plan: ParallelPlan):
     holds the embedding; with p = 1 it also holds the LM head (and positions / norms).
     """
     t, p, e = plan.tp, plan.pp, plan.ep
-    f_moe = _frac_moe_layers(w)
+    f_moe = moe_layer_fraction(w)
     expert = _dense_mlp_params(w, w.moe_d_ff)
     routed_total = w.num_layers * f_moe * w.num_experts * expert
     layer_dense = _layer_params(w, active=False) - routed_total
@@ -619,7 +617,8 @@ def activation_bytes_per_layer(w: TransformerConfig, plan: ParallelPlan) -> jax.
     The 5·a·s/h terms are the stored T×T softmax output, dropout mask and dropout
     output of an unfused attention (``plan.flash_attn`` = 0); a flash-style kernel
     keeps no score matrix, so without recompute it stores what selective recompute
-    stores (its per-row softmax statistics, 4·a·s·b bytes, are neglected). With t = 1 the first line is the unparallelised s·b·h·(34 + 5·a·s/h). The constants
+    stores (its per-row softmax statistics, 4·a·s·b bytes, are neglected). With t = 1
+    the first line is the unparallelised s·b·h·(34 + 5·a·s/h). The constants
     assume a GPT layer (F = 4h, multi-head attention, 2-byte activations, 1-byte
     dropout masks); other architectures use the same formula as an approximation.
 
@@ -721,7 +720,7 @@ def comm_volumes(w: TransformerConfig, plan: ParallelPlan, *,
     tp_bytes = 4.0 * X
     cp_bytes = 2.0 * plan.mbs * w.seq_len * _kv_heads_per_chip(w, plan) * w.head_dim \
         * BF16_BYTES
-    ep_bytes = _frac_moe_layers(w) * 2.0 * w.top_k * X / sp_div
+    ep_bytes = moe_layer_fraction(w) * 2.0 * w.top_k * X / sp_div
     pp_bytes = X / sp_div
     dense, experts = _params_per_chip(w, plan)
     dp_grad = grad_bytes_per_param * (dense + experts)

@@ -12,10 +12,10 @@ Inputs (read-only):
   * ``data/benchmarks/row_fills.csv`` (row id, column, value, reason): a cell the
     source leaves blank or marks "(not stated" is filled, the original kept in
     ``derivation`` with the reason;
-  * ``data/benchmarks/software_rules.csv`` (group [, framework] -> column = value, with
-    the reason): software settings the sources imply (attention kernel, sequence
-    parallelism, distributed optimizer); adds the ``attention`` column (``flash`` where
-    no rule applies).
+  * ``data/benchmarks/software_rules.csv`` (group [, framework] [, row ids] -> column =
+    value, with the reason): software settings the sources imply (attention kernel,
+    expert dispatcher, TP overlap, sequence parallelism, distributed optimizer); adds
+    the ``jaxcost.data.SOFTWARE_DEFAULTS`` columns.
 
 Every source column is kept. The build adds SI columns (via ``jaxcost.data``), maps
 chip labels to keys (rows whose chip is not in the database keep a blank ``chip_key``
@@ -224,17 +224,19 @@ def apply_software_rules(df: pd.DataFrame, rules_path: Path) -> None:
     ``software_rules.csv`` (group [, framework] [, row ids] -> column = value, with the
     reason).
 
-    Adds the ``attention``, ``ep_dispatcher`` and ``tp_comm_overlap`` columns (after
-    ``recompute``; ``flash`` / ``nccl`` / ``no`` where no rule sets them). A rule fills a cell only where the
-    source left it blank; the reason is appended to ``derivation``.
+    Adds the software-setting columns ``jaxcost.data.SOFTWARE_DEFAULTS`` (after
+    ``recompute``; where no rule sets them, their default: flash attention, NCCL
+    dispatcher, no pipelined TP overlap). A rule fills a cell only where the source
+    left it blank; the reason is appended to ``derivation``.
     """
     rules = pd.read_csv(rules_path, dtype=str, keep_default_na=False)
-    df.insert(df.columns.get_loc("recompute") + 1, "attention", "")
-    df.insert(df.columns.get_loc("attention") + 1, "ep_dispatcher", "")
-    df.insert(df.columns.get_loc("ep_dispatcher") + 1, "tp_comm_overlap", "")
+    at = df.columns.get_loc("recompute")
+    for j, name in enumerate(jd.SOFTWARE_DEFAULTS):
+        df.insert(at + 1 + j, name, "")
     for k, r in rules.iterrows():
-        if r["column"] not in df.columns:
-            raise SystemExit(f"{rules_path}: row {k + 2}: no column '{r['column']}'")
+        col = r["column"]
+        if col not in df.columns:
+            raise SystemExit(f"{rules_path}: row {k + 2}: no column '{col}'")
         for i in df.index:
             if str(df.at[i, "group"]) != r["group"]:
                 continue
@@ -242,15 +244,14 @@ def apply_software_rules(df: pd.DataFrame, rules_path: Path) -> None:
                 continue
             if r["row_ids"] and str(df.at[i, "row_id"]) not in r["row_ids"].split():
                 continue
-            if not _blank(df.at[i, r["column"]]):
+            if not _blank(df.at[i, col]):
                 continue
-            if r["column"] in ("sp", "zero_fsdp") and df[r["column"]].dtype != object:
-                df[r["column"]] = df[r["column"]].astype(object)
-            df.at[i, r["column"]] = r["value"]
-            _derive(df, i, f"{r['column']} {r['value']}: {r['reason']}")
-    df.loc[df["attention"] == "", "attention"] = "flash"
-    df.loc[df["ep_dispatcher"] == "", "ep_dispatcher"] = "nccl"
-    df.loc[df["tp_comm_overlap"] == "", "tp_comm_overlap"] = "no"
+            if df[col].dtype != object:  # an all-blank column reads as float
+                df[col] = df[col].astype(object)
+            df.at[i, col] = r["value"]
+            _derive(df, i, f"{col} {r['value']}: {r['reason']}")
+    for name, default in jd.SOFTWARE_DEFAULTS.items():
+        df.loc[df[name] == "", name] = default
 
 
 def _int_or_none(x):

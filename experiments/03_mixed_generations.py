@@ -71,6 +71,18 @@ def ens_tok(cluster, plan):
     return np.where(ok, tps / np.asarray(st.total_s), 0.0)
 
 
+def speedup_row(new_key, old_key, mode, k, plan_new, plan_old, old_alone, point,
+                ratio, ideal):
+    """One table row: speed of the mixed cluster relative to the new chips alone
+    (``point`` with the calibration, ``ratio`` the ensemble's)."""
+    med, p5, p95 = C.interval(ratio)
+    return {"new": new_key, "old": old_key, "mode": mode, "old_chips": k,
+            "old_frac": k / (N_NEW + k), "plan_new": plan_new, "plan_old": plan_old,
+            "old_alone_tok_s": old_alone, "speedup_point": point,
+            "speedup_median": med, "speedup_p5": p5, "speedup_p95": p95,
+            "ideal_speedup": ideal}
+
+
 # %%
 rows = []
 curves = {}
@@ -95,15 +107,10 @@ for new_key, old_key in PAIRS:
                 xs.append(k)
                 ys.append(tok / base.tokens_per_s)
                 ms.append(m / base_m)
-                rows.append({"new": new_key, "old": old_key, "mode": mode,
-                             "old_chips": k, "old_frac": k / (N_NEW + k),
-                             "plan_new": base.plan_str, "plan_old": old.plan_str,
-                             "old_alone_tok_s": old.tokens_per_s,
-                             "speedup_point": tok / base.tokens_per_s,
-                             "speedup_median": C.interval(m / base_m)[0],
-                             "speedup_p5": C.interval(m / base_m)[1],
-                             "speedup_p95": C.interval(m / base_m)[2],
-                             "ideal_speedup": 1 + old.tokens_per_s / base.tokens_per_s})
+                rows.append(speedup_row(
+                    new_key, old_key, mode, k, base.plan_str, old.plan_str,
+                    old.tokens_per_s, tok / base.tokens_per_s, m / base_m,
+                    1 + old.tokens_per_s / base.tokens_per_s))
         else:
             pl_all = jc.enumerate_plans(w, N_NEW, chips[new_key])
             sel = (np.asarray(pl_all.dp) * np.asarray(pl_all.tp) == PIPE_GROUP)
@@ -122,24 +129,14 @@ for new_key, old_key in PAIRS:
                 xs.append(k)
                 ys.append(tok / base.tokens_per_s)
                 ms.append(m / base_m)
-                rows.append({"new": new_key, "old": old_key, "mode": mode,
-                             "old_chips": k, "old_frac": k / (N_NEW + k),
-                             "plan_new": pbase.plan_str,
-                             "plan_old": jc.plan_to_str(old_plan),
-                             "old_alone_tok_s": float("nan"),
-                             "speedup_point": tok / base.tokens_per_s,
-                             "speedup_median": C.interval(m / base_m)[0],
-                             "speedup_p5": C.interval(m / base_m)[1],
-                             "speedup_p95": C.interval(m / base_m)[2],
-                             "ideal_speedup": float("nan")})
-            rows.append({"new": new_key, "old": old_key, "mode": "pipeline-base",
-                         "old_chips": 0, "old_frac": 0.0, "plan_new": pbase.plan_str,
-                         "plan_old": "", "old_alone_tok_s": float("nan"),
-                         "speedup_point": pbase.tokens_per_s / base.tokens_per_s,
-                         "speedup_median": C.interval(pbase_m / base_m)[0],
-                         "speedup_p5": C.interval(pbase_m / base_m)[1],
-                         "speedup_p95": C.interval(pbase_m / base_m)[2],
-                         "ideal_speedup": float("nan")})
+                rows.append(speedup_row(
+                    new_key, old_key, mode, k, pbase.plan_str,
+                    jc.plan_to_str(old_plan), float("nan"), tok / base.tokens_per_s,
+                    m / base_m, float("nan")))
+            rows.append(speedup_row(
+                new_key, old_key, "pipeline-base", 0, pbase.plan_str, "",
+                float("nan"), pbase.tokens_per_s / base.tokens_per_s, pbase_m / base_m,
+                float("nan")))
         curves[(new_key, old_key, mode)] = (np.asarray(xs), np.asarray(ys),
                                             np.asarray(ms))
     print(f"{new_key}+{old_key}: {time.perf_counter() - t:.1f} s")

@@ -167,3 +167,49 @@ def test_hetero_faster_group_helps_in_both_modes():
                 params, ClusterSpec(chip=a100, num_chips=64.0), w,
                 ParallelPlan.create(dp=2, tp=8, pp=4)))()
             np.testing.assert_allclose(slow.total_s, homo.total_s, rtol=0.05)
+
+
+def _one(params, chip, w, plan, n):
+    return predict_step_time(params, ClusterSpec(chip=chip, num_chips=float(n)), w, plan)
+
+
+def test_pipelined_tp_overlap_uses_its_own_fraction():
+    chip = load_chips()["A100-SXM"]
+    w = load_models()["korthikanti-22b"].replace(global_batch_seqs=8.0)
+    p = default_params()
+    g = p.global_raw
+    plan = ParallelPlan.create(dp=1, tp=8, mbs=1)
+    base = _one(p, chip, w, plan, 8)
+    piped = _one(p, chip, w, plan.replace(tp_overlap=1.0), 8)
+    from jaxcost.params import physical
+    pp = physical(p, chip)
+    np.testing.assert_allclose(float(piped.tp_comm_s) / float(base.tp_comm_s),
+                               float((1 - pp.tp_pipelined_overlap_frac)
+                                     / (1 - pp.tp_overlap_frac)), rtol=1e-9)
+    assert float(piped.tp_comm_s) < float(base.tp_comm_s)  # the priors' ordering
+    # with equal fractions the flag changes nothing
+    same = p.replace(global_raw=g.replace(tp_pipelined_overlap_frac=g.tp_overlap_frac))
+    np.testing.assert_allclose(float(_one(same, chip, w, plan.replace(tp_overlap=1.0),
+                                          8).total_s),
+                               float(_one(same, chip, w, plan, 8).total_s), rtol=1e-12)
+
+
+def test_moe_layer_overhead_charges_moe_layers_only():
+    chip = load_chips()["A100-SXM"]
+    dense = load_models()["korthikanti-22b"].replace(global_batch_seqs=8.0)
+    moe = dense.replace(num_experts=8.0, top_k=2.0, num_dense_layers=0.0)
+    p = default_params()
+    g = p.global_raw
+    more = p.replace(global_raw=g.replace(moe_layer_overhead_s=g.moe_layer_overhead_s
+                                          + 2.0))
+    plan = ParallelPlan.create(dp=8, ep=8, mbs=1)
+    d0, d1 = (_one(q, chip, dense, plan.replace(ep=1.0), 8) for q in (p, more))
+    assert float(d1.compute_s) == float(d0.compute_s)
+    m0, m1 = (_one(q, chip, moe, plan, 8) for q in (p, more))
+    # no recompute: charged once forward, once backward, per layer and micro-batch
+    from jaxcost.params import physical
+    delta = float(physical(more, chip).moe_layer_overhead_s
+                  - physical(p, chip).moe_layer_overhead_s)
+    m = 8.0 / (8 * 1)  # micro-batches per step
+    np.testing.assert_allclose(float(m1.compute_s - m0.compute_s),
+                               m * float(moe.num_layers) * 2 * delta, rtol=1e-9)

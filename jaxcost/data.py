@@ -179,12 +179,17 @@ _MODEL_PLAN = {
     "ep_dispatcher": Col("str", allowed=("nccl", "fused")),
     # TP communication chunked and pipelined with the GEMMs: "yes" or "no" (default).
     "tp_comm_overlap": Col("str", allowed=("yes", "no")),
+    # layers over pipeline stages: "uniform" (L/p each, the head on the last stage;
+    # the default) or "balanced" (uneven whole layers so the head's stage is not the
+    # slowest: Megatron --decoder-last-pipeline-num-layers, DeepSpeed
+    # type:transformer|embedding).
+    "pp_layout": Col("str", allowed=("uniform", "balanced")),
 }
 
 #: Software-setting columns of a training run (not in the reference schema) and the
 #: value a blank or absent cell means.
 SOFTWARE_DEFAULTS = {"attention": "flash", "ep_dispatcher": "nccl",
-                     "tp_comm_overlap": "no"}
+                     "tp_comm_overlap": "no", "pp_layout": "uniform"}
 
 _OUTCOMES = {
     "step_time_s": Col("float", positive=True),
@@ -925,6 +930,7 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
                     flash_attn=_software(r, "attention") != "unfused",
                     fused_a2a=_software(r, "ep_dispatcher") == "fused",
                     tp_overlap=_software(r, "tp_comm_overlap") == "yes",
+                    pp_balance=_software(r, "pp_layout") == "balanced",
                 )
         except (ValueError, TypeError) as e:
             msg = " ".join(str(e).split())

@@ -8,8 +8,9 @@ interleaved 1F1B), b mbs (micro-batch, sequences), z ZeRO stage (0-3), r recompu
 (0 none, 1 selective, 2 full), sp sequence parallelism (1.0 on), flash_attn the attention
 kernel (1.0 fused flash-style, 0.0 unfused: the T×T scores go through HBM), fused_a2a
 the expert dispatcher (1.0 fused kernels, 0.0 NCCL all-to-all), tp_overlap the TP
-communication (1.0 pipelined with the GEMMs, 0.0 not). m = B/(d·b) is the number of
-micro-batches per step.
+communication (1.0 pipelined with the GEMMs, 0.0 not), pp_balance the layer split over
+pipeline stages (1.0 balanced around the LM head, 0.0 uniform). m = B/(d·b) is the
+number of micro-batches per step.
 
 Validity conditions live in one place (:func:`_conditions`), evaluated with numpy on
 arrays of candidate plans: :func:`check_plan` reports the first violated one for a
@@ -49,7 +50,7 @@ class Recompute(enum.Enum):
 _RECOMPUTE_TAGS = {Recompute.NONE: "none", Recompute.SELECTIVE: "sel",
                    Recompute.FULL: "full"}
 _FIELDS = ("dp", "tp", "pp", "cp", "ep", "vpp", "mbs", "zero", "recompute", "sp",
-           "flash_attn", "fused_a2a", "tp_overlap")
+           "flash_attn", "fused_a2a", "tp_overlap", "pp_balance")
 
 
 @struct.dataclass
@@ -79,6 +80,12 @@ class ParallelPlan:
         chunks pipelined with the GEMMs (Transformer Engine userbuffers
         ``--tp-comm-overlap``, MegaScale's overlap); 0.0 when they run between the
         GEMMs (overlap only incidental). Fitted overlap fractions for each.
+      pp_balance: 1.0 when the layers are split over the pipeline stages with the
+        embedding and the LM head each taking one layer's place, so their stages hold
+        one layer fewer (Megatron ``--account-for-embedding/loss-in-pipeline-split``
+        or ``--decoder-first/last-pipeline-num-layers``, DeepSpeed's partition method
+        ``type:transformer|embedding``); 0.0 for L/p layers on every stage, the head
+        on top of the last one's.
     """
 
     dp: jax.Array | float
@@ -94,13 +101,15 @@ class ParallelPlan:
     flash_attn: jax.Array | float = 1.0
     fused_a2a: jax.Array | float = 0.0
     tp_overlap: jax.Array | float = 0.0
+    pp_balance: jax.Array | float = 0.0
 
     @classmethod
     def create(cls, *, dp: int = 1, tp: int = 1, pp: int = 1, cp: int = 1,
                ep: int = 1, vpp: int = 1, mbs: int = 1, zero: int = 0,
                recompute: Recompute | int | str = Recompute.NONE,
                sp: bool = True, flash_attn: bool = True,
-               fused_a2a: bool = False, tp_overlap: bool = False) -> ParallelPlan:
+               fused_a2a: bool = False, tp_overlap: bool = False,
+               pp_balance: bool = False) -> ParallelPlan:
         """Validate concrete degrees and build a plan with float leaves.
 
         Raises:
@@ -122,7 +131,8 @@ class ParallelPlan:
                    recompute=float(rec.value), sp=1.0 if sp else 0.0,
                    flash_attn=1.0 if flash_attn else 0.0,
                    fused_a2a=1.0 if fused_a2a else 0.0,
-                   tp_overlap=1.0 if tp_overlap else 0.0)
+                   tp_overlap=1.0 if tp_overlap else 0.0,
+                   pp_balance=1.0 if pp_balance else 0.0)
 
 
 def _positive_int(field: str, value) -> int:
@@ -199,12 +209,15 @@ def _conditions(w: TransformerConfig, p: dict, n_chips: float, *,
         conds.append(("tp_domain", tp <= max_tp,
                       lambda i: f"tp={g(tp, i)} exceeds max_tp={max_tp:g} "
                                 f"(scale-up domain)"))
+    # a balanced split (pp_balance) gives stages unequal whole numbers of layers: it
+    # needs only one layer per virtual stage
+    bal = np.asarray(p.get("pp_balance", np.zeros_like(pp))) > 0.5
     conds += [
-        ("pp_layers", _divides(pp, L),
+        ("pp_layers", _divides(pp, L) | (bal & (pp * vpp <= L)),
          lambda i: f"pp={g(pp, i)} does not divide num_layers={L:g}"),
         ("vpp_pp", (vpp == 1) | (pp > 1),
          lambda i: f"vpp={g(vpp, i)} > 1 needs pp > 1 (pp={g(pp, i)})"),
-        ("vpp_layers", (vpp == 1) | _divides(vpp, L / pp),
+        ("vpp_layers", (vpp == 1) | _divides(vpp, L / pp) | (bal & (pp * vpp <= L)),
          lambda i: f"vpp={g(vpp, i)} does not divide layers per stage "
                    f"num_layers/pp={L / pp[i]:g}"),
         ("cp_seq", _divides(cp, T),
@@ -240,7 +253,7 @@ def check_plan(w: TransformerConfig, plan: ParallelPlan, num_chips: int,
 
     Conditions (in this order): dp·tp·pp·cp = num_chips; tp | N; tp | K or K | tp (KV
     heads replicated); tp ≤ max_tp (if given); pp | L; vpp > 1 needs pp > 1,
-    vpp | L/pp and pp | m; cp | T; ep | E; ep | dp·cp; dp·mbs | B; and, when ``chip``
+    vpp | L/pp (with ``pp_balance``: only pp·vpp ≤ L) and pp | m; cp | T; ep | E; ep | dp·cp; dp·mbs | B; and, when ``chip``
     is given, peak memory (``workload.memory_bytes``) ≤ usable_hbm_frac × HBM.
 
     Raises:
@@ -282,6 +295,7 @@ def enumerate_plans(
     flash_attn: bool = True,
     fused_a2a: bool = False,
     tp_overlap: bool = False,
+    pp_balance: bool = False,
     usable_hbm_frac: float = USABLE_HBM_FRAC,
 ) -> ParallelPlan:
     """Every valid plan of model ``w`` on ``num_chips`` chips, as one batched plan.
@@ -304,6 +318,9 @@ def enumerate_plans(
       fused_a2a: expert dispatcher of every plan (NCCL all-to-all by default).
       tp_overlap: TP communication pipelined with the GEMMs in every plan (off by
         default).
+      pp_balance: pipeline stages balanced around the LM head in every plan (off by
+        default: L/p layers per stage, so pp·vpp must divide L; on: uneven whole
+        numbers of layers, pp·vpp ≤ L).
       usable_hbm_frac: fraction of HBM the plan may use.
 
     Returns:
@@ -335,7 +352,8 @@ def enumerate_plans(
          "vpp": v_, "mbs": b_, "zero": z_, "recompute": r_, "sp": s_,
          "flash_attn": np.full(idx.shape, 1.0 if flash_attn else 0.0),
          "fused_a2a": np.full(idx.shape, 1.0 if fused_a2a else 0.0),
-         "tp_overlap": np.full(idx.shape, 1.0 if tp_overlap else 0.0)}
+         "tp_overlap": np.full(idx.shape, 1.0 if tp_overlap else 0.0),
+         "pp_balance": np.full(idx.shape, 1.0 if pp_balance else 0.0)}
     keep = np.ones(idx.shape, dtype=bool)
     for _, ok, _ in _conditions(w, p, float(n), max_tp=max_tp):
         keep &= ok
@@ -362,14 +380,15 @@ def plan_at(plans: ParallelPlan, i: int) -> ParallelPlan:
 #: Plan-string suffixes of the on/off leaves: (field, suffix, whether the suffix means
 #: on). A suffix is written only when the leaf differs from its default.
 _SUFFIXES = (("sp", "-nosp", False), ("flash_attn", "-unfused", False),
-             ("fused_a2a", "-fa2a", True), ("tp_overlap", "-tpo", True))
+             ("fused_a2a", "-fa2a", True), ("tp_overlap", "-tpo", True),
+             ("pp_balance", "-ppb", True))
 
 
 def plan_to_str(plan: ParallelPlan) -> str:
     """Compact text form, e.g. ``"dp8-tp4-pp2-cp1-ep1-vpp1-mbs1-z1-rsel"`` (``-nosp``
     appended without sequence parallelism, ``-unfused`` with unfused attention,
     ``-fa2a`` with a fused expert dispatcher, ``-tpo`` with TP communication pipelined
-    with the GEMMs)."""
+    with the GEMMs, ``-ppb`` with pipeline stages balanced around the LM head)."""
     v = {k: float(np.asarray(getattr(plan, k))) for k in _FIELDS}
     rec = _RECOMPUTE_TAGS[Recompute(int(round(v["recompute"])))]
     s = "-".join(f"{k}{int(round(v[k]))}" for k in ("dp", "tp", "pp", "cp", "ep",

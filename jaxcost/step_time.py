@@ -19,7 +19,10 @@ For a homogeneous cluster and one plan (d dp, t tp, p pp, c cp, e ep, v vpp, b m
     EP: dispatch + combine all-to-all forward, the same backward, again in a full
         recompute: (2 + [full]) * A2A(ep_bytes, e)
   stage time per micro-batch: t_stage = (L/p)(t_layer + exposed) + t_head (last stage)
-    + exposed PP send/recv 2 v * P2P(pp_bytes)  (only when p > 1)
+    + exposed PP send/recv 2 v * P2P(pp_bytes)  (only when p > 1); with stages
+    balanced around the head (``plan.pp_balance``: embedding and head take one layer's
+    place each, (L + 2)/p places per stage, x = t_layer + exposed) the head term is
+    (2/p - 1) x + max(x [p > 2], t_head)
   pipeline (1F1B, interleaved): (m + (p - 1)/v) * t_stage, m = B / (d b);
     bubble = (p - 1)/v * t_stage
   DP: gradients all-reduced over the d*c ranks that replicate them (ZeRO 1/2:
@@ -60,7 +63,7 @@ from jaxcost.errors import PlanError
 from jaxcost.hardware import ChipSpec, ClusterSpec
 from jaxcost.params import CostParams, PhysicalParams, physical
 from jaxcost.parallel import USABLE_HBM_FRAC, ParallelPlan
-from jaxcost.roofline import OpKind, op_time, peak_flop_per_s
+from jaxcost.roofline import OpKind, op_time, peak_flop_per_s, smooth_max
 from jaxcost.workload import (
     ATTN_CORE_MASK,
     LAYER_OP_NAMES,
@@ -84,6 +87,9 @@ _FIT_SHARPNESS = 50.0
 CAUSAL_ATTN_WORK_FRAC = 0.5
 #: Ops of ``workload.LAYER_OP_NAMES`` that are grouped expert GEMMs.
 _EXPERT_GEMM_MASK = np.asarray([n in ("moe_up", "moe_down") for n in LAYER_OP_NAMES])
+#: p-norm sharpness of the balanced pipeline's critical stage (a middle stage vs the
+#: head's stage; 2^(1/16) - 1 = 4 % above the max where the two are equal).
+_BALANCE_SHARPNESS = 16.0
 #: Sharpness of the softmax-weighted maximum over heterogeneous groups (relative).
 _GROUP_MAX_SHARPNESS = 20.0
 
@@ -271,6 +277,26 @@ def _finish(pp, w, plan, *, compute_s, tp_s, cp_s, ep_s, pp_s, dp_s, bubble_s,
                     hfu=mfu * hfu_factor)
 
 
+def _critical_head_s(t_head, t_per_layer, p, balance):
+    """Head time charged to the critical pipeline stage per micro-batch, s.
+
+    Uniform split (``balance`` 0): every stage runs L/p layers and the last one the
+    head on top, so the head adds ``t_head``. Balanced split (``balance`` 1): the
+    embedding and the head each take one layer's place (Megatron
+    ``--account-for-embedding/loss-in-pipeline-split``, DeepSpeed
+    ``type:transformer|embedding``), so each stage holds S = (L + 2)/p slots; the
+    middle stages run S layers, the last S - 1 layers and the head. The critical stage
+    is S·x - x + max(x·[p > 2], t_head) (x: time of one layer), of which the head's
+    part is that minus (L/p)·x = (2/p - 1)·x + max(x·[p > 2], t_head). With p ≤ 2 this
+    is the uniform split (with one or two stages nothing can move).
+    """
+    x = t_per_layer
+    mid = jnp.where(p > 2.5, x, 0.0)
+    bal = (2.0 / p - 1.0) * x + smooth_max(mid, t_head, _BALANCE_SHARPNESS)
+    b = jnp.where(p > 1.5, jnp.asarray(balance), 0.0)
+    return b * bal + (1.0 - b) * t_head
+
+
 def _hfu_factor(w, plan):
     # hardware FLOP / model FLOP: the recomputed share of the forward pass (1/3 of
     # fwd + bwd) is executed once more.
@@ -292,14 +318,15 @@ def predict_step_time_physical(pp: PhysicalParams, hardware: ClusterSpec,
     p, v = plan.pp, plan.vpp
     m = w.global_batch_seqs / (plan.dp * plan.mbs)
     lps = w.num_layers / p
-    t_stage = lps * (parts.t_layer + parts.tp_layer + parts.cp_layer
-                     + parts.ep_layer) + parts.t_head + parts.pp_mb
+    per_layer = parts.t_layer + parts.tp_layer + parts.cp_layer + parts.ep_layer
+    head = _critical_head_s(parts.t_head, per_layer, p, plan.pp_balance)
+    t_stage = lps * per_layer + head + parts.pp_mb
     bubble_s = (p - 1.0) / v * t_stage
     chips = plan.dp * plan.tp * plan.pp * plan.cp
     peak = gemm_peak_flop_per_s(chip, precision)
     return _finish(
         pp, w, plan,
-        compute_s=m * (lps * parts.t_layer + parts.t_head),
+        compute_s=m * (lps * parts.t_layer + head),
         tp_s=m * lps * parts.tp_layer,
         cp_s=m * lps * parts.cp_layer + parts.cpgrad_s,
         ep_s=m * lps * parts.ep_layer,

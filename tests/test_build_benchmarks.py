@@ -32,6 +32,7 @@ def _frame():
         "framework": ["fw A", "fw B", "fw A"],
         "precision": ["(not stated)", "bf16", ""], "vpp": [np.nan, 2.0, np.nan],
         "sp": [np.nan, "no", np.nan], "recompute": ["none", "full", "none"],
+        "layers": [94.0, 96.0, np.nan], "pp": [8.0, 8.0, np.nan],
         "derivation": ["", "x", ""]})
 
 
@@ -69,6 +70,10 @@ def test_software_rules_match_group_framework_rows_and_fill_only_blanks(tmp_path
     assert list(df["ep_dispatcher"]) == ["nccl", "nccl", "fused"]
     assert list(df["tp_comm_overlap"]) == ["no", "no", "no"]
     assert "old" in df.at[0, "derivation"] and "overlap" in df.at[0, "derivation"]
+    # 94 layers cannot split evenly over 8 stages: balanced, with the reason; 96 over
+    # 8 x 2 can (uniform, the default); no layer count: the default
+    assert list(df["pp_layout"]) == ["balanced", "uniform", "uniform"]
+    assert "94 layers do not divide into pp x vpp = 8" in df.at[0, "derivation"]
 
 
 @pytest.mark.skipif(not (REFERENCE / "e2e_training.csv").is_file(),

@@ -327,11 +327,13 @@ def test_software_columns_become_plan_leaves(run_batch, frames):
     for rid, leaf, col, on in (("E0033", "flash_attn", "attention", "flash"),
                                ("E0284", "fused_a2a", "ep_dispatcher", "fused"),
                                ("E0296", "tp_overlap", "tp_comm_overlap", "yes"),
-                               ("E0259", "tp_overlap", "tp_comm_overlap", "yes")):
+                               ("E0259", "tp_overlap", "tp_comm_overlap", "yes"),
+                               ("E0283", "pp_balance", "pp_layout", "balanced"),
+                               ("E0322", "pp_balance", "pp_layout", "balanced")):
         i = run_batch.row_ids.index(rid)
         want = 1.0 if df.at[rid, col] == on else 0.0
         assert float(getattr(run_batch.plan, leaf)[i]) == want, (rid, leaf)
     # the shipped rows use both values of every leaf
-    for leaf in ("flash_attn", "fused_a2a", "tp_overlap"):
+    for leaf in ("flash_attn", "fused_a2a", "tp_overlap", "pp_balance"):
         assert set(np.unique(np.asarray(getattr(run_batch.plan, leaf)))) == {0.0, 1.0}
     assert set(jd.SOFTWARE_DEFAULTS) <= set(df.columns)

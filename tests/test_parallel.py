@@ -148,11 +148,12 @@ def test_enumerate_allow_tp_beyond_scaleup(a100):
 @given(dp=st.integers(1, 64), tp=st.integers(1, 16), pp=st.integers(1, 16),
        cp=st.integers(1, 8), ep=st.integers(1, 8), vpp=st.integers(1, 4),
        mbs=st.integers(1, 16), z=st.integers(0, 3), r=st.sampled_from(list(Recompute)),
-       sp=st.booleans(), fa=st.booleans(), fused=st.booleans(), tpo=st.booleans())
-def test_plan_str_roundtrip(dp, tp, pp, cp, ep, vpp, mbs, z, r, sp, fa, fused, tpo):
+       sp=st.booleans(), fa=st.booleans(), fused=st.booleans(), tpo=st.booleans(),
+       bal=st.booleans())
+def test_plan_str_roundtrip(dp, tp, pp, cp, ep, vpp, mbs, z, r, sp, fa, fused, tpo, bal):
     p = ParallelPlan.create(dp=dp, tp=tp, pp=pp, cp=cp, ep=ep, vpp=vpp, mbs=mbs,
                             zero=z, recompute=r, sp=sp, flash_attn=fa, fused_a2a=fused,
-                            tp_overlap=tpo)
+                            tp_overlap=tpo, pp_balance=bal)
     assert plan_from_str(plan_to_str(p)) == p
 
 
@@ -171,3 +172,20 @@ def test_stack_and_index():
         assert plan_to_str(plan_at(s, i)) == plan_to_str(p)
     with pytest.raises(PlanError):
         stack_plans([])
+
+
+def test_balanced_pipeline_admits_uneven_layer_splits():
+    # 94 layers (Qwen3-235B-like) divide by no pp > 2 that divides 64 chips; a balanced
+    # split needs only one layer per virtual stage
+    w = load_models()["korthikanti-22b"].replace(num_layers=94.0, global_batch_seqs=64.0)
+    kw = dict(zero_stages=(1,), recompute=(Recompute.FULL,), mbs=(1,), vpp=(1, 4),
+              cp=(1,))
+    uni = enumerate_plans(w, 64, None, **kw)
+    bal = enumerate_plans(w, 64, None, pp_balance=True, **kw)
+    assert set(np.unique(uni.pp)) <= {1.0, 2.0}
+    assert {8.0, 16.0} <= set(np.unique(bal.pp))
+    assert np.all(np.asarray(bal.pp_balance) == 1.0)
+    assert np.all(np.asarray(bal.pp) * np.asarray(bal.vpp) <= 94)
+    with pytest.raises(PlanError, match="does not divide num_layers"):
+        check_plan(w, ParallelPlan.create(dp=8, pp=8), 64)
+    check_plan(w, ParallelPlan.create(dp=8, pp=8, pp_balance=True), 64)

@@ -213,3 +213,43 @@ def test_moe_layer_overhead_charges_moe_layers_only():
     m = 8.0 / (8 * 1)  # micro-batches per step
     np.testing.assert_allclose(float(m1.compute_s - m0.compute_s),
                                m * float(moe.num_layers) * 2 * delta, rtol=1e-9)
+
+
+def test_balanced_pipeline_head_term_closed_form():
+    # Qwen3-235B-like: a wide vocabulary makes the LM head cost more than a layer
+    from jaxcost.step_time import _BALANCE_SHARPNESS
+    from jaxcost.roofline import smooth_max
+    chip = load_chips()["H100-SXM"]
+    w = load_models()["korthikanti-22b"].replace(num_layers=96.0, vocab_size=151936.0,
+                                                 global_batch_seqs=64.0)
+    p = default_params()
+    for pp_deg in (1, 2, 4, 16):
+        plan = ParallelPlan.create(dp=16 // pp_deg, tp=4, pp=pp_deg)
+        uni = _one(p, chip, w, plan, 64)
+        bal = _one(p, chip, w, plan.replace(pp_balance=1.0), 64)
+        if pp_deg <= 2:  # nothing can move with one or two stages
+            np.testing.assert_allclose(float(bal.total_s), float(uni.total_s),
+                                       rtol=1e-12)
+            continue
+        m = 64 / (16 // pp_deg)
+        lps = 96 / pp_deg
+        # per micro-batch: exposed comm of a layer, compute of the last stage
+        per_layer = float(uni.tp_comm_s + uni.ep_comm_s + uni.cp_comm_s) / (m * lps)
+        t_head_plus = float(uni.compute_s) / m  # lps * t_layer + t_head
+        t_head = _head(p, chip, w, plan)
+        head_bal = float(bal.compute_s) / m
+        # the balanced head share: (2/p - 1) x + max(x, t_head), x = t_layer + exposed
+        t_layer = (t_head_plus - t_head) / lps
+        xx = t_layer + per_layer
+        want = (lps * t_layer + (2.0 / pp_deg - 1.0) * xx
+                + float(smooth_max(xx, t_head, _BALANCE_SHARPNESS)))
+        np.testing.assert_allclose(head_bal, want, rtol=1e-9)
+        # the head outweighs a layer here, so balancing takes time off the step
+        assert t_head > xx
+        assert float(bal.total_s) < float(uni.total_s)
+
+
+def _head(params, chip, w, plan):
+    from jaxcost.params import physical
+    from jaxcost.step_time import _parts
+    return float(_parts(physical(params, chip), chip, w, plan, "bf16").t_head)

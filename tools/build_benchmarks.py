@@ -250,8 +250,31 @@ def apply_software_rules(df: pd.DataFrame, rules_path: Path) -> None:
                 df[col] = df[col].astype(object)
             df.at[i, col] = r["value"]
             _derive(df, i, f"{col} {r['value']}: {r['reason']}")
+    infer_pp_layout(df)
     for name, default in jd.SOFTWARE_DEFAULTS.items():
         df.loc[df[name] == "", name] = default
+
+
+def infer_pp_layout(df: pd.DataFrame) -> None:
+    """``pp_layout`` balanced where the layers cannot be split evenly: a run whose
+    pp·vpp does not divide its layer count must give its stages unequal numbers of
+    layers, and the frameworks' options for that (Megatron
+    ``--decoder-first/last-pipeline-num-layers``, ``--account-for-embedding/loss-in-
+    pipeline-split``; DeepSpeed ``type:transformer|embedding``) exist to take layers off
+    the embedding and head stages. Cells set by a rule or the source are kept."""
+    for i in df.index:
+        if not _blank(df.at[i, "pp_layout"]):
+            continue
+        layers, pp = df.at[i, "layers"], df.at[i, "pp"]
+        vpp = 1.0 if _blank(df.at[i, "vpp"]) else float(df.at[i, "vpp"])
+        if _blank(layers) or _blank(pp) or float(pp) < 2:
+            continue
+        stages = float(pp) * vpp
+        if float(layers) % stages:
+            df.at[i, "pp_layout"] = "balanced"
+            _derive(df, i, f"pp_layout balanced: {float(layers):g} layers do not divide "
+                           f"into pp x vpp = {stages:g} stages, so the run splits them "
+                           "unevenly (the head and embedding stages get fewer)")
 
 
 def _int_or_none(x):

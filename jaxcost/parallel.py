@@ -295,7 +295,7 @@ def enumerate_plans(
     flash_attn: bool = True,
     fused_a2a: bool = False,
     tp_overlap: bool = False,
-    pp_balance: bool = False,
+    pp_balance: bool | str = "auto",
     usable_hbm_frac: float = USABLE_HBM_FRAC,
 ) -> ParallelPlan:
     """Every valid plan of model ``w`` on ``num_chips`` chips, as one batched plan.
@@ -318,9 +318,11 @@ def enumerate_plans(
       fused_a2a: expert dispatcher of every plan (NCCL all-to-all by default).
       tp_overlap: TP communication pipelined with the GEMMs in every plan (off by
         default).
-      pp_balance: pipeline stages balanced around the LM head in every plan (off by
-        default: L/p layers per stage, so pp·vpp must divide L; on: uneven whole
-        numbers of layers, pp·vpp ≤ L).
+      pp_balance: layer split over the pipeline stages: False, L/p layers per stage
+        (pp·vpp must divide L); True, the embedding and head take one layer's place
+        each (uneven whole numbers of layers, pp·vpp ≤ L); "auto" (default), uniform
+        where pp·vpp divides L and balanced where it does not (a 61-, 94- or 126-layer
+        model gets its pp 8 or 16 plans, as the frameworks run them).
       usable_hbm_frac: fraction of HBM the plan may use.
 
     Returns:
@@ -353,7 +355,7 @@ def enumerate_plans(
          "flash_attn": np.full(idx.shape, 1.0 if flash_attn else 0.0),
          "fused_a2a": np.full(idx.shape, 1.0 if fused_a2a else 0.0),
          "tp_overlap": np.full(idx.shape, 1.0 if tp_overlap else 0.0),
-         "pp_balance": np.full(idx.shape, 1.0 if pp_balance else 0.0)}
+         "pp_balance": _balance_leaf(pp_balance, float(w.num_layers), p_, v_)}
     keep = np.ones(idx.shape, dtype=bool)
     for _, ok, _ in _conditions(w, p, float(n), max_tp=max_tp):
         keep &= ok
@@ -362,6 +364,17 @@ def enumerate_plans(
         _, ok, _ = _memory_condition(w, p, chip, usable_hbm_frac)
         p = {k: v[ok] for k, v in p.items()}
     return ParallelPlan(**{k: np.ascontiguousarray(v) for k, v in p.items()})
+
+
+def _balance_leaf(option: bool | str, layers: float, pp: np.ndarray, vpp: np.ndarray
+                  ) -> np.ndarray:
+    """``pp_balance`` leaf of enumerated plans for the ``enumerate_plans`` option."""
+    if isinstance(option, str):
+        if option != "auto":
+            raise PlanError(f"pp_balance={option!r}: expected True, False or 'auto'",
+                            column="pp_balance")
+        return ((np.mod(layers, pp * vpp) != 0) & (pp > 1)).astype(float)
+    return np.full(pp.shape, 1.0 if option else 0.0)
 
 
 def stack_plans(plans: Sequence[ParallelPlan]) -> ParallelPlan:

@@ -180,8 +180,13 @@ def test_balanced_pipeline_admits_uneven_layer_splits():
     w = load_models()["korthikanti-22b"].replace(num_layers=94.0, global_batch_seqs=64.0)
     kw = dict(zero_stages=(1,), recompute=(Recompute.FULL,), mbs=(1,), vpp=(1, 4),
               cp=(1,))
-    uni = enumerate_plans(w, 64, None, **kw)
+    uni = enumerate_plans(w, 64, None, pp_balance=False, **kw)
     bal = enumerate_plans(w, 64, None, pp_balance=True, **kw)
+    auto = enumerate_plans(w, 64, None, **kw)  # balanced exactly where uneven
+    even = np.mod(94.0, np.asarray(auto.pp) * np.asarray(auto.vpp)) == 0
+    np.testing.assert_array_equal(np.asarray(auto.pp_balance) == 1.0,
+                                  ~even & (np.asarray(auto.pp) > 1))
+    assert {8.0, 16.0} <= set(np.unique(auto.pp))
     assert set(np.unique(uni.pp)) <= {1.0, 2.0}
     assert {8.0, 16.0} <= set(np.unique(bal.pp))
     assert np.all(np.asarray(bal.pp_balance) == 1.0)

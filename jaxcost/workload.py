@@ -70,6 +70,7 @@ LAYER_OP_NAMES = (
     "mlp_residual",  # 13 dropout + residual add (memory-bound)
     "attn_scores",  # 14 scale/mask/softmax/dropout passes over the T×T scores in HBM
     #                  (unfused attention only; zero with a flash-style kernel)
+    "moe_permute",  # 15 token permutation to expert order and back (memory-bound)
 )
 #: Ops that make up the attention core (recomputed by selective recompute).
 ATTN_CORE_OPS = ("attn_core", "attn_scores")
@@ -456,6 +457,9 @@ def layer_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
       moe_up/down: as the MLP with F_e and (k + E_s) experts per token (capacity
                   factor 1: each chip processes T_c·k routed token copies after the
                   all-to-all); weight bytes of the E/e local + E_s shared experts.
+      moe_permute: the routed copies gathered into expert order (read k rows, write k
+                  per token) and combined back (read k, write 1): (3k + 1)·D elements
+                  per token of the chip's T_c/t_sp, no FLOP
     Bytes are 2·(elements of the operands + result). For an MoE model the dense-MLP ops
     and the MoE ops are weighted by their fraction of layers (flop and bytes scaled),
     so that the sum over ops is the mean layer; a dense model has zero MoE ops.
@@ -523,12 +527,14 @@ def layer_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
     n_scores = b * q_c * T * T / c
     ops += [(unfused * _SCORE_FLOP_PER_ELEM * n_scores,
              unfused * UNFUSED_SCORE_BYTES_PER_ELEM / 3.0 * n_scores)]
+    ops += [(0.0 * tok_sp, f_moe * y * (3.0 * w.top_k + 1.0) * tok_sp * D)]
     flop = jnp.stack([jnp.asarray(f, dtype=float) for f, _ in ops], axis=-1)
     nbytes = jnp.stack([jnp.asarray(bb, dtype=float) for _, bb in ops], axis=-1)
     kind = jnp.asarray([KIND_MEMORY, KIND_MATMUL, KIND_ATTENTION, KIND_MATMUL,
                         KIND_MEMORY, KIND_MEMORY, KIND_MATMUL, KIND_MEMORY,
                         KIND_MATMUL, KIND_MATMUL, KIND_MATMUL, KIND_MEMORY,
-                        KIND_MATMUL, KIND_MEMORY, KIND_MEMORY], dtype=jnp.int32)
+                        KIND_MATMUL, KIND_MEMORY, KIND_MEMORY, KIND_MEMORY],
+                       dtype=jnp.int32)
     kind = jnp.broadcast_to(kind, flop.shape)
     unfused_core = _ATTN_CORE_OP_MASK & (jnp.asarray(plan.flash_attn) < 0.5)[..., None]
     kind = jnp.where(unfused_core, KIND_MATMUL, kind).astype(jnp.int32)

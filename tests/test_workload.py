@@ -17,6 +17,7 @@ from jaxcost.workload import (
     HEAD_OP_NAMES,
     KIND_ATTENTION,
     KIND_MATMUL,
+    KIND_MEMORY,
     LAYER_OP_NAMES,
     UNFUSED_SCORE_BYTES_PER_ELEM,
     Mlp,
@@ -148,6 +149,22 @@ def test_unfused_attention_ops():
     assert int(flash.kind[i_core]) == KIND_ATTENTION
     assert int(unf.kind[i_core]) == KIND_MATMUL
     np.testing.assert_allclose(unf.flop[i_core], flash.flop[i_core], rtol=0)
+
+
+def test_moe_permutation_bytes():
+    """Token permutation: (3k + 1)·D BF16 elements per token the chip dispatches (its
+    T_c/t under sequence parallelism), weighted by the MoE share of layers; none for a
+    dense model."""
+    w = MODELS["deepseek-v3"]
+    i = LAYER_OP_NAMES.index("moe_permute")
+    ops = layer_ops(w, _plan(tp=4, ep=8, dp=8, mbs=2))
+    k, d = float(w.top_k), float(w.d_model)
+    f_moe = (float(w.num_layers) - float(w.num_dense_layers)) / float(w.num_layers)
+    tok = 2 * float(w.seq_len) / 4  # mbs 2, sequence parallel over tp 4
+    np.testing.assert_allclose(ops.bytes[i], f_moe * 2 * (3 * k + 1) * tok * d,
+                               rtol=1e-12)
+    assert float(ops.flop[i]) == 0.0 and int(ops.kind[i]) == KIND_MEMORY
+    assert float(layer_ops(MODELS["llama2-7b"], _plan()).bytes[i]) == 0.0
 
 
 def test_korthikanti_no_parallelism_and_cp():

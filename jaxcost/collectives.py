@@ -131,7 +131,8 @@ def all_reduce_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
 def all_to_all_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
                     group_size: ArrayLike, *,
                     ranks_per_domain: ArrayLike | None = None,
-                    fused: ArrayLike = 0.0) -> jax.Array:
+                    fused: ArrayLike = 0.0,
+                    copies_per_row: ArrayLike = 1.0) -> jax.Array:
     """All-to-all of a V-byte send buffer per rank, s.
 
     (k-1)/n of V goes over scale-up, (n-k)/n over scale-out. The NCCL all-to-all
@@ -139,6 +140,12 @@ def all_to_all_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
     extra efficiency ``a2a_bw_eff``); a fused dispatcher (``fused`` = 1: DeepEP,
     HybridEP) drives both at once (smooth max of the two, sharpness
     ``FUSED_A2A_SHARPNESS``, at ``fused_a2a_bw_eff``).
+
+    ``copies_per_row``: when the buffer holds q copies of each row bound for random
+    ranks (an MoE dispatch: q = top-k), the fused dispatcher sends a row once to each
+    other domain it goes to and forwards it inside the domain (DeepSeek-V3 report,
+    Sec. 3.2.2), so its scale-out share shrinks by the expected domains hit per copy,
+    D (1 - (1 - 1/D)^q) / q over D = n/k domains (1 for q = 1).
     """
     w_up, a_up, w_out, a_out = _links(pp, chip)
     n, k, g = _split(chip, group_size, ranks_per_domain)
@@ -146,8 +153,11 @@ def all_to_all_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
     t_up = (k - 1.0) / n * v / w_up
     t_out = (n - k) / n * v / w_out
     f = jnp.asarray(fused)
+    q = jnp.maximum(jnp.asarray(copies_per_row, dtype=jnp.result_type(float)), 1.0)
+    # floor on the base: finite gradients at one domain (where t_out is 0 anyway)
+    dedup = g * (1.0 - jnp.maximum(1.0 - 1.0 / g, 1e-30) ** q) / q
     t_seq = (t_up + t_out) / pp.a2a_bw_eff
-    t_par = smooth_max(t_up, t_out, FUSED_A2A_SHARPNESS) / pp.fused_a2a_bw_eff
+    t_par = smooth_max(t_up, dedup * t_out, FUSED_A2A_SHARPNESS) / pp.fused_a2a_bw_eff
     return (1.0 - f) * t_seq + f * t_par + (k - 1.0) * a_up + (g - 1.0) * a_out
 
 

@@ -206,7 +206,7 @@ def _parts(pp: PhysicalParams, chip: ChipSpec, w: TransformerConfig,
     cp_layer = (1.0 - pp.cp_overlap_frac) * (3.0 + rec_f) * cp_one
     ep_one = all_to_all_time(pp, chip, vol.ep_bytes_per_layer, e,
                              ranks_per_domain=ranks_per_domain(e, t, dom),
-                             fused=plan.fused_a2a)
+                             fused=plan.fused_a2a, copies_per_row=w.top_k)
     ep_layer = (1.0 - pp.ep_overlap_frac) * (2.0 + full_f) * ep_one
 
     h = head_ops(w, plan)

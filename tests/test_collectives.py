@@ -59,6 +59,28 @@ def test_fused_dispatcher_runs_links_at_once():
                                all_to_all_time(pp, chip, v, 8.0), rtol=1e-12)
 
 
+def test_fused_dispatcher_sends_a_row_once_per_domain():
+    # top-8 copies over 4 domains of 8 ranks: a fused dispatcher sends each row to the
+    # 4·(1 - (3/4)^8)/8 = 0.45 share of domains its copies go to; the NCCL all-to-all
+    # and one copy per row are unchanged
+    chip, pp, v = make_chip(), ideal_pp(), 8e9
+    t_out = 24 / 32 * v / W_OUT  # scale-out dominates (t_up is 7/32·v/W_UP)
+    share = 4 * (1 - 0.75 ** 8) / 8
+    fused8 = all_to_all_time(pp, chip, v, 32.0, fused=1.0, copies_per_row=8.0)
+    np.testing.assert_allclose(fused8, share * t_out, rtol=0.02)
+    np.testing.assert_allclose(all_to_all_time(pp, chip, v, 32.0, copies_per_row=8.0),
+                               all_to_all_time(pp, chip, v, 32.0), rtol=1e-12)
+    np.testing.assert_allclose(
+        all_to_all_time(pp, chip, v, 32.0, fused=1.0, copies_per_row=1.0),
+        all_to_all_time(pp, chip, v, 32.0, fused=1.0), rtol=1e-12)
+    # more copies per row never cost more, and the gradient in the copies is finite,
+    # one domain included
+    for n in (8.0, 32.0):
+        g = jax.grad(lambda q, n=n: all_to_all_time(pp, chip, v, n, fused=1.0,
+                                                    copies_per_row=q))(4.0)
+        assert np.isfinite(g) and g <= 0
+
+
 def test_ideal_two_level_and_flat_scaleout():
     chip, pp, v = make_chip(), ideal_pp(), 8e9
     # 32 ranks, 8 per domain, 4 domains

@@ -2,6 +2,22 @@
 
 __version__ = "0.1.0"
 
+from jaxcost.collectives import (
+    Collective,
+    all_gather_time,
+    all_reduce_time,
+    all_to_all_time,
+    collective_time,
+    nccl_bus_bandwidth,
+    reduce_scatter_time,
+    send_recv_time,
+)
+from jaxcost.data import (
+    RunBatch,
+    load_benchmarks,
+    load_runs,
+    runs_to_arrays,
+)
 from jaxcost.errors import (
     DataError,
     InfeasibleError,
@@ -31,11 +47,17 @@ from jaxcost.export_control import (
     tpp,
     tpp_cap_units,
 )
-from jaxcost.data import (
-    RunBatch,
-    load_benchmarks,
-    load_runs,
-    runs_to_arrays,
+from jaxcost.fit import (
+    BootstrapResult,
+    CVResult,
+    FitData,
+    FitOptions,
+    FitResult,
+    bootstrap,
+    build_fit_data,
+    cross_validate,
+    fit_params,
+    predict_run_batch,
 )
 from jaxcost.hardware import (
     ChipSpec,
@@ -44,6 +66,16 @@ from jaxcost.hardware import (
     get_chip,
     load_chips,
     stack_chips,
+)
+from jaxcost.optimize import (
+    ClusterResult,
+    MixResult,
+    PlanResult,
+    best_plan,
+    chip_mix,
+    pareto_front,
+    policy_sensitivity,
+    threshold_sweep,
 )
 from jaxcost.parallel import (
     ParallelPlan,
@@ -57,26 +89,6 @@ from jaxcost.parallel import (
     plan_to_str,
     stack_plans,
 )
-from jaxcost.workload import (
-    CommVolumes,
-    LayerOps,
-    MemoryBreakdown,
-    Mlp,
-    TransformerConfig,
-    activation_bytes_per_layer,
-    active_param_count,
-    comm_volumes,
-    get_model,
-    head_ops,
-    layer_ops,
-    load_models,
-    memory_bytes,
-    model_flop_per_token,
-    narayanan_flop_per_step,
-    param_count,
-    recompute_flop_frac,
-)
-
 from jaxcost.params import (
     CostParams,
     PhysicalParams,
@@ -98,44 +110,31 @@ from jaxcost.roofline import (
     roofline_upper,
     smooth_max,
 )
-from jaxcost.collectives import (
-    Collective,
-    all_gather_time,
-    all_reduce_time,
-    all_to_all_time,
-    collective_time,
-    nccl_bus_bandwidth,
-    reduce_scatter_time,
-    send_recv_time,
-)
+from jaxcost.scenario import Scenario, load_scenario
 from jaxcost.step_time import (
     StepTime,
     predict_step_time,
     predict_step_time_hetero,
     predict_step_time_physical,
 )
-from jaxcost.optimize import (
-    ClusterResult,
-    MixResult,
-    PlanResult,
-    best_plan,
-    chip_mix,
-    pareto_front,
-    policy_sensitivity,
-    threshold_sweep,
-)
-from jaxcost.scenario import Scenario, load_scenario
-from jaxcost.fit import (
-    BootstrapResult,
-    CVResult,
-    FitData,
-    FitOptions,
-    FitResult,
-    bootstrap,
-    build_fit_data,
-    cross_validate,
-    fit_params,
-    predict_run_batch,
+from jaxcost.workload import (
+    CommVolumes,
+    LayerOps,
+    MemoryBreakdown,
+    Mlp,
+    TransformerConfig,
+    activation_bytes_per_layer,
+    active_param_count,
+    comm_volumes,
+    get_model,
+    head_ops,
+    layer_ops,
+    load_models,
+    memory_bytes,
+    model_flop_per_token,
+    narayanan_flop_per_step,
+    param_count,
+    recompute_flop_frac,
 )
 
 __all__ = [

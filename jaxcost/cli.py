@@ -281,34 +281,6 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _naming(err: JaxcostError, path: str) -> JaxcostError:
-    """``err`` naming ``path`` when it names no file (errors of in-memory frames)."""
-    if err.file is not None:
-        return err
-    return type(err)(err.detail, file=path, row=err.row, column=err.column)
-
-
-def _detect_kind(path: str) -> str:
-    """Benchmark kind of a CSV from its header (training_runs, collectives, kernels)."""
-    try:
-        with open(path, newline="") as fh:
-            header = next(csv.reader(fh), [])
-    except OSError as err:
-        raise JaxcostError(f"cannot read file ({err.strerror})", file=path) from None
-    except (UnicodeDecodeError, csv.Error) as err:
-        from jaxcost.errors import DataError
-        raise DataError(f"expected a UTF-8 CSV file ({err})", file=path) from None
-    if "kernel_kind" in header:
-        return "kernels"
-    if "collective_kind" in header:
-        return "collectives"
-    if "target" in header:
-        return "training_runs"
-    raise JaxcostError("cannot tell the benchmark kind; expected a 'target', "
-                       "'collective_kind' or 'kernel_kind' column", file=path,
-                       row=1, column="target")
-
-
 def _parity_png(obs, pred, cv_pred) -> bytes:
     import matplotlib
 
@@ -333,14 +305,11 @@ def _parity_png(obs, pred, cv_pred) -> bytes:
 def _cmd_fit(args: argparse.Namespace) -> int:
     """``jaxcost fit FILES... --out JSON``: fit, print error tables, write params."""
     import datetime
-    import hashlib
-    import json
     import time
 
     import numpy as np
 
     import jaxcost
-    from jaxcost import data as D
     from jaxcost import fit as F
     from jaxcost.hardware import load_chips
     from jaxcost.params import save_params
@@ -349,29 +318,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise JaxcostError(f"--bootstrap {args.bootstrap}: expected an integer >= 2",
                            column="--bootstrap")
     chips = load_chips()
-    batches: dict[str, object] = {}
-    hashes = {}
-    for path in args.files:
-        kind = _detect_kind(path)
-        if kind in batches:
-            raise JaxcostError(f"a second {kind} file; give one file per kind",
-                               file=path)
-        df = D.load_benchmarks(kind, path)
-        conv = {"training_runs": lambda d: D.runs_to_arrays(d, chips),
-                "collectives": D.collectives_to_arrays,
-                "kernels": D.kernels_to_arrays}[kind]
-        try:
-            batches[kind] = conv(df)
-        except JaxcostError as err:
-            raise _naming(err, path) from None
-        with open(path, "rb") as fh:
-            hashes[os.path.basename(path)] = hashlib.sha256(fh.read()).hexdigest()
-    try:
-        fd = F.build_fit_data(chips, runs=batches.get("training_runs"),
-                              collectives=batches.get("collectives"),
-                              kernels=batches.get("kernels"))
-    except JaxcostError as err:
-        raise _naming(err, ", ".join(args.files)) from None
+    fd, hashes = F.load_fit_files(args.files, chips)
     opts = F.FitOptions(progress=True)
     res = F.fit_params(fd, options=opts)
     print("rows fitted: " + ", ".join(f"{d} {fd.num_rows(d)}" for d in F.DATASETS)
@@ -449,7 +396,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     try:
         runs = D.runs_to_arrays(filled, chips, strict=True)
     except JaxcostError as err:
-        raise _naming(err, args.runs) from None
+        raise err.in_file(args.runs) from None
     plans = {f: np.asarray(getattr(runs.plan, f), dtype=float)
              for f in ("dp", "tp", "pp", "cp")}
     n = np.asarray(runs.num_chips)

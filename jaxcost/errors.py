@@ -35,6 +35,13 @@ class JaxcostError(ValueError):
         text = f"{where}: {message}" if where else message
         super().__init__(" ".join(text.split()))  # always one line
 
+    def in_file(self, path: str) -> JaxcostError:
+        """This error naming ``path`` when it names no file (errors raised on
+        in-memory frames); otherwise itself."""
+        if self.file is not None:
+            return self
+        return type(self)(self.detail, file=path, row=self.row, column=self.column)
+
 
 class DataError(JaxcostError):
     """A CSV (chips, benchmarks, runs) is malformed: missing column, bad cell, ..."""

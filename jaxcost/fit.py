@@ -46,7 +46,7 @@ import optax
 from flax import struct
 
 from jaxcost.collectives import Collective, collective_time
-from jaxcost.errors import DataError, NumericalError
+from jaxcost.errors import DataError, JaxcostError, NumericalError
 from jaxcost.hardware import ChipSpec, ClusterSpec
 from jaxcost.params import (
     PARAM_NAMES,
@@ -54,7 +54,6 @@ from jaxcost.params import (
     PhysicalParams,
     RawParams,
     default_params,
-    log_prior,
     prior_sigmas,
     to_physical,
     with_offsets,
@@ -485,6 +484,73 @@ def build_fit_data(chips: Mapping[str, ChipSpec], *, runs=None, collectives=None
                    chip_keys=chip_keys, family_keys=family_keys, labels=labels,
                    precision_runs=prec_runs,
                    excluded=tuple((d, tuple(excluded[d])) for d in DATASETS))
+
+
+def benchmark_kind(path: str) -> str:
+    """Benchmark kind of a CSV from its header: ``training_runs`` (a ``target``
+    column), ``collectives`` (``collective_kind``) or ``kernels`` (``kernel_kind``).
+
+    Raises:
+      JaxcostError: the file cannot be read or has none of those columns.
+    """
+    import csv
+
+    try:
+        with open(path, newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except OSError as err:
+        raise JaxcostError(f"cannot read file ({err.strerror})", file=path) from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"expected a UTF-8 CSV file ({err})", file=path) from None
+    if "kernel_kind" in header:
+        return "kernels"
+    if "collective_kind" in header:
+        return "collectives"
+    if "target" in header:
+        return "training_runs"
+    raise JaxcostError("cannot tell the benchmark kind; expected a 'target', "
+                       "'collective_kind' or 'kernel_kind' column", file=path,
+                       row=1, column="target")
+
+
+def load_fit_files(paths: Sequence[str], chips: Mapping[str, ChipSpec]
+                   ) -> tuple[FitData, dict[str, str]]:
+    """``FitData`` of benchmark CSVs (at most one per kind, told apart by
+    :func:`benchmark_kind`), and the SHA-256 of each file by base name (provenance).
+
+    Raises:
+      JaxcostError: an unreadable or malformed file, two files of one kind, or rows
+        the builders reject; the message names the file.
+    """
+    import hashlib
+    import os
+
+    from jaxcost import data as D
+
+    batches: dict[str, Any] = {}
+    hashes: dict[str, str] = {}
+    conv = {"training_runs": lambda d: D.runs_to_arrays(d, chips),
+            "collectives": D.collectives_to_arrays,
+            "kernels": D.kernels_to_arrays}
+    for path in paths:
+        kind = benchmark_kind(path)
+        if kind in batches:
+            raise JaxcostError(f"a second {kind} file; give one file per kind",
+                               file=path)
+        df = D.load_benchmarks(kind, path)
+        try:
+            batches[kind] = conv[kind](df)
+        except JaxcostError as err:
+            raise err.in_file(path) from None
+        with open(path, "rb") as fh:
+            hashes[os.path.basename(path)] = hashlib.sha256(fh.read()).hexdigest()
+    try:
+        fd = build_fit_data(chips, runs=batches.get("training_runs"),
+                            collectives=batches.get("collectives"),
+                            kernels=batches.get("kernels"))
+    except JaxcostError as err:
+        raise err.in_file(", ".join(paths)) from None
+    return fd, hashes
 
 
 # ------------------------------------------------------------------- predictions
@@ -1204,8 +1270,8 @@ def best_plans_for_missing(params: CostParams, chips: Mapping[str, ChipSpec], ru
       PlanError: no valid plan for a row.
     """
     from jaxcost.errors import PlanError
-    from jaxcost.params import physical
     from jaxcost.parallel import enumerate_plans, plan_at, plan_to_str
+    from jaxcost.params import physical
     from jaxcost.sweep import sweep_topk
 
     missing = np.asarray(runs.plan_missing, dtype=bool)

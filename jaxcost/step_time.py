@@ -61,8 +61,8 @@ from jaxcost.collectives import (
 )
 from jaxcost.errors import PlanError
 from jaxcost.hardware import ChipSpec, ClusterSpec
-from jaxcost.params import CostParams, PhysicalParams, physical
 from jaxcost.parallel import USABLE_HBM_FRAC, ParallelPlan
+from jaxcost.params import CostParams, PhysicalParams, physical
 from jaxcost.roofline import OpKind, op_time, peak_flop_per_s, smooth_max
 from jaxcost.workload import (
     ATTN_CORE_MASK,

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.test_util import check_grads
+from test_roofline import make_chip
 
 from jaxcost.collectives import (
     Collective,
@@ -20,7 +21,6 @@ from jaxcost.collectives import (
     time_from_bus_bandwidth,
 )
 from jaxcost.params import default_params, physical
-from test_roofline import make_chip
 
 W_UP, W_OUT = 200e9, 25e9
 

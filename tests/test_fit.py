@@ -16,7 +16,13 @@ from jaxcost.cli import main
 from jaxcost.collectives import collective_time
 from jaxcost.errors import NumericalError
 from jaxcost.hardware import load_chips
-from jaxcost.params import default_params, log_prior, physical, save_params, with_offsets
+from jaxcost.params import (
+    default_params,
+    log_prior,
+    physical,
+    save_params,
+    with_offsets,
+)
 from jaxcost.roofline import op_time
 
 CHIPS = load_chips()

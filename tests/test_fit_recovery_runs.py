@@ -7,10 +7,10 @@ the fit must recover the parameters that only the runs identify.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_fit import synthetic_batches
 
 from jaxcost import fit as F
 from jaxcost.data import RunBatch
@@ -19,7 +19,6 @@ from jaxcost.parallel import ParallelPlan, Recompute, stack_plans
 from jaxcost.params import default_params, physical
 from jaxcost.step_time import predict_step_time
 from jaxcost.workload import load_models, stack_models
-from test_fit import synthetic_batches
 
 CHIPS = load_chips()
 KEY = "A100-SXM"

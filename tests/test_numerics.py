@@ -26,8 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxcost.hardware import ClusterSpec, load_chips
-from jaxcost.params import default_params
 from jaxcost.parallel import enumerate_plans
+from jaxcost.params import default_params
 from jaxcost.step_time import predict_step_time
 from jaxcost.workload import load_models
 

@@ -7,6 +7,7 @@ import math
 import jax
 import numpy as np
 import pytest
+from test_roofline import make_chip
 
 from jaxcost.errors import ParamsError
 from jaxcost.params import (
@@ -19,7 +20,6 @@ from jaxcost.params import (
     save_params,
     with_offsets,
 )
-from test_roofline import make_chip
 
 
 def test_priors_csv_rows_have_sources_and_defaults_match():

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 from jaxcost.hardware import ClusterSpec, load_chips
-from jaxcost.params import default_params
 from jaxcost.parallel import ParallelPlan, Recompute, enumerate_plans, plan_at
+from jaxcost.params import default_params
 from jaxcost.step_time import predict_step_time
 from jaxcost.workload import load_models
 
@@ -217,8 +217,8 @@ def test_moe_layer_overhead_charges_moe_layers_only():
 
 def test_balanced_pipeline_head_term_closed_form():
     # Qwen3-235B-like: a wide vocabulary makes the LM head cost more than a layer
-    from jaxcost.step_time import _BALANCE_SHARPNESS
     from jaxcost.roofline import smooth_max
+    from jaxcost.step_time import _BALANCE_SHARPNESS
     chip = load_chips()["H100-SXM"]
     w = load_models()["korthikanti-22b"].replace(num_layers=96.0, vocab_size=151936.0,
                                                  global_batch_seqs=64.0)

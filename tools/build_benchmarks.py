@@ -40,7 +40,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from jaxcost import data as jd

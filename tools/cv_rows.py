@@ -13,7 +13,6 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-from jaxcost import data as D  # noqa: E402
 from jaxcost import fit as F  # noqa: E402
 from jaxcost.hardware import load_chips  # noqa: E402
 
@@ -23,11 +22,8 @@ B = ROOT / "data" / "benchmarks"
 
 def main(out: Path) -> None:
     chips = load_chips()
-    runs = D.runs_to_arrays(D.load_benchmarks("training_runs", B / "training_runs.csv"),
-                            chips)
-    coll = D.collectives_to_arrays(D.load_benchmarks("collectives", B / "collectives.csv"))
-    kern = D.kernels_to_arrays(D.load_benchmarks("kernels", B / "kernels.csv"))
-    fd = F.build_fit_data(chips, runs=runs, collectives=coll, kernels=kern)
+    fd, _ = F.load_fit_files([str(B / f"{k}.csv") for k in
+                              ("training_runs", "collectives", "kernels")], chips)
     res = F.fit_params(fd)
     cv = F.cross_validate(fd)
     lab = dict(dict(fd.labels)["runs"])

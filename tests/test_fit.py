@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import jax
@@ -233,3 +234,26 @@ def test_predict_fills_blank_plan(tmp_path, params_json):
     assert (df["pred_step_time_s"] <= df["pred_step_time_s_hi"]).all()
     # the searched plan is at least as fast as the given pure data-parallel one
     assert df["pred_step_time_s"][1] <= df["pred_step_time_s"][0] * (1 + 1e-12)
+
+
+def test_load_fit_files_kinds_hashes_and_errors(tmp_path):
+    import hashlib
+
+    from jaxcost.errors import JaxcostError
+    from jaxcost.fit import benchmark_kind, load_fit_files
+    from jaxcost.hardware import load_chips
+
+    root = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
+    coll = root / "collectives.csv"
+    assert benchmark_kind(str(coll)) == "collectives"
+    assert benchmark_kind(str(root / "kernels.csv")) == "kernels"
+    assert benchmark_kind(str(root / "training_runs.csv")) == "training_runs"
+    fd, hashes = load_fit_files([str(coll)], load_chips())
+    assert fd.num_rows("collectives") > 0 and fd.num_rows("runs") == 0
+    assert hashes == {"collectives.csv": hashlib.sha256(coll.read_bytes()).hexdigest()}
+    with pytest.raises(JaxcostError, match="a second collectives file"):
+        load_fit_files([str(coll), str(coll)], load_chips())
+    odd = tmp_path / "odd.csv"
+    odd.write_text("a,b\n1,2\n")
+    with pytest.raises(JaxcostError, match=r"odd\.csv, row 1, column 'target'"):
+        load_fit_files([str(odd)], load_chips())

@@ -295,7 +295,7 @@ def enumerate_plans(
     flash_attn: bool = True,
     fused_a2a: bool = False,
     tp_overlap: bool = False,
-    pp_balance: bool | str = "auto",
+    pp_balance: bool | str = False,
     usable_hbm_frac: float = USABLE_HBM_FRAC,
 ) -> ParallelPlan:
     """Every valid plan of model ``w`` on ``num_chips`` chips, as one batched plan.
@@ -318,11 +318,12 @@ def enumerate_plans(
       fused_a2a: expert dispatcher of every plan (NCCL all-to-all by default).
       tp_overlap: TP communication pipelined with the GEMMs in every plan (off by
         default).
-      pp_balance: layer split over the pipeline stages: False, L/p layers per stage
-        (pp·vpp must divide L); True, the embedding and head take one layer's place
-        each (uneven whole numbers of layers, pp·vpp ≤ L); "auto" (default), uniform
-        where pp·vpp divides L and balanced where it does not (a 61-, 94- or 126-layer
-        model gets its pp 8 or 16 plans, as the frameworks run them).
+      pp_balance: layer split over the pipeline stages: False (default), L/p layers
+        per stage (pp·vpp must divide L); True, the embedding and head take one
+        layer's place each (uneven whole numbers of layers, pp·vpp ≤ L); "auto",
+        uniform where pp·vpp divides L and balanced where it does not (a 61-, 94- or
+        126-layer model gets its pp 8 or 16 plans, as the frameworks run them, at
+        10–20 times the plans of a prime layer count: mind ``max_plans`` budgets).
       usable_hbm_frac: fraction of HBM the plan may use.
 
     Returns:

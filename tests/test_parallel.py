@@ -180,9 +180,9 @@ def test_balanced_pipeline_admits_uneven_layer_splits():
     w = load_models()["korthikanti-22b"].replace(num_layers=94.0, global_batch_seqs=64.0)
     kw = dict(zero_stages=(1,), recompute=(Recompute.FULL,), mbs=(1,), vpp=(1, 4),
               cp=(1,))
-    uni = enumerate_plans(w, 64, None, pp_balance=False, **kw)
+    uni = enumerate_plans(w, 64, None, **kw)  # the default: uniform
     bal = enumerate_plans(w, 64, None, pp_balance=True, **kw)
-    auto = enumerate_plans(w, 64, None, **kw)  # balanced exactly where uneven
+    auto = enumerate_plans(w, 64, None, pp_balance="auto", **kw)  # where uneven
     even = np.mod(94.0, np.asarray(auto.pp) * np.asarray(auto.vpp)) == 0
     np.testing.assert_array_equal(np.asarray(auto.pp_balance) == 1.0,
                                   ~even & (np.asarray(auto.pp) > 1))

@@ -337,3 +337,15 @@ def test_software_columns_become_plan_leaves(run_batch, frames):
     for leaf in ("flash_attn", "fused_a2a", "tp_overlap", "pp_balance"):
         assert set(np.unique(np.asarray(getattr(run_batch.plan, leaf)))) == {0.0, 1.0}
     assert set(jd.SOFTWARE_DEFAULTS) <= set(df.columns)
+
+
+def test_software_columns_may_be_absent(frames):
+    # a user's CSV in the reference schema has none of the software columns: every
+    # plan then takes the documented defaults
+    from jaxcost.hardware import load_chips
+
+    df = frames["training_runs"].head(40).drop(columns=list(jd.SOFTWARE_DEFAULTS))
+    batch = jd.runs_to_arrays(df, load_chips())
+    for leaf, want in (("flash_attn", 1.0), ("fused_a2a", 0.0), ("tp_overlap", 0.0),
+                       ("pp_balance", 0.0)):
+        assert set(np.unique(np.asarray(getattr(batch.plan, leaf)))) == {want}, leaf

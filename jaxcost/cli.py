@@ -338,8 +338,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.bootstrap:
         t0 = time.perf_counter()
         boot = F.bootstrap(fd, args.bootstrap, params0=res.params,
-                           options=F.FitOptions(adam_steps=0, lbfgs_steps=100,
-                                                progress=True))
+                           options=F.FitOptions(
+                               adam_steps=0, lbfgs_steps=F.BOOTSTRAP_LBFGS_STEPS,
+                               progress=True))
         print(f"bootstrap: {args.bootstrap} resamples in "
               f"{time.perf_counter() - t0:.1f} s")
     pool = cv.step_log_residuals if cv is not None else res.step_log_residuals

@@ -211,13 +211,14 @@ def _conditions(w: TransformerConfig, p: dict, n_chips: float, *,
                                 f"(scale-up domain)"))
     # a balanced split (pp_balance) gives stages unequal whole numbers of layers: it
     # needs only one layer per virtual stage
-    bal = np.asarray(p.get("pp_balance", np.zeros_like(pp))) > 0.5
+    bal_ok = ((np.asarray(p.get("pp_balance", np.zeros_like(pp))) > 0.5)
+              & (pp * vpp <= L))
     conds += [
-        ("pp_layers", _divides(pp, L) | (bal & (pp * vpp <= L)),
+        ("pp_layers", _divides(pp, L) | bal_ok,
          lambda i: f"pp={g(pp, i)} does not divide num_layers={L:g}"),
         ("vpp_pp", (vpp == 1) | (pp > 1),
          lambda i: f"vpp={g(vpp, i)} > 1 needs pp > 1 (pp={g(pp, i)})"),
-        ("vpp_layers", (vpp == 1) | _divides(vpp, L / pp) | (bal & (pp * vpp <= L)),
+        ("vpp_layers", (vpp == 1) | _divides(vpp, L / pp) | bal_ok,
          lambda i: f"vpp={g(vpp, i)} does not divide layers per stage "
                    f"num_layers/pp={L / pp[i]:g}"),
         ("cp_seq", _divides(cp, T),
@@ -253,8 +254,9 @@ def check_plan(w: TransformerConfig, plan: ParallelPlan, num_chips: int,
 
     Conditions (in this order): dp·tp·pp·cp = num_chips; tp | N; tp | K or K | tp (KV
     heads replicated); tp ≤ max_tp (if given); pp | L; vpp > 1 needs pp > 1,
-    vpp | L/pp (with ``pp_balance``: only pp·vpp ≤ L) and pp | m; cp | T; ep | E; ep | dp·cp; dp·mbs | B; and, when ``chip``
-    is given, peak memory (``workload.memory_bytes``) ≤ usable_hbm_frac × HBM.
+    vpp | L/pp (with ``pp_balance``: only pp·vpp ≤ L) and pp | m; cp | T; ep | E;
+    ep | dp·cp; dp·mbs | B; and, when ``chip`` is given, peak memory
+    (``workload.memory_bytes``) ≤ usable_hbm_frac × HBM.
 
     Raises:
       PlanError: one line naming the violated condition and the values.
@@ -374,8 +376,16 @@ def _balance_leaf(option: bool | str, layers: float, pp: np.ndarray, vpp: np.nda
         if option != "auto":
             raise PlanError(f"pp_balance={option!r}: expected True, False or 'auto'",
                             column="pp_balance")
-        return ((np.mod(layers, pp * vpp) != 0) & (pp > 1)).astype(float)
+        return uneven_layer_split(layers, pp, vpp).astype(float)
     return np.full(pp.shape, 1.0 if option else 0.0)
+
+
+def uneven_layer_split(layers, pp, vpp) -> np.ndarray:
+    """Whether ``layers`` cannot be split evenly over pp > 1 stages of vpp chunks each
+    (numpy, broadcasting): such a run must give its stages unequal numbers of layers."""
+    pp = np.asarray(pp, dtype=float)
+    return (np.mod(np.asarray(layers, dtype=float), pp * np.asarray(vpp, dtype=float))
+            != 0) & (pp > 1)
 
 
 def stack_plans(plans: Sequence[ParallelPlan]) -> ParallelPlan:

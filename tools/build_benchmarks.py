@@ -44,6 +44,7 @@ import pandas as pd
 
 from jaxcost import data as jd
 from jaxcost import units
+from jaxcost.parallel import uneven_layer_split
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "data" / "benchmarks"
@@ -266,14 +267,14 @@ def infer_pp_layout(df: pd.DataFrame) -> None:
             continue
         layers, pp = df.at[i, "layers"], df.at[i, "pp"]
         vpp = 1.0 if _blank(df.at[i, "vpp"]) else float(df.at[i, "vpp"])
-        if _blank(layers) or _blank(pp) or float(pp) < 2:
+        if _blank(layers) or _blank(pp):
             continue
-        stages = float(pp) * vpp
-        if float(layers) % stages:
+        if uneven_layer_split(float(layers), float(pp), vpp):
             df.at[i, "pp_layout"] = "balanced"
             _derive(df, i, f"pp_layout balanced: {float(layers):g} layers do not divide "
-                           f"into pp x vpp = {stages:g} stages, so the run splits them "
-                           "unevenly (the head and embedding stages get fewer)")
+                           f"into pp x vpp = {float(pp) * vpp:g} stages, so the run "
+                           "splits them unevenly (the head and embedding stages get "
+                           "fewer)")
 
 
 def _int_or_none(x):

@@ -179,6 +179,10 @@ _MODEL_PLAN = {
     "ep_dispatcher": Col("str", allowed=("nccl", "fused")),
     # TP communication chunked and pipelined with the GEMMs: "yes" or "no" (default).
     "tp_comm_overlap": Col("str", allowed=("yes", "no")),
+    # gradient reduction launched bucket by bucket during the backward pass (Megatron-Core
+    # --overlap-grad-reduce, NeMo / Megatron-Bridge recipes, FSDP): "yes" or "no"
+    # (default).
+    "dp_comm_overlap": Col("str", allowed=("yes", "no")),
     # layers over pipeline stages: "uniform" (L/p each, the head on the last stage;
     # the default) or "balanced" (uneven whole layers so the head's stage is not the
     # slowest: Megatron --decoder-last-pipeline-num-layers, DeepSpeed
@@ -189,7 +193,8 @@ _MODEL_PLAN = {
 #: Software-setting columns of a training run (not in the reference schema) and the
 #: value a blank or absent cell means.
 SOFTWARE_DEFAULTS = {"attention": "flash", "ep_dispatcher": "nccl",
-                     "tp_comm_overlap": "no", "pp_layout": "uniform"}
+                     "tp_comm_overlap": "no", "dp_comm_overlap": "no",
+                     "pp_layout": "uniform"}
 
 _OUTCOMES = {
     "step_time_s": Col("float", positive=True),
@@ -931,6 +936,7 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
                     fused_a2a=_software(r, "ep_dispatcher") == "fused",
                     tp_overlap=_software(r, "tp_comm_overlap") == "yes",
                     pp_balance=_software(r, "pp_layout") == "balanced",
+                    dp_overlap=_software(r, "dp_comm_overlap") == "yes",
                 )
         except (ValueError, TypeError) as e:
             msg = " ".join(str(e).split())

@@ -50,7 +50,7 @@ class Recompute(enum.Enum):
 _RECOMPUTE_TAGS = {Recompute.NONE: "none", Recompute.SELECTIVE: "sel",
                    Recompute.FULL: "full"}
 _FIELDS = ("dp", "tp", "pp", "cp", "ep", "vpp", "mbs", "zero", "recompute", "sp",
-           "flash_attn", "fused_a2a", "tp_overlap", "pp_balance")
+           "flash_attn", "fused_a2a", "tp_overlap", "pp_balance", "dp_overlap")
 
 
 @struct.dataclass
@@ -86,6 +86,11 @@ class ParallelPlan:
         or ``--decoder-first/last-pipeline-num-layers``, DeepSpeed's partition method
         ``type:transformer|embedding``); 0.0 for L/p layers on every stage, the head
         on top of the last one's.
+      dp_overlap: 1.0 when the framework reduces the gradients bucket by bucket while
+        the backward pass still runs and gathers the parameters during the next
+        forward (Megatron-Core ``--overlap-grad-reduce --overlap-param-gather``, the
+        NeMo / Megatron-Bridge recipe default, MegaScale, FSDP); 0.0 when the
+        reduction mostly follows the backward pass. Fitted overlap fractions for each.
     """
 
     dp: jax.Array | float
@@ -102,6 +107,7 @@ class ParallelPlan:
     fused_a2a: jax.Array | float = 0.0
     tp_overlap: jax.Array | float = 0.0
     pp_balance: jax.Array | float = 0.0
+    dp_overlap: jax.Array | float = 0.0
 
     @classmethod
     def create(cls, *, dp: int = 1, tp: int = 1, pp: int = 1, cp: int = 1,
@@ -109,7 +115,7 @@ class ParallelPlan:
                recompute: Recompute | int | str = Recompute.NONE,
                sp: bool = True, flash_attn: bool = True,
                fused_a2a: bool = False, tp_overlap: bool = False,
-               pp_balance: bool = False) -> ParallelPlan:
+               pp_balance: bool = False, dp_overlap: bool = False) -> ParallelPlan:
         """Validate concrete degrees and build a plan with float leaves.
 
         Raises:
@@ -132,7 +138,8 @@ class ParallelPlan:
                    flash_attn=1.0 if flash_attn else 0.0,
                    fused_a2a=1.0 if fused_a2a else 0.0,
                    tp_overlap=1.0 if tp_overlap else 0.0,
-                   pp_balance=1.0 if pp_balance else 0.0)
+                   pp_balance=1.0 if pp_balance else 0.0,
+                   dp_overlap=1.0 if dp_overlap else 0.0)
 
 
 def _positive_int(field: str, value) -> int:
@@ -298,6 +305,7 @@ def enumerate_plans(
     fused_a2a: bool = False,
     tp_overlap: bool = False,
     pp_balance: bool | str = False,
+    dp_overlap: bool = False,
     usable_hbm_frac: float = USABLE_HBM_FRAC,
 ) -> ParallelPlan:
     """Every valid plan of model ``w`` on ``num_chips`` chips, as one batched plan.
@@ -326,6 +334,8 @@ def enumerate_plans(
         uniform where pp·vpp divides L and balanced where it does not (a 61-, 94- or
         126-layer model gets its pp 8 or 16 plans, as the frameworks run them, at
         10–20 times the plans of a prime layer count: mind ``max_plans`` budgets).
+      dp_overlap: gradient reduction overlapped with the backward pass bucket by
+        bucket in every plan (off by default).
       usable_hbm_frac: fraction of HBM the plan may use.
 
     Returns:
@@ -358,7 +368,8 @@ def enumerate_plans(
          "flash_attn": np.full(idx.shape, 1.0 if flash_attn else 0.0),
          "fused_a2a": np.full(idx.shape, 1.0 if fused_a2a else 0.0),
          "tp_overlap": np.full(idx.shape, 1.0 if tp_overlap else 0.0),
-         "pp_balance": _balance_leaf(pp_balance, float(w.num_layers), p_, v_)}
+         "pp_balance": _balance_leaf(pp_balance, float(w.num_layers), p_, v_),
+         "dp_overlap": np.full(idx.shape, 1.0 if dp_overlap else 0.0)}
     keep = np.ones(idx.shape, dtype=bool)
     for _, ok, _ in _conditions(w, p, float(n), max_tp=max_tp):
         keep &= ok
@@ -405,14 +416,15 @@ def plan_at(plans: ParallelPlan, i: int) -> ParallelPlan:
 #: on). A suffix is written only when the leaf differs from its default.
 _SUFFIXES = (("sp", "-nosp", False), ("flash_attn", "-unfused", False),
              ("fused_a2a", "-fa2a", True), ("tp_overlap", "-tpo", True),
-             ("pp_balance", "-ppb", True))
+             ("pp_balance", "-ppb", True), ("dp_overlap", "-dpo", True))
 
 
 def plan_to_str(plan: ParallelPlan) -> str:
     """Compact text form, e.g. ``"dp8-tp4-pp2-cp1-ep1-vpp1-mbs1-z1-rsel"`` (``-nosp``
     appended without sequence parallelism, ``-unfused`` with unfused attention,
     ``-fa2a`` with a fused expert dispatcher, ``-tpo`` with TP communication pipelined
-    with the GEMMs, ``-ppb`` with pipeline stages balanced around the LM head)."""
+    with the GEMMs, ``-ppb`` with pipeline stages balanced around the LM head, ``-dpo``
+    with the gradient reduction overlapped bucket by bucket)."""
     v = {k: float(np.asarray(getattr(plan, k))) for k in _FIELDS}
     rec = _RECOMPUTE_TAGS[Recompute(int(round(v["recompute"])))]
     s = "-".join(f"{k}{int(round(v[k]))}" for k in ("dp", "tp", "pp", "cp", "ep",

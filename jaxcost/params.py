@@ -75,6 +75,7 @@ class _ParamFields:
     ep_overlap_frac: jax.Array
     pp_overlap_frac: jax.Array
     dp_overlap_frac: jax.Array
+    dp_bucketed_overlap_frac: jax.Array
     layer_overhead_s: jax.Array
     moe_layer_overhead_s: jax.Array
     optimizer_eff: jax.Array
@@ -108,6 +109,9 @@ class PhysicalParams(_ParamFields):
         (TP: when its collectives run between the GEMMs, ``plan.tp_overlap`` = 0).
       tp_pipelined_overlap_frac: fraction of TP communication hidden when it is
         chunked and pipelined with the GEMMs (``plan.tp_overlap`` = 1).
+      dp_bucketed_overlap_frac: fraction of the gradient reduction hidden when the
+        framework launches it bucket by bucket during the backward pass
+        (``plan.dp_overlap`` = 1; ``dp_overlap_frac`` otherwise).
       layer_overhead_s: fixed cost per layer, per micro-batch, per pass, s.
       moe_layer_overhead_s: extra fixed cost per MoE layer, per micro-batch, per pass,
         s: the router, permutation and per-expert kernels a dropless MoE block
@@ -230,7 +234,7 @@ _FIELD_TRANSFORM: dict[str, str] = {
     "tp_overlap_frac": "sigmoid", "tp_pipelined_overlap_frac": "sigmoid",
     "cp_overlap_frac": "sigmoid",
     "ep_overlap_frac": "sigmoid", "pp_overlap_frac": "sigmoid",
-    "dp_overlap_frac": "sigmoid",
+    "dp_overlap_frac": "sigmoid", "dp_bucketed_overlap_frac": "sigmoid",
     "layer_overhead_s": "softplus", "moe_layer_overhead_s": "softplus",
     "optimizer_eff": "sigmoid",
     "overhead_frac": "sigmoid",

@@ -27,7 +27,9 @@ For a homogeneous cluster and one plan (d dp, t tp, p pp, c cp, e ep, v vpp, b m
     bubble = (p - 1)/v * t_stage
   DP: gradients all-reduced over the d*c ranks that replicate them (ZeRO 1/2:
     reduce-scatter + all-gather, the same cost); ZeRO-3: reduce-scatter of gradients +
-    all-gather of ``zero3_param_bytes``; exposed (1 - overlap_dp). Routed-expert
+    all-gather of ``zero3_param_bytes``; exposed (1 - overlap_dp), overlap_dp the
+    bucketed fraction when ``plan.dp_overlap`` (reduction launched bucket by bucket
+    during the backward pass), the plain one otherwise. Routed-expert
     gradients are reduced over d*c/e ranks. When d = 1 the reduction over the cp ranks
     is reported in ``cp_comm_s`` (so ``dp_comm_s`` is exactly 0).
   optimizer: 2 (weights + grads + optimizer states) bytes / (W_hbm e_opt)
@@ -242,7 +244,9 @@ def _parts(pp: PhysicalParams, chip: ChipSpec, w: TransformerConfig,
                           ranks_per_domain=rpd_e),
         all_reduce_time(pp, chip, vol.dp_expert_grad_bytes, n_exp,
                         ranks_per_domain=rpd_e))
-    t_grad = (1.0 - pp.dp_overlap_frac) * (t_dense + t_exp)
+    dpo = jnp.asarray(plan.dp_overlap)
+    dp_hidden = (1.0 - dpo) * pp.dp_overlap_frac + dpo * pp.dp_bucketed_overlap_frac
+    t_grad = (1.0 - dp_hidden) * (t_dense + t_exp)
     has_dp = d > 1.5
     dp_s = jnp.where(has_dp, t_grad, 0.0)
     cpgrad_s = jnp.where(has_dp, 0.0, t_grad)

@@ -329,12 +329,14 @@ def test_software_columns_become_plan_leaves(run_batch, frames):
                                ("E0296", "tp_overlap", "tp_comm_overlap", "yes"),
                                ("E0259", "tp_overlap", "tp_comm_overlap", "yes"),
                                ("E0283", "pp_balance", "pp_layout", "balanced"),
-                               ("E0322", "pp_balance", "pp_layout", "balanced")):
+                               ("E0322", "pp_balance", "pp_layout", "balanced"),
+                               ("E0259", "dp_overlap", "dp_comm_overlap", "yes"),
+                               ("E0043", "dp_overlap", "dp_comm_overlap", "yes")):
         i = run_batch.row_ids.index(rid)
         want = 1.0 if df.at[rid, col] == on else 0.0
         assert float(getattr(run_batch.plan, leaf)[i]) == want, (rid, leaf)
     # the shipped rows use both values of every leaf
-    for leaf in ("flash_attn", "fused_a2a", "tp_overlap", "pp_balance"):
+    for leaf in ("flash_attn", "fused_a2a", "tp_overlap", "pp_balance", "dp_overlap"):
         assert set(np.unique(np.asarray(getattr(run_batch.plan, leaf)))) == {0.0, 1.0}
     assert set(jd.SOFTWARE_DEFAULTS) <= set(df.columns)
 
@@ -347,5 +349,5 @@ def test_software_columns_may_be_absent(frames):
     df = frames["training_runs"].head(40).drop(columns=list(jd.SOFTWARE_DEFAULTS))
     batch = jd.runs_to_arrays(df, load_chips())
     for leaf, want in (("flash_attn", 1.0), ("fused_a2a", 0.0), ("tp_overlap", 0.0),
-                       ("pp_balance", 0.0)):
+                       ("pp_balance", 0.0), ("dp_overlap", 0.0)):
         assert set(np.unique(np.asarray(getattr(batch.plan, leaf)))) == {want}, leaf

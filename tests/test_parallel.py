@@ -149,11 +149,12 @@ def test_enumerate_allow_tp_beyond_scaleup(a100):
        cp=st.integers(1, 8), ep=st.integers(1, 8), vpp=st.integers(1, 4),
        mbs=st.integers(1, 16), z=st.integers(0, 3), r=st.sampled_from(list(Recompute)),
        sp=st.booleans(), fa=st.booleans(), fused=st.booleans(), tpo=st.booleans(),
-       bal=st.booleans())
-def test_plan_str_roundtrip(dp, tp, pp, cp, ep, vpp, mbs, z, r, sp, fa, fused, tpo, bal):
+       bal=st.booleans(), dpo=st.booleans())
+def test_plan_str_roundtrip(dp, tp, pp, cp, ep, vpp, mbs, z, r, sp, fa, fused, tpo, bal,
+                            dpo):
     p = ParallelPlan.create(dp=dp, tp=tp, pp=pp, cp=cp, ep=ep, vpp=vpp, mbs=mbs,
                             zero=z, recompute=r, sp=sp, flash_attn=fa, fused_a2a=fused,
-                            tp_overlap=tpo, pp_balance=bal)
+                            tp_overlap=tpo, pp_balance=bal, dp_overlap=dpo)
     assert plan_from_str(plan_to_str(p)) == p
 
 

@@ -173,24 +173,32 @@ def _one(params, chip, w, plan, n):
     return predict_step_time(params, ClusterSpec(chip=chip, num_chips=float(n)), w, plan)
 
 
-def test_pipelined_tp_overlap_uses_its_own_fraction():
+@pytest.mark.parametrize("leaf, part, plain, overlapped, degrees", [
+    ("tp_overlap", "tp_comm_s", "tp_overlap_frac", "tp_pipelined_overlap_frac",
+     {"dp": 1, "tp": 8}),
+    ("dp_overlap", "dp_comm_s", "dp_overlap_frac", "dp_bucketed_overlap_frac",
+     {"dp": 8, "tp": 1}),
+])
+def test_overlap_leaf_uses_its_own_fraction(leaf, part, plain, overlapped, degrees):
+    # tp_overlap (TP collectives pipelined with the GEMMs) and dp_overlap (gradient
+    # reduction bucketed into the backward pass) each swap the axis' overlap fraction
     chip = load_chips()["A100-SXM"]
     w = load_models()["korthikanti-22b"].replace(global_batch_seqs=8.0)
     p = default_params()
     g = p.global_raw
-    plan = ParallelPlan.create(dp=1, tp=8, mbs=1)
+    plan = ParallelPlan.create(mbs=1, **degrees)
+    on = plan.replace(**{leaf: 1.0})
     base = _one(p, chip, w, plan, 8)
-    piped = _one(p, chip, w, plan.replace(tp_overlap=1.0), 8)
+    piped = _one(p, chip, w, on, 8)
     from jaxcost.params import physical
     pp = physical(p, chip)
-    np.testing.assert_allclose(float(piped.tp_comm_s) / float(base.tp_comm_s),
-                               float((1 - pp.tp_pipelined_overlap_frac)
-                                     / (1 - pp.tp_overlap_frac)), rtol=1e-9)
-    assert float(piped.tp_comm_s) < float(base.tp_comm_s)  # the priors' ordering
+    np.testing.assert_allclose(float(getattr(piped, part)) / float(getattr(base, part)),
+                               float((1 - getattr(pp, overlapped))
+                                     / (1 - getattr(pp, plain))), rtol=1e-9)
+    assert float(getattr(piped, part)) < float(getattr(base, part))  # priors' order
     # with equal fractions the flag changes nothing
-    same = p.replace(global_raw=g.replace(tp_pipelined_overlap_frac=g.tp_overlap_frac))
-    np.testing.assert_allclose(float(_one(same, chip, w, plan.replace(tp_overlap=1.0),
-                                          8).total_s),
+    same = p.replace(global_raw=g.replace(**{overlapped: getattr(g, plain)}))
+    np.testing.assert_allclose(float(_one(same, chip, w, on, 8).total_s),
                                float(_one(same, chip, w, plan, 8).total_s), rtol=1e-12)
 
 

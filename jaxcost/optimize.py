@@ -978,13 +978,14 @@ def _grid_max(scenario, cand, factor: float) -> float:
     return float(min(caps))
 
 
-def _smallest_fitting(w, chip, node: int, max_count: int = 1 << 20) -> int | None:
+def _smallest_fitting(w, chip, node: int, max_count: int = 1 << 20,
+                      **plan_options) -> int | None:
     """Smallest count (node × 2^k) with a valid plan that fits in memory (numpy only)."""
     from jaxcost import parallel
 
     n = node
     while n <= max_count:
-        pl = parallel.enumerate_plans(w, n, chip)
+        pl = parallel.enumerate_plans(w, n, chip, **plan_options)
         if jax.tree.leaves(pl) and sweep.batch_size(pl) > 0:
             return n
         n *= 2
@@ -1005,7 +1006,8 @@ def _infeasible_message(scenario, w, prob: MixProblem, excluded: dict) -> str:
     chips = {_cand_key(c): c.chip for c in scenario.candidates}
     msgs = []
     for i in usable:
-        n = _smallest_fitting(w, chips[prob.keys[i]], int(prob.node[i]))
+        n = _smallest_fitting(w, chips[prob.keys[i]], int(prob.node[i]),
+                              **scenario.search.plan_options())
         if n is None:
             msgs.append((math.inf, f"the model fits in memory on no cluster of "
                                    f"{prob.keys[i]} up to {1 << 20} chips"))
@@ -1139,7 +1141,8 @@ def _prepare(params, w, scenario, terms, *, all_types: bool, chunk_size: int,
                                 extra=(gmax,)))
     t1 = time.perf_counter()
     curves = throughput_curves(params, w, chips, grids, chunk_size=chunk_size,
-                               max_plans=scenario.search.max_plans, progress=progress)
+                               max_plans=scenario.search.max_plans, progress=progress,
+                               **scenario.search.plan_options())
     return _Prepared(curves, excluded, {"grids": t1 - t0,
                                         "curves": time.perf_counter() - t1})
 

@@ -331,9 +331,10 @@ def enumerate_plans(
       pp_balance: layer split over the pipeline stages: False (default), L/p layers
         per stage (pp·vpp must divide L); True, the embedding and head take one
         layer's place each (uneven whole numbers of layers, pp·vpp ≤ L); "auto",
-        uniform where pp·vpp divides L and balanced where it does not (a 61-, 94- or
-        126-layer model gets its pp 8 or 16 plans, as the frameworks run them, at
-        10–20 times the plans of a prime layer count: mind ``max_plans`` budgets).
+        uniform where pp·vpp divides L and balanced where it does not, the uneven
+        splits without interleaving (vpp = 1; a 61-, 94- or 126-layer model gets its
+        pp 8 or 16 plans, as the frameworks run them, at 5–8 times the plans of a
+        prime layer count: mind ``max_plans`` budgets).
       dp_overlap: gradient reduction overlapped with the backward pass bucket by
         bucket in every plan (off by default).
       usable_hbm_frac: fraction of HBM the plan may use.
@@ -371,6 +372,8 @@ def enumerate_plans(
          "pp_balance": _balance_leaf(pp_balance, float(w.num_layers), p_, v_),
          "dp_overlap": np.full(idx.shape, 1.0 if dp_overlap else 0.0)}
     keep = np.ones(idx.shape, dtype=bool)
+    if isinstance(pp_balance, str):  # "auto": uneven splits only without interleaving
+        keep &= (p["pp_balance"] < 0.5) | (v_ < 1.5)
     for _, ok, _ in _conditions(w, p, float(n), max_tp=max_tp):
         keep &= ok
     p = {k: v[keep] for k, v in p.items()}

@@ -45,6 +45,9 @@ optional)::
     grid_steps_per_octave = 2          # count grid density
     relaxed_steps = 300                # Adam steps of the relaxed problem
     max_plans = 200000                 # plan-enumeration cap per chip type
+    pp_layout = "uniform"              # or "auto": uneven pipeline splits where needed
+    tp_overlap = false                 # plans pipeline TP communication with the GEMMs
+    dp_overlap = false                 # plans overlap the gradient reduction (buckets)
 
 ``owned = true`` marks chips already held (e.g. a stockpile bought before a rule): the
 regime does not apply to them, they carry no tariff, and they do not count against
@@ -110,6 +113,14 @@ class SearchOptions:
     grid_steps_per_octave: int = 2
     relaxed_steps: int = 300
     max_plans: int = 200_000
+    pp_layout: str = "uniform"
+    tp_overlap: bool = False
+    dp_overlap: bool = False
+
+    def plan_options(self) -> dict:
+        """Keyword arguments of ``parallel.enumerate_plans`` for the searched plans."""
+        return {"pp_balance": "auto" if self.pp_layout == "auto" else False,
+                "tp_overlap": self.tp_overlap, "dp_overlap": self.dp_overlap}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,7 +179,8 @@ _CANDIDATE_KEYS = {"name": str, "stock": float, "price_usd": float, "owned": boo
 _LIMIT_KEYS = {"budget_usd": float, "power_w": float, "pue": float, "max_chips": float,
                "tpp_cap": float, "max_time_to_train_s": float}
 _SEARCH_KEYS = {"top": int, "cross_type_efficiency": float,
-                "grid_steps_per_octave": int, "relaxed_steps": int, "max_plans": int}
+                "grid_steps_per_octave": int, "relaxed_steps": int, "max_plans": int,
+                "pp_layout": str, "tp_overlap": bool, "dp_overlap": bool}
 _MODEL_DIM_KEYS = {
     "num_layers": int, "d_model": int, "num_heads": int, "seq_len": int,
     "global_batch_seqs": int, "vocab_size": int, "d_ff": int, "num_kv_heads": int,
@@ -407,6 +419,9 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", name: str | None
     for k in ("top", "grid_steps_per_octave", "relaxed_steps", "max_plans"):
         if k in s and s[k] < 1:
             raise ctx.error(f"search.{k}", f"expected an integer >= 1, got {s[k]}")
+    if "pp_layout" in s and s["pp_layout"] not in ("uniform", "auto"):
+        raise ctx.error("search.pp_layout",
+                        f"expected \"uniform\" or \"auto\", got {s['pp_layout']!r}")
     if "cross_type_efficiency" in s and not 0 < s["cross_type_efficiency"] <= 1:
         raise ctx.error("search.cross_type_efficiency",
                         f"expected a number in (0, 1], got {s['cross_type_efficiency']}")

@@ -187,6 +187,9 @@ def test_balanced_pipeline_admits_uneven_layer_splits():
     even = np.mod(94.0, np.asarray(auto.pp) * np.asarray(auto.vpp)) == 0
     np.testing.assert_array_equal(np.asarray(auto.pp_balance) == 1.0,
                                   ~even & (np.asarray(auto.pp) > 1))
+    # "auto" keeps the uneven splits without interleaving (vpp 1) only
+    assert np.all(np.asarray(auto.vpp)[np.asarray(auto.pp_balance) == 1.0] == 1.0)
+    assert np.any(np.asarray(bal.vpp) == 4.0)
     assert {8.0, 16.0} <= set(np.unique(auto.pp))
     assert set(np.unique(uni.pp)) <= {1.0, 2.0}
     assert {8.0, 16.0} <= set(np.unique(bal.pp))

@@ -79,9 +79,18 @@ def test_unknown_key(d, key):
     (_base(objective="speed"), "objective"),
     (_base(regime="1999-01"), "regime"),
     (_base(model={"name": "no-such-model"}), "model.name"),
+    (_base(search={"pp_layout": "balanced"}), "search.pp_layout"),
+    (_base(search={"dp_overlap": "yes"}), "search.dp_overlap"),
 ])
 def test_wrong_type_or_value(d, key):
     assert f"'{key}'" in _err(d)
+
+
+def test_search_plan_options_reach_the_enumeration():
+    sc = scenario_from_dict(_base(search={"pp_layout": "auto", "dp_overlap": True}))
+    assert sc.search.plan_options() == {"pp_balance": "auto", "tp_overlap": False,
+                                        "dp_overlap": True}
+    assert scenario_from_dict(_base()).search.plan_options()["pp_balance"] is False
 
 
 def test_cost_objective_needs_deadline():

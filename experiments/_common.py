@@ -34,6 +34,10 @@ OUT_ROOT = ROOT / "experiments" / "out"
 CALIBRATION_PATH = ROOT / "data" / "calibration" / "default.json"
 CLAIMS_PATH = ROOT / "experiments" / "claims.csv"
 SEED = 0
+#: Options of the searched plans: the gradient reduction overlapped bucket by bucket with
+#: the backward pass, the recipe default of the Megatron-Core frameworks (NeMo,
+#: Megatron-Bridge; see data/benchmarks/software_rules.csv, column dp_comm_overlap).
+PLANS = {"dp_overlap": True}
 
 
 def setup() -> float:

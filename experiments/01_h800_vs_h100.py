@@ -23,13 +23,14 @@ the cut NVLink costs when a plan does use it, the same comparison is repeated wi
 the plans restricted to tensor parallelism tp = 8 across the NVLink domain (the usual
 Megatron layout).
 
-Finding (shipped calibration, 100-member bootstrap; median [5–95 %]): with each
-cluster's best plan, 1.06 [1.02, 1.15] H800 per H100 for GPT-3-175B (102 H800 match 96
-H100) and 1.03 [0.99, 1.11] for Llama-2-70B (83 match 80) — nowhere near 30×. The best
-plans keep tensor parallelism at tp ≤ 2, so the cut NVLink costs little. Forced to
-tp = 8 over NVLink, the ratio is 1.18 [1.09, 1.27] and 1.19 [1.10, 1.28]: the exposed
-TP communication (``tp_comm_s``) is the term that grows (+7.5 s of a +10.8 s step for
-GPT-3-175B).
+Finding (shipped calibration, 100-member bootstrap; median [5–95 %]; plans with the
+gradient reduction overlapped, ``_common.PLANS``): with each cluster's best plan,
+1.02 [0.97, 1.11] H800 per H100 for GPT-3-175B (97 H800 match 96 H100) and 1.00
+[0.95, 1.08] for Llama-2-70B (80 match 80) — nowhere near 30×. The best plans avoid
+tensor parallelism (tp 1, pipeline and context parallelism with ZeRO-3), so the cut
+NVLink costs little. Forced to tp = 8 over NVLink, the ratio is 1.20 [1.13, 1.29] and
+1.22 [1.15, 1.30]: the exposed TP communication (``tp_comm_s``) is the term that grows
+(+12.9 s of a +14.1 s step for GPT-3-175B).
 """
 
 # %%

@@ -26,8 +26,10 @@ For a homogeneous cluster and one plan (d dp, t tp, p pp, c cp, e ep, v vpp, b m
   pipeline (1F1B, interleaved): (m + (p - 1)/v) * t_stage, m = B / (d b);
     bubble = (p - 1)/v * t_stage
   DP: gradients all-reduced over the d*c ranks that replicate them (ZeRO 1/2:
-    reduce-scatter + all-gather, the same cost); ZeRO-3: reduce-scatter of gradients +
-    all-gather of ``zero3_param_bytes``; exposed (1 - overlap_dp), overlap_dp the
+    reduce-scatter + all-gather, the same cost); ZeRO-3: for each of the m micro-batches
+    a reduce-scatter of its gradients + the all-gathers of ``zero3_param_bytes`` (the
+    chip holds only its shards, so DeepSpeed ZeRO-3 and FSDP gather the weights for
+    every micro-batch's forward and backward); exposed (1 - overlap_dp), overlap_dp the
     bucketed fraction when ``plan.dp_overlap`` (reduction launched bucket by bucket
     during the backward pass), the plain one otherwise. Routed-expert
     gradients are reduced over d*c/e ranks. When d = 1 the reduction over the cp ranks
@@ -226,22 +228,26 @@ def _parts(pp: PhysicalParams, chip: ChipSpec, w: TransformerConfig,
     dense_grad = vol.dp_grad_bytes - vol.dp_expert_grad_bytes
     rpd = ranks_per_domain(n_rep, t, dom)
     zero3 = jnp.asarray(plan.zero) > 2.5
+    # ZeRO-3 keeps only a shard of the weights and gradients: every micro-batch
+    # gathers the weights (forward and backward) and reduce-scatters its gradients
+    m_mb = w.global_batch_seqs / (d * plan.mbs)
     t_dense = jnp.where(
         zero3,
-        reduce_scatter_time(pp, chip, dense_grad, n_rep, ranks_per_domain=rpd)
-        + all_gather_time(pp, chip, vol.zero3_param_bytes * dense_grad
-                          / jnp.maximum(vol.dp_grad_bytes, 1.0), n_rep,
-                          ranks_per_domain=rpd),
+        m_mb * (reduce_scatter_time(pp, chip, dense_grad, n_rep, ranks_per_domain=rpd)
+                + all_gather_time(pp, chip, vol.zero3_param_bytes * dense_grad
+                                  / jnp.maximum(vol.dp_grad_bytes, 1.0), n_rep,
+                                  ranks_per_domain=rpd)),
         all_reduce_time(pp, chip, dense_grad, n_rep, ranks_per_domain=rpd))
     n_exp = n_rep / e
     rpd_e = ranks_per_domain(n_exp, t * e, dom)
     t_exp = jnp.where(
         zero3,
-        reduce_scatter_time(pp, chip, vol.dp_expert_grad_bytes, n_exp,
-                            ranks_per_domain=rpd_e)
-        + all_gather_time(pp, chip, vol.zero3_param_bytes * vol.dp_expert_grad_bytes
-                          / jnp.maximum(vol.dp_grad_bytes, 1.0), n_exp,
-                          ranks_per_domain=rpd_e),
+        m_mb * (reduce_scatter_time(pp, chip, vol.dp_expert_grad_bytes, n_exp,
+                                    ranks_per_domain=rpd_e)
+                + all_gather_time(pp, chip,
+                                  vol.zero3_param_bytes * vol.dp_expert_grad_bytes
+                                  / jnp.maximum(vol.dp_grad_bytes, 1.0), n_exp,
+                                  ranks_per_domain=rpd_e)),
         all_reduce_time(pp, chip, vol.dp_expert_grad_bytes, n_exp,
                         ranks_per_domain=rpd_e))
     dpo = jnp.asarray(plan.dp_overlap)

@@ -717,7 +717,9 @@ def comm_volumes(w: TransformerConfig, plan: ParallelPlan, *,
       dp_expert_grad_bytes: the routed-expert part of dp_grad_bytes (reduced over
           d·c/e ranks instead of d·c).
       zero3_param_bytes: under ZeRO-3 (0 otherwise), 2·(2·P_c): the chip's full
-          weights all-gathered once for the forward and once for the backward passes.
+          weights all-gathered once for the forward and once for the backward pass of
+          a micro-batch (``step_time`` charges it, and the gradient reduce-scatter, per
+          micro-batch).
     Collectives over a group of one cost nothing; the volumes are kept.
     """
     t, c = plan.tp, plan.cp

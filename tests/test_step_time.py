@@ -202,6 +202,20 @@ def test_overlap_leaf_uses_its_own_fraction(leaf, part, plain, overlapped, degre
                                float(_one(same, chip, w, plan, 8).total_s), rtol=1e-12)
 
 
+def test_zero3_gathers_weights_for_every_microbatch():
+    # ZeRO-3 holds only weight shards: doubling the micro-batches per step doubles its
+    # data-parallel traffic, while ZeRO-1 reduces the accumulated gradient once a step
+    chip = load_chips()["A100-SXM"]
+    w = load_models()["korthikanti-22b"].replace(global_batch_seqs=16.0)
+    p = default_params()
+    for zero, ratio in ((3, 2.0), (1, 1.0)):
+        plan = ParallelPlan.create(dp=8, mbs=1, zero=zero)
+        one = _one(p, chip, w, plan, 8)
+        two = _one(p, chip, w.replace(global_batch_seqs=32.0), plan, 8)
+        np.testing.assert_allclose(float(two.dp_comm_s) / float(one.dp_comm_s), ratio,
+                                   rtol=1e-9)
+
+
 def test_moe_layer_overhead_charges_moe_layers_only():
     chip = load_chips()["A100-SXM"]
     dense = load_models()["korthikanti-22b"].replace(global_batch_seqs=8.0)

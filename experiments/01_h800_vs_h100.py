@@ -25,12 +25,12 @@ Megatron layout).
 
 Finding (shipped calibration, 100-member bootstrap; median [5–95 %]; plans with the
 gradient reduction overlapped, ``_common.PLANS``): with each cluster's best plan,
-1.02 [0.97, 1.11] H800 per H100 for GPT-3-175B (97 H800 match 96 H100) and 1.00
-[0.95, 1.08] for Llama-2-70B (80 match 80) — nowhere near 30×. The best plans avoid
-tensor parallelism (tp 1, pipeline and context parallelism with ZeRO-3), so the cut
-NVLink costs little. Forced to tp = 8 over NVLink, the ratio is 1.20 [1.13, 1.29] and
-1.22 [1.15, 1.30]: the exposed TP communication (``tp_comm_s``) is the term that grows
-(+12.9 s of a +14.1 s step for GPT-3-175B).
+1.05 [1.00, 1.14] H800 per H100 for GPT-3-175B (101 H800 match 96 H100; plan
+tp 2, pp 8, cp 2, ZeRO-2) and 1.01 [0.96, 1.09] for Llama-2-70B (81 match 80; tp 1)
+— nowhere near 30×. The best plans keep tensor parallelism at tp ≤ 2, so the cut NVLink
+costs little. Forced to tp = 8 over NVLink, the ratio is 1.19 [1.12, 1.28] and 1.22
+[1.16, 1.31]: the exposed TP communication (``tp_comm_s``) is the term that grows
+(+13.3 s of a +14.7 s step for GPT-3-175B).
 """
 
 # %%

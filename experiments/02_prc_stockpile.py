@@ -21,17 +21,16 @@ heterogeneous data-parallel model). Intervals: the chosen cluster (counts and pl
 re-evaluated under every ensemble member.
 
 Finding (shipped calibration, 100-member bootstrap; days, median [5–95 %]):
-DeepSeek-V3: 6.0 [5.0, 6.9] under 2023-10 (32,768 A100 + 8,192 A800 + 8,192 H800 owned,
+DeepSeek-V3: 6.1 [5.1, 6.9] under 2023-10 (32,768 A100 + 8,192 A800 + 8,192 H800 owned,
 32,768 H20 bought, 16,384 910B + 12,288 910C; the 910C group gives 36 % of the
-throughput) and 6.4 [5.4, 7.3] under 2025-04 (H20 prohibited; 32,768 910B take its
-place). Dense ~1T: 50.3 [45.4, 59.4] (2023-10) and 48.1 [45.0, 52.7] (2025-04); the A100
-stockpile gives about a quarter of the throughput, the 910B/910C about half. The April
-2025 letters barely move the optimum here, because supply-capped domestic chips and the
-owned stockpile carry the cluster. Caveat: the 2023-10 dense optimum is slower than the
-2025-04 one although every 2025-04 cluster is feasible under 2023-10 — the mixed-
-cluster search (surrogate ranking, exact re-evaluation of a pool) is not exactly
-optimal at this size; counts lie on a one-point-per-octave grid (32,768 of 45,000
-A100); DeepSeek-V3 is planned without pipeline stages (61 layers; uniform stages only).
+throughput) and 6.5 [5.4, 7.3] under 2025-04 (H20 prohibited; 32,768 910B take its
+place). Dense ~1T: 45.1 [42.5, 48.0] under both regimes (the same cluster: the A100
+stockpile and the 910B each give about a quarter of the throughput, the 910C a fifth;
+H20 is not chosen even where allowed). The April 2025 letters barely move the optimum
+here, because supply-capped domestic chips and the owned stockpile carry the cluster.
+Caveats: the mixed-cluster search (surrogate ranking, exact re-evaluation of a pool) is
+a heuristic; counts lie on a one-point-per-octave grid (32,768 of 45,000 A100); and
+DeepSeek-V3 (61 layers) is planned without pipeline stages (uniform stages only).
 """
 
 # %%

@@ -20,16 +20,16 @@ alone; > 1 means the old chips help. Intervals: the same configurations evaluate
 under every ensemble member.
 
 Finding (shipped calibration, 100-member bootstrap; speed relative to 256 new chips
-alone, median [5–95 %]): data-parallel mixing always helps here, in proportion to the
-old chips' compute: 256 A100 + 1,024 V100 ×2.35 [2.22, 2.51], + 1,024 P100 ×1.22
-[1.19, 1.26]; 32 P100 add nothing (×1.00). Pipeline mixing helps with V100 (×1.18 at 64
-to ×1.67 at 256; 512 V100 stages do not fit in memory) and is about neutral with P100
-behind A100 or A800 (×0.99–1.11). Where the speed-proportional layer split sits near
-the HBM limit, some ensemble members overflow memory, which shows as a 5 % bound of 0
-(e.g. 256 V100 stages: ×1.67 [0.00, 1.72]). Old chips help most as extra
-data-parallel replicas. (An earlier calibration had P100 pipeline stages hurting, down
-to ×0.55: this conclusion is sensitive to the fitted P100-family efficiencies, for which
-there are no P100 measurements.)
+alone, median [5–95 %]): data-parallel mixing helps in proportion to the old chips'
+compute once the old group is large: 256 A100 + 1,024 V100 ×2.49 [2.35, 2.60], + 1,024
+P100 ×1.26 [1.23, 1.28]; small P100 groups slow the cluster (32 P100: ×0.89–0.90, the
+cross-group gradient all-reduce and the batch imbalance outweigh their throughput).
+Pipeline mixing helps with V100 (×1.09 at 64 to ×1.37 at 512) and hurts with P100:
+×0.94–0.96 behind A800 and ×0.52–0.83 behind A100 (more P100 stages, slower). The
+pipeline base plan (dp·tp = 64) is itself 4 % slower than the free best plan, which the
+ratios include. Old chips help most as extra data-parallel replicas, and only in
+numbers; this conclusion is sensitive to the fitted P100-family efficiencies, for which
+there are no P100 measurements.
 """
 
 # %%

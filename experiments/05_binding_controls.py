@@ -22,13 +22,14 @@ memory + interconnect threshold (1,700 GB/s). Intervals: the optimal cluster at 
 swept value re-evaluated under every ensemble member.
 
 Finding (shipped calibration, 100-member bootstrap): the optimum is 16,384 H20 +
-4,096 Ascend 910B, 7.4 [6.5, 8.5] days under 2023-10, and 4,096 910B alone, 16.7
-[15.5, 18.2] days under 2025-04 (the H20 letters double the time). No threshold binds
-locally (all derivatives zero: no candidate within a smoothing temperature of a
-threshold), and no single swept threshold changes the optimum: TPP 2,400–8,000 and PD
-3–12 (2023-10) leave A800/H800/H100 caught by the other rule; memory bandwidth
-800–4,500 GB/s and the combined 1,100–6,000 GB/s (2025-04) each leave the H20 caught by
-the other. The controls bind jointly, not one threshold at a time.
+4,096 Ascend 910B, 7.3 days (point; 7.8 [7.0, 8.5] over the ensemble) under 2023-10, and
+4,096 910B alone, 16.7 days (16.9 [15.6, 17.7]) under 2025-04 (the H20 letters more than
+double the time). No threshold binds locally (elasticities of order 1e-5: no candidate
+within a smoothing temperature of a threshold), and no single swept threshold changes
+the optimum: TPP 2,400–8,000 and PD 3–12 (2023-10) leave A800/H800/H100 caught by the
+other rule; memory bandwidth 800–4,500 GB/s and the combined 1,100–6,000 GB/s (2025-04)
+each leave the H20 caught by the other. The controls bind jointly, not one threshold at
+a time.
 """
 
 # %%

@@ -113,6 +113,7 @@ from jaxcost.roofline import (
 from jaxcost.scenario import Scenario, load_scenario
 from jaxcost.step_time import (
     StepTime,
+    hetero_batch_shares,
     predict_step_time,
     predict_step_time_hetero,
     predict_step_time_physical,
@@ -240,6 +241,7 @@ __all__ = [
     "predict_step_time",
     "predict_step_time_physical",
     "predict_step_time_hetero",
+    "hetero_batch_shares",
     # optimize
     "PlanResult",
     "ClusterResult",

@@ -1069,41 +1069,148 @@ def _chips_of(scenario, prob: MixProblem) -> dict[str, Any]:
     return {_cand_key(c): c.chip for c in scenario.candidates}
 
 
+def _nice_batch(share: float) -> int:
+    """The nearest 2^k or 3·2^k (k ≥ 0) to ``share`` (in log space), at least 1."""
+    if share <= 1.0:
+        return 1
+    k = int(math.floor(math.log2(share)))
+    cands = [2 ** k, 3 * 2 ** (k - 1) if k >= 1 else 1, 2 ** (k + 1)]
+    return min(cands, key=lambda c: abs(math.log(c / share)))
+
+
 class _Hetero:
     """Exact throughput of mixed clusters with the heterogeneous data-parallel model,
-    one compilation per combination of chip types."""
+    each group re-planned for the share of the global batch it runs.
 
-    def __init__(self, params, workload) -> None:
+    The search ranks clusters with each type's best plan for the *whole* global batch;
+    inside a mixed cluster a group runs only its share B_g, for which another plan
+    (fewer micro-batches, hence other pipeline and data-parallel degrees) can be
+    faster. Starting from the whole-batch plans, ``REPLAN_ROUNDS`` times: compute the
+    balanced shares (``step_time.hetero_batch_shares``), pick every group's best plan
+    for a batch of about B_g sequences (B_g rounded to the nearest 2^k or 3·2^k, so
+    that the plan enumeration has divisors to work with and searches are shared
+    between clusters), and evaluate the cluster again at the exact shares. The fastest
+    re-planned evaluation is kept. It can be slower than the whole-batch plans: those
+    may give a group fewer sequences than one micro-batch per replica, which the
+    continuous step model would time as a fraction of a micro-batch. One compilation
+    per combination of chip types for the cluster, one per chip type (and padded plan
+    count) for the plan scoring.
+    """
+
+    REPLAN_ROUNDS = 2
+
+    def __init__(self, params, workload, plan_options: dict | None = None,
+                 max_plans: int = 200_000) -> None:
         self.params, self.w = params, workload
+        self.plan_options = dict(plan_options or {})
+        self.max_plans = int(max_plans)
         self.fns: dict[tuple[str, ...], Any] = {}
+        self.score_fn = None
+        self.plan_cache: dict[tuple[str, int, int], str | None] = {}
 
-    def tokens_per_s(self, chips: dict, r: ClusterResult) -> float:
-        from jaxcost import parallel
-        from jaxcost.hardware import ClusterSpec
-        from jaxcost.step_time import predict_step_time_hetero
+    def _cluster_fn(self, keys):
+        from jaxcost.step_time import hetero_batch_shares, predict_step_time_hetero
 
-        keys = tuple(r.counts)
         if keys not in self.fns:
             def total(clusters, plans):
                 st = predict_step_time_hetero(self.params, clusters, self.w, plans,
                                               mode="data")
-                return jnp.where(st.fits_in_hbm > 0.5, st.total_s, jnp.inf)
+                share = hetero_batch_shares(self.params, clusters, self.w, plans)
+                return jnp.where(st.fits_in_hbm > 0.5, st.total_s, jnp.inf), share
 
             self.fns[keys] = jax.jit(total)
+        return self.fns[keys]
+
+    def _best_plan_str(self, name: str, chip, n: int, share: float) -> str | None:
+        """Best plan of ``n`` chips for a batch of about ``share`` sequences (cached
+        per chip type, count and rounded batch)."""
+        if not math.isfinite(share) or share < 1:
+            return None
+        b = _nice_batch(share)
+        key = (name, int(n), b)
+        if key not in self.plan_cache:
+            self.plan_cache[key] = self._search(chip, n, b)
+        return self.plan_cache[key]
+
+    def _search(self, chip, n: int, b: int) -> str | None:
+        from jaxcost import parallel
+        from jaxcost.hardware import ClusterSpec
+        from jaxcost.params import physical
+        from jaxcost.step_time import predict_step_time_physical
+
+        wg = self.w.replace(global_batch_seqs=float(b))
+        plans = parallel.enumerate_plans(wg, int(n), chip, **self.plan_options)
+        num = sweep.batch_size(plans) if jax.tree.leaves(plans) else 0
+        if num == 0 or num > self.max_plans:
+            return None
+        if self.score_fn is None:
+            def score(pp, cl, w, p):
+                st = predict_step_time_physical(pp, cl, w, p)
+                ok = jnp.logical_and(st.fits_in_hbm > 0.5, jnp.isfinite(st.total_s))
+                return jnp.where(ok, st.total_s, jnp.inf)
+
+            self.score_fn = jax.jit(jax.vmap(score, in_axes=(None, None, None, 0)))
+        size = 1 << max(int(math.ceil(math.log2(num))), 6)  # padded: few compilations
+        padded = jax.tree.map(
+            lambda x: np.concatenate([np.asarray(x),
+                                      np.repeat(np.asarray(x)[-1:], size - num, 0)]),
+            plans)
+        t = np.asarray(self.score_fn(physical(self.params, chip),
+                                     ClusterSpec(chip=chip, num_chips=float(n)), wg,
+                                     padded))[:num]
+        j = int(np.argmin(t))
+        if not np.isfinite(t[j]):
+            return None
+        return parallel.plan_to_str(parallel.plan_at(plans, j))
+
+    def evaluate(self, chips: dict, r: ClusterResult) -> tuple[float, dict[str, str]]:
+        """(tokens/s, plan string per type) of the mixed cluster ``r``."""
+        from jaxcost import parallel
+        from jaxcost.hardware import ClusterSpec
+
+        keys = tuple(r.counts)
+        fn = self._cluster_fn(keys)
         clusters = tuple(ClusterSpec(chip=chips[k], num_chips=float(r.counts[k]))
                          for k in keys)
-        plans = tuple(parallel.plan_from_str(r.plans[k]) for k in keys)
-        t = float(self.fns[keys](clusters, plans))
-        return _tokens_per_step(self.w) / t if math.isfinite(t) and t > 0 else 0.0
+
+        def run(plan_strs):
+            plans = tuple(parallel.plan_from_str(plan_strs[k]) for k in keys)
+            t, share = fn(clusters, plans)
+            return float(t), np.asarray(share, dtype=np.float64)
+
+        cur = dict(r.plans)
+        t, share = run(cur)
+        best_t, best = math.inf, None
+        for _ in range(self.REPLAN_ROUNDS):
+            if not np.all(np.isfinite(share)):
+                break
+            new = {}
+            for i, k in enumerate(keys):
+                s = self._best_plan_str(k, chips[k], r.counts[k], float(share[i]))
+                new[k] = cur[k] if s is None else s
+            if new == cur and best is not None:
+                break
+            cur = new
+            t, share = run(cur)
+            if math.isfinite(t) and t < best_t:
+                best_t, best = t, cur
+        if best is None:  # no round (REPLAN_ROUNDS = 0) or none finite
+            best_t, best = run(dict(r.plans))[0], dict(r.plans)
+        tok = _tokens_per_step(self.w) / best_t \
+            if math.isfinite(best_t) and best_t > 0 else 0.0
+        return tok, best
+
+    def tokens_per_s(self, chips: dict, r: ClusterResult) -> float:
+        return self.evaluate(chips, r)[0]
 
 
 def _exact(prob: MixProblem, r: ClusterResult, hetero: _Hetero | None,
            chips: dict) -> ClusterResult:
     if len(r.counts) < 2 or hetero is None:
         return r
-    tok = hetero.tokens_per_s(chips, r)
+    tok, plans = hetero.evaluate(chips, r)
     t = prob.tokens / tok if tok > 0 else math.inf
-    return dataclasses.replace(r, tokens_per_s=tok, time_to_train_s=t,
+    return dataclasses.replace(r, tokens_per_s=tok, time_to_train_s=t, plans=plans,
                                throughput_model="hetero-data")
 
 
@@ -1247,7 +1354,9 @@ def chip_mix(params, workload, scenario, *, chunk_size: int = DEFAULT_CHUNK_SIZE
                     progress=progress)
     res = _solve_prepared(params, w, scenario, prep, terms,
                           check_exhaustive=check_exhaustive,
-                          hetero=_Hetero(params, w) if hetero else None)
+                          hetero=_Hetero(params, w, scenario.search.plan_options(),
+                                                 scenario.search.max_plans)
+                          if hetero else None)
     res.seconds["total"] = time.perf_counter() - t0
     return res
 
@@ -1357,7 +1466,7 @@ def threshold_sweep(params, workload, scenario, threshold_name: str,
     terms0 = _regime_terms(scenario.candidates, scenario.regime, scenario.allow_licensed)
     prep = _prepare(params, w, scenario, terms0, all_types=True, chunk_size=chunk_size,
                     progress=False)
-    hetero = _Hetero(params, w)
+    hetero = _Hetero(params, w, scenario.search.plan_options(), scenario.search.max_plans)
     out: list[MixResult | None] = []
     for v in values:
         th = th0.replace(values={**th0.values, threshold_name: jnp.asarray(float(v))})

@@ -485,7 +485,18 @@ def _hetero_pipeline(pps, clusters, w, plans, precision) -> StepTime:
         hfu_factor=_hfu_factor(w, plans[-1]))
 
 
-def _hetero_data(pps, clusters, w, plans, precision) -> StepTime:
+def hetero_batch_shares(params: CostParams, clusters: tuple[ClusterSpec, ...],
+                        workload: TransformerConfig,
+                        plan_per_group: tuple[ParallelPlan, ...], *,
+                        precision: str = "bf16") -> jax.Array:
+    """Sequences of the global batch each group runs in ``predict_step_time_hetero``
+    with ``mode="data"`` (the balanced shares, summing to the global batch)."""
+    pps = [physical(params, cl.chip) for cl in clusters]
+    share, _ = _balanced_shares(pps, clusters, workload, plan_per_group, precision)
+    return share
+
+
+def _balanced_shares(pps, clusters, w, plans, precision):
     full = [predict_step_time_physical(pp, cl, w, pl, precision=precision)
             for pp, cl, pl in zip(pps, clusters, plans, strict=True)]
     thr = jnp.stack([w.global_batch_seqs / st.total_s for st in full])
@@ -504,6 +515,11 @@ def _hetero_data(pps, clusters, w, plans, precision) -> StepTime:
         rate = share / jnp.stack([st.total_s for st in own])
         share = w.global_batch_seqs * rate / jnp.sum(rate)
         own = on_share(share)
+    return share, own
+
+
+def _hetero_data(pps, clusters, w, plans, precision) -> StepTime:
+    _, own = _balanced_shares(pps, clusters, w, plans, precision)
     n_groups = float(len(clusters))
     # cross-group gradient all-reduce over the slower scale-out network. Each group
     # first reduces its gradient internally (its own dp reduction, in ``own``); the

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxcost import hardware, optimize, params, workload
+from jaxcost import hardware, optimize, parallel, params, step_time, workload
 from jaxcost.errors import InfeasibleError
 from jaxcost.optimize import (
     ClusterResult,
@@ -176,3 +176,49 @@ def test_infeasible_names_the_binding_constraint():
         candidates=_scenario().candidates[:1])
     with pytest.raises(InfeasibleError, match="budget_usd=1e\\+04 buys fewer chips"):
         optimize.chip_mix(params.default_params(), None, sc, hetero=False)
+
+
+@given(st.floats(1.0, 1e6))
+def test_nice_batch_is_near_and_has_small_factors(share):
+    b = optimize._nice_batch(share)
+    assert b >= 1
+    assert abs(math.log(b / share)) <= math.log(4 / 3) + 1e-12  # grid ratio ≤ 4/3
+    while b % 2 == 0:
+        b //= 2
+    assert b in (1, 3)
+
+
+def test_mixed_cluster_groups_are_replanned_for_their_batch_share():
+    # each type's best plan for the whole batch of 64: the H100 plan runs 8 sequences
+    # per replica in one micro-batch, more than its share of the mixed cluster gives
+    # it. The exact evaluation re-plans every group for its share: every replica then
+    # runs about one whole micro-batch or more (the balanced shares stay continuous and
+    # the search batch is the share rounded to 2^k or 3·2^k, so within a factor 3/4),
+    # on its group's chip count.
+    chips = hardware.load_chips()
+    w = workload.TransformerConfig.create(**{**_TINY, "num_layers": 8, "d_model": 1024,
+                                             "seq_len": 1024})
+    p = params.default_params()
+    counts = {"H100-SXM": 8, "A100-SXM": 32}
+    ch = {k: chips[k] for k in counts}
+    plans0 = {k: optimize.best_plan(p, hardware.ClusterSpec(chip=ch[k], num_chips=float(n)),
+                                    w, k=1, dp_overlap=True)[0].plan_str
+              for k, n in counts.items()}
+    r = ClusterResult(counts=counts, plans=plans0, group_tokens_per_s={},
+                      tokens_per_s=0.0, surrogate_tokens_per_s=0.0, time_to_train_s=0.0,
+                      capex_usd=0.0, power_w=0.0, tpp=0.0, flags=())
+
+    def per_replica_microbatches(plans):
+        pl = tuple(parallel.plan_from_str(plans[k]) for k in counts)
+        cl = tuple(hardware.ClusterSpec(chip=ch[k], num_chips=float(n))
+                   for k, n in counts.items())
+        share = np.asarray(step_time.hetero_batch_shares(p, cl, w, pl))
+        return share / np.array([float(x.dp * x.mbs) for x in pl])
+
+    assert per_replica_microbatches(plans0).min() < 0.5  # the premise
+    tok, pl = optimize._Hetero(p, w, {"dp_overlap": True}).evaluate(ch, r)
+    assert tok > 0 and pl != plans0
+    assert per_replica_microbatches(pl).min() >= 0.75
+    for k, n in counts.items():
+        plan = parallel.plan_from_str(pl[k])
+        assert float(plan.dp * plan.tp * plan.pp * plan.cp) == n

@@ -17,17 +17,20 @@ there; the stockpile counts and the 910C price are illustrative assumptions),
 
 Method: ``chip_mix`` (throughput curves per type on a count grid of one point per
 octave, relaxed + integer-repaired mix, mixed clusters re-evaluated with the
-heterogeneous data-parallel model). Intervals: the chosen cluster (counts and plans)
+heterogeneous data-parallel model, each group re-planned for its share of the
+global batch). Intervals: the chosen cluster (counts and plans)
 re-evaluated under every ensemble member.
 
 Finding (shipped calibration, 100-member bootstrap; days, median [5–95 %]):
-DeepSeek-V3: 6.1 [5.1, 6.9] under 2023-10 (32,768 A100 + 8,192 A800 + 8,192 H800 owned,
-32,768 H20 bought, 16,384 910B + 12,288 910C; the 910C group gives 36 % of the
-throughput) and 6.5 [5.4, 7.3] under 2025-04 (H20 prohibited; 32,768 910B take its
-place). Dense ~1T: 45.1 [42.5, 48.0] under both regimes (the same cluster: the A100
-stockpile and the 910B each give about a quarter of the throughput, the 910C a fifth;
-H20 is not chosen even where allowed). The April 2025 letters barely move the optimum
-here, because supply-capped domestic chips and the owned stockpile carry the cluster.
+DeepSeek-V3: 4.6 [4.2, 5.1] under 2023-10 (32,768 A100 + 8,192 A800 + 8,192 H800 owned,
+8,192 H20 bought, 32,768 910B + 12,288 910C; the 910C group gives 38 % of the
+throughput, the H20 6 %) and 5.1 [4.6, 5.6] under 2025-04 (H20 prohibited; the same
+cluster without it). Dense ~1T: 43.1 [40.6, 46.1] under both regimes (the same cluster:
+the A100 stockpile and the 910B each give about a quarter of the throughput, the 910C a
+fifth; H20 is not chosen even where allowed). The April 2025 letters barely move the
+optimum here, because supply-capped domestic chips and the owned stockpile carry the
+cluster. Each chip type's group runs the plan that is best for its share of the global
+batch (re-planned in the exact evaluation).
 Caveats: the mixed-cluster search (surrogate ranking, exact re-evaluation of a pool) is
 a heuristic; counts lie on a one-point-per-octave grid (32,768 of 45,000 A100); and
 DeepSeek-V3 (61 layers) is planned without pipeline stages (uniform stages only).
@@ -139,7 +142,8 @@ illustrative) be trained under the 2023-10 and 2025-04 regimes?
 {chr(10).join(lines)}
 
 Mixed clusters are evaluated with the heterogeneous data-parallel model (each chip
-type a group of replicas with its own plan, gradients all-reduced across groups).
+type a group of replicas with its own plan, chosen for the group's share of the
+global batch; gradients all-reduced across groups).
 Assumptions (all in the scenario files): stock counts, the 910C price (25,000 USD),
 the domestic supply caps, budget and power are illustrative; the Ascend chips are
 entered as owned-with-price so that the US regime does not apply to them.

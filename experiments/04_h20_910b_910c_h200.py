@@ -26,11 +26,11 @@ the largest affordable count, each with its best plan). Capex includes the tarif
 Intervals: the chosen cluster re-evaluated under every ensemble member.
 
 Finding (shipped calibration, 100-member bootstrap; days, median [5–95 %], 200 MUSD):
-Llama-2-70B: H200 5.9 [5.5, 6.3] (4,096 chips, 164 MUSD incl. tariff), 910C 6.5
-[6.1, 6.9], 910B 9.8 [8.7, 10.6], H20 16.4 [14.6, 18.0]. Llama-3-405B: 910C 189
-[175, 198], H200 232 [221, 247], 910B 405 [362, 438], H20 632 [583, 698]. DeepSeek-V3:
+Llama-2-70B: H200 6.0 [5.6, 6.4] (4,096 chips, 164 MUSD incl. tariff), 910C 6.6
+[6.1, 7.0], 910B 10.0 [9.0, 10.6], H20 16.6 [15.0, 18.0]. Llama-3-405B: 910C 189
+[176, 198], H200 233 [222, 248], 910B 405 [363, 441], H20 631 [590, 703]. DeepSeek-V3:
 910C 15.4 [14.5, 16.2] (the 384-chip supernode carries the expert all-to-all), H200
-43.0 [39.4, 46.7], 910B 63.1 [55.7, 67.6], H20 83.5 [75.0, 92.3]. The 910C (prior
+42.9 [39.7, 46.6], 910B 63.2 [55.8, 67.7], H20 83.4 [74.9, 92.3]. The 910C (prior
 only, assumed price) wins for the large models on the budget; the tariffed H200 for
 Llama-2-70B.
 """

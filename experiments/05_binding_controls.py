@@ -22,8 +22,8 @@ memory + interconnect threshold (1,700 GB/s). Intervals: the optimal cluster at 
 swept value re-evaluated under every ensemble member.
 
 Finding (shipped calibration, 100-member bootstrap): the optimum is 16,384 H20 +
-4,096 Ascend 910B, 7.3 days (point; 7.8 [7.0, 8.5] over the ensemble) under 2023-10, and
-4,096 910B alone, 16.7 days (16.9 [15.6, 17.7]) under 2025-04 (the H20 letters more than
+4,096 Ascend 910B, 8.3 days (point; 9.1 [7.7, 11.9] over the ensemble) under 2023-10,
+and 4,096 910B alone, 16.8 days (17.0 [15.8, 17.8]) under 2025-04 (the H20 letters about
 double the time). No threshold binds locally (elasticities of order 1e-5: no candidate
 within a smoothing temperature of a threshold), and no single swept threshold changes
 the optimum: TPP 2,400–8,000 and PD 3–12 (2023-10) leave A800/H800/H100 caught by the

@@ -2,8 +2,8 @@
 
 Runs ``chip_mix`` twice on one scenario, with ``[search] pp_layout`` "uniform" and
 "auto" (uneven pipeline splits where the layers require them), and prints each top
-cluster's surrogate and exact (heterogeneous) throughput, so the cost of keeping each
-group's whole-batch plan inside a mixed cluster can be seen. Usage:
+cluster's surrogate and exact (heterogeneous, each group re-planned for its share of
+the batch) throughput, so the gap between the two can be seen per layout. Usage:
 ``python tools/pp_layout_mix.py SCENARIO.toml [MAX_PLANS_AUTO]`` (default 600000).
 """
 import dataclasses

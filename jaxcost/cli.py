@@ -328,12 +328,16 @@ def _cmd_fit(args: argparse.Namespace) -> int:
           + ", ".join(f"{k} {v:.4g}" for k, v in res.dataset_losses.items()))
     if res.metrics:
         print(F.format_error_table(res.metrics, "in-sample APE of step time"))
-    cv = None
+    cv = coverage = None
     if args.cv and fd.runs is not None:
         cv = F.cross_validate(fd, options=opts)
         print(F.format_error_table(cv.metrics, f"grouped CV ({len(cv.folds)} folds, "
                                    f"leave one group out) APE of step time"))
         print(f"cross-validation: {cv.seconds:.1f} s")
+        coverage = F.interval_coverage(cv.step_log_residuals, fd)
+        print(F.format_coverage_table(
+            coverage, "held-out coverage of the 90 % step-time interval (residuals of "
+            "the other groups, out-of-fold predictions; nominal 90 %)"))
     boot = None
     if args.bootstrap:
         t0 = time.perf_counter()
@@ -356,6 +360,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                     if k != "progress"},
         "in_sample": [r.__dict__ for r in res.metrics],
         "cv": [r.__dict__ for r in cv.metrics] if cv is not None else None,
+        "cv_interval_coverage": ([r.__dict__ for r in coverage] if cv is not None
+                                 else None),
         "step_log_residuals": [float(f"{x:.6g}") for x in pool],
         "step_log_residuals_kind": "grouped_cv" if cv is not None else "in_sample",
         "bootstrap": F.ensemble_to_json(boot.params) if boot is not None else None,

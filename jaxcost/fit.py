@@ -1162,6 +1162,61 @@ def format_error_table(rows: Sequence[ErrorRow], title: str) -> str:
     return "\n".join(lines)
 
 
+@dataclasses.dataclass(frozen=True)
+class CoverageRow:
+    """Held-out coverage of the step-time interval over a set of training rows."""
+
+    level: str  # "overall", "family", "chip"
+    key: str
+    n: int
+    coverage: float  # fraction of rows whose measurement lies inside their interval
+
+
+def interval_coverage(step_log_residuals: np.ndarray, data: FitData,
+                      interval: tuple[float, float] = (0.05, 0.95)
+                      ) -> tuple[CoverageRow, ...]:
+    """How often a measured step time falls inside the residual interval, held out.
+
+    ``jaxcost predict`` widens a prediction T by the ``interval`` quantiles of the
+    stored out-of-fold log residuals e = log(T_pred / T_obs): the measurement is
+    inside iff -e_i lies between them. Here row i is judged against the quantiles of
+    the residuals of the *other* groups only (its own group left out, as a new source
+    would be), centred on its out-of-fold prediction. The bootstrap spread that
+    ``predict`` adds widens the interval further, so the figures are a lower bound
+    for the shipped intervals.
+
+    Returns:
+      ``CoverageRow`` overall, per family and per chip (nominal: interval[1] -
+      interval[0]).
+    """
+    r = np.asarray(step_log_residuals, dtype=float)
+    lab = dict(dict(data.labels)["runs"])
+    groups = np.asarray(lab["group"], dtype=object)
+    inside = np.zeros(r.size, dtype=bool)
+    for g in sorted(set(groups)):
+        sel = groups == g
+        pool = r[~sel & np.isfinite(r)]
+        if pool.size == 0:
+            continue
+        lo, hi = np.quantile(pool, interval)
+        inside[sel] = (-r[sel] >= lo) & (-r[sel] <= hi)
+    rows = [CoverageRow("overall", "all", int(r.size), float(np.mean(inside)))]
+    for level in ("family", "chip"):
+        keys = np.asarray(lab[level], dtype=object)
+        for k in sorted(set(lab[level])):
+            rows.append(CoverageRow(level, k, int(np.sum(keys == k)),
+                                    float(np.mean(inside[keys == k]))))
+    return tuple(rows)
+
+
+def format_coverage_table(rows: Sequence[CoverageRow], title: str) -> str:
+    """Plain-text table of :class:`CoverageRow` (coverage in percent)."""
+    lines = [title, f"{'level':<8} {'key':<28} {'n':>4} {'covered%':>9}"]
+    for r in rows:
+        lines.append(f"{r.level:<8} {r.key:<28} {r.n:>4} {100 * r.coverage:>9.1f}")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------ ensembles
 
 

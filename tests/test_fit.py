@@ -257,3 +257,24 @@ def test_load_fit_files_kinds_hashes_and_errors(tmp_path):
     odd.write_text("a,b\n1,2\n")
     with pytest.raises(JaxcostError, match=r"odd\.csv, row 1, column 'target'"):
         load_fit_files([str(odd)], load_chips())
+
+
+def test_interval_coverage_is_held_out_by_group():
+    # 20 sources of 50 rows with the same residual scatter: a 90 % interval built from
+    # the other sources covers about 90 % of each; one source far off is never covered
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"g{i}" for i in range(20)], 50)
+    r = rng.normal(0.0, 0.1, groups.size)
+    chip = np.where(groups == "g0", "X", "Y")
+    labels = (("runs", (("row_id", tuple(map(str, range(groups.size)))),
+                        ("group", tuple(groups)), ("chip", tuple(chip)),
+                        ("family", tuple(chip)))),)
+    data = SimpleNamespace(labels=labels)
+    rows = {(c.level, c.key): c for c in F.interval_coverage(r, data)}
+    assert abs(rows[("overall", "all")].coverage - 0.9) < 0.03
+    r_off = np.where(groups == "g0", r + 1.0, r)
+    rows = {(c.level, c.key): c for c in F.interval_coverage(r_off, data)}
+    assert rows[("chip", "X")].coverage == 0.0 and rows[("chip", "X")].n == 50
+    # ... and the far source in the others' pool widens their intervals
+    assert 0.9 < rows[("chip", "Y")].coverage < 1.0
+    assert "covered%" in F.format_coverage_table(tuple(rows.values()), "t")

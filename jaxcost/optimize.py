@@ -31,6 +31,10 @@ each group runs its own best plan, and the cluster's throughput is the largest
 group's throughput plus ``cross_type_efficiency`` (η, scenario ``[search]``, default
 0.9) times the others'. η is a *parameter* (not fitted): it stands for the load
 imbalance and the slower cross-type gradient all-reduce over the scale-out network.
+The search ranks clusters with that surrogate; the final clusters (the ranked pool and
+the Pareto front) are then evaluated exactly with ``step_time.predict_step_time_hetero``
+(``mode="data"``), each group re-planned for its balanced share of the global batch
+(``_Hetero``), and re-ranked on that value.
 
 Cost. ``capex = Σ count · price · (1 + tariff_frac + revenue_share_frac)``, with the
 tariff and revenue share of the chip's classification under the regime. The revenue

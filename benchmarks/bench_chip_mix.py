@@ -44,11 +44,11 @@ def main(path: str) -> None:
             optimize._Hetero.REPLAN_ROUNDS = default_rounds
         s = res.seconds
         top = res.clusters[0]
-        print(f"replan rounds {rounds}: curves {s['curves']:.1f} s, solve {s['solve']:.1f} s, "
-              f"exact {s['exact']:.1f} s, total {wall:.1f} s")
+        print(f"replan rounds {rounds}: curves {s['curves']:.1f} s, "
+              f"solve {s['solve']:.1f} s, exact {s['exact']:.1f} s, total {wall:.1f} s")
         print(f"  top: {top.label}  {top.time_to_train_s / 86400:.2f} d  exact "
-              f"{top.tokens_per_s:.4g} tok/s  surrogate {top.surrogate_tokens_per_s:.4g} "
-              f"tok/s ({top.throughput_model})")
+              f"{top.tokens_per_s:.4g} tok/s  surrogate "
+              f"{top.surrogate_tokens_per_s:.4g} tok/s ({top.throughput_model})")
 
 
 if __name__ == "__main__":

@@ -1407,7 +1407,8 @@ def policy_sensitivity(params, workload, scenario, *, result: MixResult | None =
     """
     from jaxcost import export_control as ec
 
-    res = chip_mix(params, workload, scenario, check_exhaustive=False)         if result is None else result
+    res = (chip_mix(params, workload, scenario, check_exhaustive=False)
+           if result is None else result)
     prob = res.problem
     regime = ec.load_regime(scenario.regime)
     th0 = ec.regime_thresholds(regime)
@@ -1470,7 +1471,8 @@ def threshold_sweep(params, workload, scenario, threshold_name: str,
     terms0 = _regime_terms(scenario.candidates, scenario.regime, scenario.allow_licensed)
     prep = _prepare(params, w, scenario, terms0, all_types=True, chunk_size=chunk_size,
                     progress=False)
-    hetero = _Hetero(params, w, scenario.search.plan_options(), scenario.search.max_plans)
+    hetero = _Hetero(params, w, scenario.search.plan_options(),
+                     scenario.search.max_plans)
     out: list[MixResult | None] = []
     for v in values:
         th = th0.replace(values={**th0.values, threshold_name: jnp.asarray(float(v))})

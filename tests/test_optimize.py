@@ -201,9 +201,9 @@ def test_mixed_cluster_groups_are_replanned_for_their_batch_share():
     p = params.default_params()
     counts = {"H100-SXM": 8, "A100-SXM": 32}
     ch = {k: chips[k] for k in counts}
-    plans0 = {k: optimize.best_plan(p, hardware.ClusterSpec(chip=ch[k], num_chips=float(n)),
-                                    w, k=1, dp_overlap=True)[0].plan_str
-              for k, n in counts.items()}
+    plans0 = {k: optimize.best_plan(
+        p, hardware.ClusterSpec(chip=ch[k], num_chips=float(n)), w, k=1,
+        dp_overlap=True)[0].plan_str for k, n in counts.items()}
     r = ClusterResult(counts=counts, plans=plans0, group_tokens_per_s={},
                       tokens_per_s=0.0, surrogate_tokens_per_s=0.0, time_to_train_s=0.0,
                       capex_usd=0.0, power_w=0.0, tpp=0.0, flags=())

@@ -27,10 +27,11 @@ PARTS = ("compute_s", "tp_comm_s", "cp_comm_s", "ep_comm_s", "pp_comm_s", "dp_co
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("rows", nargs="+")
-    ap.add_argument("--params", default=str(ROOT / "data" / "calibration" / "default.json"))
+    ap.add_argument("--params",
+                    default=str(ROOT / "data" / "calibration" / "default.json"))
     a = ap.parse_args()
-    fd, _ = F.load_fit_files([str(B / f"{k}.csv") for k in
-                              ("training_runs", "collectives", "kernels")], load_chips())
+    files = [str(B / f"{k}.csv") for k in ("training_runs", "collectives", "kernels")]
+    fd, _ = F.load_fit_files(files, load_chips())
     params, _ = load_params(a.params)
     m = F.pack_params(params, fd)
     r = fd.runs
@@ -50,7 +51,7 @@ def main() -> None:
     obs_t = np.asarray(pred_t)
     ratio = np.exp(np.asarray(np.log(pred_target) - np.log(r.obs)))
     print("row_id  group  pred/obs  pred_total_s  " + "  ".join(PARTS))
-    for i, (rid, g) in enumerate(zip(ids, groups)):
+    for i, (rid, g) in enumerate(zip(ids, groups, strict=True)):
         if rid in want or g in want:
             parts = "  ".join(f"{float(getattr(st, k)[i]):.4g}" for k in PARTS)
             print(f"{rid}  {g}  {ratio[i]:.3f}  {obs_t[i]:.4g}  {parts}")

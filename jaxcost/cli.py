@@ -360,8 +360,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                     if k != "progress"},
         "in_sample": [r.__dict__ for r in res.metrics],
         "cv": [r.__dict__ for r in cv.metrics] if cv is not None else None,
-        "cv_interval_coverage": ([r.__dict__ for r in coverage] if cv is not None
-                                 else None),
+        "cv_interval_coverage": ([r.__dict__ for r in coverage]
+                                 if coverage is not None else None),
         "step_log_residuals": [float(f"{x:.6g}") for x in pool],
         "step_log_residuals_kind": "grouped_cv" if cv is not None else "in_sample",
         "bootstrap": F.ensemble_to_json(boot.params) if boot is not None else None,

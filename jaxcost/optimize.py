@@ -1113,13 +1113,16 @@ class _Hetero:
         self.plan_cache: dict[tuple[str, int, int], str | None] = {}
 
     def _cluster_fn(self, keys):
-        from jaxcost.step_time import hetero_batch_shares, predict_step_time_hetero
+        # step time and balanced shares from one evaluation of the data-parallel
+        # groups (``predict_step_time_hetero(mode="data")`` and
+        # ``hetero_batch_shares`` would each balance the shares)
+        from jaxcost.params import physical
+        from jaxcost.step_time import _hetero_data
 
         if keys not in self.fns:
             def total(clusters, plans):
-                st = predict_step_time_hetero(self.params, clusters, self.w, plans,
-                                              mode="data")
-                share = hetero_batch_shares(self.params, clusters, self.w, plans)
+                pps = [physical(self.params, cl.chip) for cl in clusters]
+                st, share = _hetero_data(pps, clusters, self.w, plans, "bf16")
                 return jnp.where(st.fits_in_hbm > 0.5, st.total_s, jnp.inf), share
 
             self.fns[keys] = jax.jit(total)
@@ -1139,8 +1142,6 @@ class _Hetero:
     def _search(self, chip, n: int, b: int) -> str | None:
         from jaxcost import parallel
         from jaxcost.hardware import ClusterSpec
-        from jaxcost.params import physical
-        from jaxcost.step_time import predict_step_time_physical
 
         wg = self.w.replace(global_batch_seqs=float(b))
         plans = parallel.enumerate_plans(wg, int(n), chip, **self.plan_options)
@@ -1148,20 +1149,12 @@ class _Hetero:
         if num == 0 or num > self.max_plans:
             return None
         if self.score_fn is None:
-            def score(pp, cl, w, p):
-                st = predict_step_time_physical(pp, cl, w, p)
-                ok = jnp.logical_and(st.fits_in_hbm > 0.5, jnp.isfinite(st.total_s))
-                return jnp.where(ok, st.total_s, jnp.inf)
-
-            self.score_fn = jax.jit(jax.vmap(score, in_axes=(None, None, None, 0)))
+            self.score_fn = jax.jit(jax.vmap(_score_time,
+                                             in_axes=(None, None, None, 0)))
         size = 1 << max(int(math.ceil(math.log2(num))), 6)  # padded: few compilations
-        padded = jax.tree.map(
-            lambda x: np.concatenate([np.asarray(x),
-                                      np.repeat(np.asarray(x)[-1:], size - num, 0)]),
-            plans)
-        t = np.asarray(self.score_fn(physical(self.params, chip),
+        t = np.asarray(self.score_fn(self.params,
                                      ClusterSpec(chip=chip, num_chips=float(n)), wg,
-                                     padded))[:num]
+                                     sweep._pad_rows(plans, size)))[:num]
         j = int(np.argmin(t))
         if not np.isfinite(t[j]):
             return None
@@ -1183,7 +1176,7 @@ class _Hetero:
             return float(t), np.asarray(share, dtype=np.float64)
 
         cur = dict(r.plans)
-        t, share = run(cur)
+        t0, share = run(cur)
         best_t, best = math.inf, None
         for _ in range(self.REPLAN_ROUNDS):
             if not np.all(np.isfinite(share)):
@@ -1199,13 +1192,10 @@ class _Hetero:
             if math.isfinite(t) and t < best_t:
                 best_t, best = t, cur
         if best is None:  # no round (REPLAN_ROUNDS = 0) or none finite
-            best_t, best = run(dict(r.plans))[0], dict(r.plans)
+            best_t, best = t0, dict(r.plans)
         tok = _tokens_per_step(self.w) / best_t \
             if math.isfinite(best_t) and best_t > 0 else 0.0
         return tok, best
-
-    def tokens_per_s(self, chips: dict, r: ClusterResult) -> float:
-        return self.evaluate(chips, r)[0]
 
 
 def _exact(prob: MixProblem, r: ClusterResult, hetero: _Hetero | None,
@@ -1358,9 +1348,9 @@ def chip_mix(params, workload, scenario, *, chunk_size: int = DEFAULT_CHUNK_SIZE
                     progress=progress)
     res = _solve_prepared(params, w, scenario, prep, terms,
                           check_exhaustive=check_exhaustive,
-                          hetero=_Hetero(params, w, scenario.search.plan_options(),
-                                                 scenario.search.max_plans)
-                          if hetero else None)
+                          hetero=(_Hetero(params, w, scenario.search.plan_options(),
+                                          scenario.search.max_plans)
+                                  if hetero else None))
     res.seconds["total"] = time.perf_counter() - t0
     return res
 

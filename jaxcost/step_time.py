@@ -420,7 +420,7 @@ def predict_step_time_hetero(params: CostParams, clusters: tuple[ClusterSpec, ..
     w = workload
     if mode == "pipeline":
         return _hetero_pipeline(pps, clusters, w, plan_per_group, precision)
-    return _hetero_data(pps, clusters, w, plan_per_group, precision)
+    return _hetero_data(pps, clusters, w, plan_per_group, precision)[0]
 
 
 def _hetero_pipeline(pps, clusters, w, plans, precision) -> StepTime:
@@ -518,8 +518,9 @@ def _balanced_shares(pps, clusters, w, plans, precision):
     return share, own
 
 
-def _hetero_data(pps, clusters, w, plans, precision) -> StepTime:
-    _, own = _balanced_shares(pps, clusters, w, plans, precision)
+def _hetero_data(pps, clusters, w, plans, precision) -> tuple[StepTime, jax.Array]:
+    """Step time of data-parallel groups, and the balanced batch share of each."""
+    share, own = _balanced_shares(pps, clusters, w, plans, precision)
     n_groups = float(len(clusters))
     # cross-group gradient all-reduce over the slower scale-out network. Each group
     # first reduces its gradient internally (its own dp reduction, in ``own``); the
@@ -548,7 +549,7 @@ def _hetero_data(pps, clusters, w, plans, precision) -> StepTime:
                      * peak_flop_per_s(cl.chip, precision=precision)
                      for pl, cl in zip(plans, clusters, strict=True))
     # groups' totals already hold their own overhead; remove it and re-apply once
-    return _finish(
+    st = _finish(
         pps[0].replace(overhead_frac=overhead_frac), w, plans[0],
         compute_s=wsum("compute_s"), tp_s=wsum("tp_comm_s"), cp_s=wsum("cp_comm_s"),
         ep_s=wsum("ep_comm_s"), pp_s=wsum("pp_comm_s"),
@@ -557,6 +558,7 @@ def _hetero_data(pps, clusters, w, plans, precision) -> StepTime:
         mem=jnp.max(jnp.stack([st.memory_bytes for st in own])),
         fits=jnp.prod(jnp.stack([st.fits_in_hbm for st in own])), chips=chips,
         peak_total=peak_total, hfu_factor=_hfu_factor(w, plans[0]))
+    return st, share
 
 
 def step_time_total(params: CostParams, hardware: ClusterSpec,

@@ -278,3 +278,22 @@ def test_interval_coverage_is_held_out_by_group():
     # ... and the far source in the others' pool widens their intervals
     assert 0.9 < rows[("chip", "Y")].coverage < 1.0
     assert "covered%" in F.format_coverage_table(tuple(rows.values()), "t")
+
+
+def test_shipped_calibration_coverage_matches_its_residuals():
+    # `jaxcost fit --cv` stores the coverage table next to the out-of-fold residuals;
+    # recomputing it from those residuals and the shipped benchmark files agrees
+    import json
+
+    root = Path(__file__).resolve().parent.parent
+    prov = json.loads((root / "data" / "calibration" / "default.json").read_text())[
+        "provenance"]
+    b = root / "data" / "benchmarks"
+    fd, _ = F.load_fit_files([str(b / f"{k}.csv") for k in
+                              ("training_runs", "collectives", "kernels")], load_chips())
+    rows = F.interval_coverage(np.asarray(prov["step_log_residuals"]), fd)
+    stored = {(r["level"], r["key"]): r for r in prov["cv_interval_coverage"]}
+    assert len(stored) == len(rows)
+    for r in rows:
+        s = stored[(r.level, r.key)]
+        assert s["n"] == r.n and s["coverage"] == pytest.approx(r.coverage, abs=1e-12)

@@ -156,6 +156,10 @@ _MODEL_PLAN = {
     "chips_per_node": _COUNT,
     "intra_node_fabric": Col("str"),
     "inter_node_fabric": Col("str"),
+    # scale-out (NIC) bandwidth per chip and direction of the measured cluster, bytes/s;
+    # blank: the chip's ``scaleout_bytes_per_s`` (data/chips.csv). Not in the reference
+    # schema; tools/build_benchmarks.py fills it from data/benchmarks/fabrics.csv.
+    "scaleout_bytes_per_s": Col("float", positive=True),
     "precision": Col("str"),
     "framework": Col("str"),
     "gbs_seqs": _COUNT,
@@ -783,6 +787,8 @@ class RunBatch:
       weight: fitting weight, ``(n,)``.
       plan_missing: True where the source leaves tp, pp or dp blank, ``(n,)`` bool.
       peak_flop_per_s: the peak the source divided by for MFU/HFU (NaN if none), ``(n,)``.
+      scaleout_bytes_per_s: the measured cluster's NIC bandwidth per chip and direction
+        (NaN: the chip's), ``(n,)``.
       excluded: (row_id, reason) of the input rows left out (static).
     """
 
@@ -798,6 +804,7 @@ class RunBatch:
     weight: jax.Array
     plan_missing: jax.Array
     peak_flop_per_s: jax.Array
+    scaleout_bytes_per_s: jax.Array
     excluded: tuple[tuple[str, str], ...] = struct.field(pytree_node=False)
 
 
@@ -892,7 +899,7 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
     excluded: list[tuple[str, str]] = []
     ids, keys, groups, precs = [], [], [], []
     workloads, plans = [], []
-    n_chips, tval, tkind, weight, missing, peak = [], [], [], [], [], []
+    n_chips, tval, tkind, weight, missing, peak, nic = [], [], [], [], [], [], []
     for pos, (idx, r) in enumerate(df.iterrows()):
         rid = str(_opt(r, "row_id", f"row{pos + 2}"))
         if why.loc[idx]:
@@ -960,6 +967,7 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
         weight.append(float(_opt(r, "weight", 1.0)))
         missing.append(plan_blank)
         peak.append(float(_opt(r, "mfu_peak_flop_per_s", math.nan)))
+        nic.append(float(_opt(r, "scaleout_bytes_per_s", math.nan)))
     if not workloads:
         raise DataError("no usable training runs; every row was excluded")
     stacked_w = stack_models(workloads)
@@ -976,6 +984,7 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
         weight=jnp.asarray(weight),
         plan_missing=jnp.asarray(missing, dtype=bool),
         peak_flop_per_s=jnp.asarray(peak),
+        scaleout_bytes_per_s=jnp.asarray(nic),
         excluded=tuple(excluded),
     )
 

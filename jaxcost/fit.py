@@ -160,6 +160,7 @@ class _RunRows:
     peak_flop_per_s: jax.Array  # the source's peak; NaN: the chip's
     obs: jax.Array  # target value, SI
     weight: jax.Array
+    scaleout_bytes_per_s: jax.Array  # the measured cluster's NIC bandwidth; NaN: the chip's
 
 
 @struct.dataclass
@@ -449,7 +450,9 @@ def build_fit_data(chips: Mapping[str, ChipSpec], *, runs=None, collectives=None
                      "target_kind": np.asarray(runs.target_kind, np.int32)[s],
                      "peak_flop_per_s": np.asarray(runs.peak_flop_per_s, float)[s],
                      "obs": np.asarray(runs.target_value, float)[s],
-                     "weight": np.asarray(runs.weight, float)[s]}
+                     "weight": np.asarray(runs.weight, float)[s],
+                     "scaleout_bytes_per_s":
+                         np.asarray(runs.scaleout_bytes_per_s, float)[s]}
 
     if krows is None and crows is None and rrows is None:
         raise DataError("no fittable benchmark row (every row was excluded)")
@@ -630,6 +633,17 @@ def _row_chips(data: FitData, chip_idx) -> ChipSpec:
     return jax.tree.map(lambda x: jnp.asarray(x)[chip_idx], data.chip_table)
 
 
+def _cluster_chips(data: FitData) -> ChipSpec:
+    """Chips of the training rows as their clusters had them: the scale-out bandwidth
+    of the row's network where the row gives one (``scaleout_bytes_per_s``)."""
+    r = data.runs
+    chip = _row_chips(data, r.chip_idx)
+    nic = r.scaleout_bytes_per_s
+    given = ~jnp.isnan(nic)
+    return chip.replace(scaleout_bytes_per_s=jnp.where(
+        given, jnp.where(given, nic, 1.0), chip.scaleout_bytes_per_s))
+
+
 def _run_chips(data: FitData) -> ChipSpec:
     """Chips of the training rows, with the FP8 peak in place of the BF16 one on FP8
     rows (``roofline.peak_flop_per_s(precision="fp8")``: the FP8 peak where the chip
@@ -670,7 +684,7 @@ def _run_values(m: jax.Array, data: FitData) -> tuple[jax.Array, jax.Array]:
     """Predicted target value and step time of every training row."""
     r = data.runs
     pp = _physical_from_matrix(m, data, r.fam_idx, r.chip_idx)
-    chip = _row_chips(data, r.chip_idx)
+    chip = _cluster_chips(data)
     fp8 = jnp.asarray(np.asarray([p == "fp8" for p in data.precision_runs],
                                  dtype=float))
 
@@ -1339,6 +1353,9 @@ def best_plans_for_missing(params: CostParams, chips: Mapping[str, ChipSpec], ru
         for i in np.flatnonzero(missing):
             w = jax.tree.map(lambda x: np.asarray(x)[i], runs.workload)
             chip = chips[runs.chip_keys[i]]
+            nic = float(np.asarray(runs.scaleout_bytes_per_s)[i])
+            if not math.isnan(nic):  # the row's own network
+                chip = chip.replace(scaleout_bytes_per_s=nic)
             n = int(round(float(np.asarray(runs.num_chips)[i])))
             cands = enumerate_plans(w, n, chip)
             if cands.dp.shape[0] == 0:

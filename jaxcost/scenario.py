@@ -29,6 +29,7 @@ optional)::
     candidates = [
       "H800-SXM",                                           # key or full name
       { name = "A100-SXM", stock = 45000, price_usd = 0, owned = true },
+      { name = "H20", scaleout_bytes_per_s = 2.5e10 },      # the cluster's NICs
     ]
 
     [limits]
@@ -48,6 +49,11 @@ optional)::
     pp_layout = "uniform"              # or "auto": uneven pipeline splits where needed
     tp_overlap = false                 # plans pipeline TP communication with the GEMMs
     dp_overlap = false                 # plans overlap the gradient reduction (buckets)
+
+``scaleout_bytes_per_s`` sets the scale-out (NIC) bandwidth per chip and direction of
+the cluster built from that candidate, in place of the chip table's (a cluster with
+fewer or slower NICs than the reference design, e.g. 4 x 100 Gb/s per 8-chip node =
+6.25e9); the export-control classification does not depend on it.
 
 ``owned = true`` marks chips already held (e.g. a stockpile bought before a rule): the
 regime does not apply to them, they carry no tariff, and they do not count against
@@ -175,7 +181,8 @@ _TOP_KEYS = {
 }
 _TRAINING_KEYS = {"tokens": float}
 _CHIPS_KEYS = {"candidates": list}
-_CANDIDATE_KEYS = {"name": str, "stock": float, "price_usd": float, "owned": bool}
+_CANDIDATE_KEYS = {"name": str, "stock": float, "price_usd": float, "owned": bool,
+                   "scaleout_bytes_per_s": float}
 _LIMIT_KEYS = {"budget_usd": float, "power_w": float, "pue": float, "max_chips": float,
                "tpp_cap": float, "max_time_to_train_s": float}
 _SEARCH_KEYS = {"top": int, "cross_type_efficiency": float,
@@ -313,7 +320,8 @@ def _build_candidates(table: dict, ctx: _Ctx, chips: dict) -> tuple[Candidate, .
     ctx.check_keys(table, _CHIPS_KEYS, "chips.")
     if "candidates" not in table:
         raise ctx.error("chips.candidates", "missing; expected an array of chip "
-                        "names or tables {name, stock, price_usd, owned}")
+                        "names or tables {name, stock, price_usd, owned, "
+                        "scaleout_bytes_per_s}")
     items = ctx.typed(table, "candidates", list, "chips.")
     if not items:
         raise ctx.error("chips.candidates", "expected at least one chip")
@@ -346,6 +354,14 @@ def _build_candidates(table: dict, ctx: _Ctx, chips: dict) -> tuple[Candidate, .
         if not math.isfinite(price):
             raise ctx.error(f"{where}.price_usd", f"chip '{chip.key}' has no price "
                             "in data/chips.csv; give price_usd")
+        nic = ctx.typed(item, "scaleout_bytes_per_s", float, f"{where}.")
+        if nic is not None:
+            if not (nic > 0 and math.isfinite(nic)):
+                raise ctx.error(f"{where}.scaleout_bytes_per_s",
+                                f"expected a positive bandwidth in bytes/s, got {nic!r}")
+            # the cluster's network (e.g. fewer NICs than the reference design); the
+            # chip's classification under the regimes does not depend on it
+            chip = chip.replace(scaleout_bytes_per_s=nic)
         if (chip.key, owned) in seen:
             raise ctx.error(where, f"chip '{chip.key}' listed twice "
                             f"(owned={str(owned).lower()})")

@@ -185,6 +185,8 @@ def params_json(tmp_path):
     (RUN_HEADER + "r1,m,24,2048,16,2048,50304,64,-8,A100-SXM,1,1,8\n", "n_chips"),
     (RUN_HEADER + "r1,m,24,2048,16,2048,50304,64,8,NoSuchChip,1,1,8\n", "NoSuchChip"),
     (RUN_HEADER + "r1,m,24,2048,16,2048,50304,64,8,A100-SXM,2,1,8\n", "dp"),
+    (RUN_HEADER.replace("\n", ",scaleout_bytes_per_s\n") + GOOD_ROW.replace("\n", ",-1\n"),
+     "scaleout_bytes_per_s"),
 ])
 def test_predict_bad_input(tmp_path, capsys, params_json, body, needle):
     runs = tmp_path / "runs.csv"
@@ -234,6 +236,24 @@ def test_predict_fills_blank_plan(tmp_path, params_json):
     assert (df["pred_step_time_s"] <= df["pred_step_time_s_hi"]).all()
     # the searched plan is at least as fast as the given pure data-parallel one
     assert df["pred_step_time_s"][1] <= df["pred_step_time_s"][0] * (1 + 1e-12)
+
+
+def test_predict_uses_the_row_network(tmp_path, params_json):
+    """A row's own scale-out bandwidth replaces the chip's: a data-parallel run across
+    four nodes is slower on 4 x 100 Gb/s per node than on the chip's 8 x 200 Gb/s, and
+    never faster on a slower network (more bandwidth is never slower)."""
+    header = RUN_HEADER.replace("\n", ",scaleout_bytes_per_s\n")
+    row = "r{i},m,24,2048,16,2048,50304,64,32,A100-SXM,1,1,32,{nic}\n"
+    nics = ["", "2.5e10", "1.25e10", "6.25e9", "1e9"]
+    runs = tmp_path / "runs.csv"
+    runs.write_text(header + "".join(row.format(i=i, nic=v) for i, v in enumerate(nics)))
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(runs), "--out", str(out),
+                 "--params", str(params_json)]) == 0
+    import pandas as pd
+    t = pd.read_csv(out)["pred_step_time_s"].to_numpy()
+    assert t[0] == pytest.approx(t[1], rel=1e-12)  # blank = the chip's 25 GB/s
+    assert np.all(np.diff(t[1:]) > 0)  # each slower network costs time
 
 
 def test_load_fit_files_kinds_hashes_and_errors(tmp_path):

@@ -62,7 +62,7 @@ def _runs(truth):
         num_chips=jnp.full(n, 64.0), target_value=jnp.asarray(ts),
         target_kind=jnp.zeros(n, dtype=jnp.int32), weight=jnp.ones(n),
         plan_missing=jnp.zeros(n, dtype=bool), peak_flop_per_s=jnp.full(n, jnp.nan),
-        excluded=())
+        scaleout_bytes_per_s=jnp.full(n, jnp.nan), excluded=())
 
 
 @pytest.fixture(scope="module")

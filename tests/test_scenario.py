@@ -81,9 +81,26 @@ def test_unknown_key(d, key):
     (_base(model={"name": "no-such-model"}), "model.name"),
     (_base(search={"pp_layout": "balanced"}), "search.pp_layout"),
     (_base(search={"dp_overlap": "yes"}), "search.dp_overlap"),
+    (_base(chips={"candidates": [{"name": "H20", "scaleout_bytes_per_s": 0.0}]}),
+     "chips.candidates[0].scaleout_bytes_per_s"),
+    (_base(chips={"candidates": [{"name": "H20", "scaleout_bytes_per_s": "fast"}]}),
+     "chips.candidates[0].scaleout_bytes_per_s"),
 ])
 def test_wrong_type_or_value(d, key):
     assert f"'{key}'" in _err(d)
+
+
+def test_candidate_network_replaces_the_chips_and_not_its_class():
+    from jaxcost.export_control import classify
+    from jaxcost.hardware import load_chips
+
+    sc = scenario_from_dict(_base(chips={"candidates": [
+        {"name": "H20", "scaleout_bytes_per_s": 6.25e9}, "Ascend910B"]}))
+    h20, b = sc.candidates
+    spec = load_chips()["H20"]
+    assert h20.chip.scaleout_bytes_per_s == 6.25e9 != spec.scaleout_bytes_per_s
+    assert b.chip.scaleout_bytes_per_s == load_chips()["Ascend910B"].scaleout_bytes_per_s
+    assert classify(h20.chip, "2025-04") == classify(spec, "2025-04")
 
 
 def test_search_plan_options_reach_the_enumeration():

@@ -36,7 +36,7 @@ def main() -> None:
     m = F.pack_params(params, fd)
     r = fd.runs
     pp = F._physical_from_matrix(m, fd, r.fam_idx, r.chip_idx)
-    chip = F._row_chips(fd, r.chip_idx)
+    chip = F._cluster_chips(fd)
     f8 = np.asarray([p == "fp8" for p in fd.precision_runs], dtype=float)
 
     def one(pp_i, chip_i, w, plan, n, f):

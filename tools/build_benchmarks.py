@@ -15,7 +15,11 @@ Inputs (read-only):
   * ``data/benchmarks/software_rules.csv`` (group [, framework] [, row ids] -> column =
     value, with the reason): software settings the sources imply (attention kernel,
     expert dispatcher, TP overlap, sequence parallelism, distributed optimizer); adds
-    the ``jaxcost.data.SOFTWARE_DEFAULTS`` columns.
+    the ``jaxcost.data.SOFTWARE_DEFAULTS`` columns;
+  * ``data/benchmarks/fabrics.csv`` (inter-node fabric as printed, chips per node ->
+    ``scaleout_bytes_per_s`` per chip and direction, with the source): the measured
+    cluster's network, where the row's fabric is in the table (blank otherwise: the
+    chip's own scale-out bandwidth applies).
 
 Every source column is kept. The build adds SI columns (via ``jaxcost.data``), maps
 chip labels to keys (rows whose chip is not in the database keep a blank ``chip_key``
@@ -255,6 +259,36 @@ def apply_software_rules(df: pd.DataFrame, rules_path: Path) -> None:
         df.loc[df[name] == "", name] = default
 
 
+def apply_fabrics(df: pd.DataFrame, path: Path) -> None:
+    """Add ``scaleout_bytes_per_s`` (after ``inter_node_fabric``): the NIC bandwidth per
+    chip and direction of the row's cluster, from ``fabrics.csv`` (fabric text as
+    printed and chips per node -> bytes/s, with the source, appended to
+    ``derivation``). Rows whose fabric is blank or not in the table stay blank."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    values: list[float] = [math.nan] * len(df)
+    for k, f in table.iterrows():
+        try:
+            v = float(f["scaleout_bytes_per_s"])
+        except ValueError:
+            v = math.nan
+        if not v > 0:
+            raise SystemExit(f"{path}: row {k + 2}: column scaleout_bytes_per_s: "
+                             f"expected a positive number, got {f['scaleout_bytes_per_s']!r}")
+        hits = 0
+        for pos, i in enumerate(df.index):
+            if (str(df.at[i, "inter_node_fabric"]).strip() == f["inter_node_fabric"]
+                    and str(_int_or_none(df.at[i, "chips_per_node"]))
+                    == f["chips_per_node"]):
+                values[pos] = v
+                _derive(df, i, f"scaleout_bytes_per_s {v:g}: {f['source']}")
+                hits += 1
+        if not hits:
+            raise SystemExit(f"{path}: row {k + 2}: no training run has inter_node_fabric "
+                             f"'{f['inter_node_fabric']}' with {f['chips_per_node']} "
+                             "chips per node")
+    df.insert(df.columns.get_loc("inter_node_fabric") + 1, "scaleout_bytes_per_s", values)
+
+
 def infer_pp_layout(df: pd.DataFrame) -> None:
     """``pp_layout`` balanced where the layers cannot be split evenly: a run whose
     pp·vpp does not divide its layer count must give its stages unequal numbers of
@@ -474,6 +508,7 @@ def build(reference: Path) -> dict[str, pd.DataFrame]:
     derive_step_time(df)
     fill_architecture(df, load_model_table(BENCH / "model_aliases.csv", MODELS_CSV))
     apply_software_rules(df, BENCH / "software_rules.csv")
+    apply_fabrics(df, BENCH / "fabrics.csv")
     df = jd.add_si_columns(df, "training_runs")
     check_utilisation(df, chips)
     weight_and_target(df)

@@ -25,12 +25,12 @@ Megatron layout).
 
 Finding (shipped calibration, 100-member bootstrap; median [5–95 %]; plans with the
 gradient reduction overlapped, ``_common.PLANS``): with each cluster's best plan,
-1.05 [1.01, 1.14] H800 per H100 for GPT-3-175B (101 H800 match 96 H100; plan
+1.06 [1.01, 1.14] H800 per H100 for GPT-3-175B (101 H800 match 96 H100; plan
 tp 2, pp 8, cp 2, ZeRO-2) and 1.01 [0.97, 1.10] for Llama-2-70B (81 match 80; tp 1)
 — nowhere near 30×. The best plans keep tensor parallelism at tp ≤ 2, so the cut NVLink
 costs little. Forced to tp = 8 over NVLink, the ratio is 1.19 [1.12, 1.28] and 1.22
 [1.16, 1.31]: the exposed TP communication (``tp_comm_s``) is the term that grows
-(+13.3 s of a +14.8 s step for GPT-3-175B).
+(+13.2 s of a +14.7 s step for GPT-3-175B).
 """
 
 # %%

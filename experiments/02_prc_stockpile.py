@@ -22,10 +22,10 @@ global batch). Intervals: the chosen cluster (counts and plans)
 re-evaluated under every ensemble member.
 
 Finding (shipped calibration, 100-member bootstrap; days, median [5–95 %]):
-DeepSeek-V3: 4.6 [4.2, 5.1] under 2023-10 (32,768 A100 + 8,192 A800 + 8,192 H800 owned,
-8,192 H20 bought, 32,768 910B + 12,288 910C; the 910C group gives 38 % of the
-throughput, the H20 6 %) and 5.1 [4.6, 5.6] under 2025-04 (H20 prohibited; the same
-cluster without it). Dense ~1T: 43.1 [40.6, 46.1] under both regimes (the same cluster:
+DeepSeek-V3: 4.8 [4.3, 5.2] under 2023-10 (32,768 A100 + 8,192 A800 + 8,192 H800 owned,
+32,768 H20 bought, 8,192 910B + 12,288 910C; the 910C group gives 37 % of the
+throughput, the H20 14 %) and 5.2 [4.6, 5.7] under 2025-04 (H20 prohibited; 32,768 910B
+in its place). Dense ~1T: 43.5 [41.0, 46.2] under both regimes (the same cluster:
 the A100 stockpile and the 910B each give about a quarter of the throughput, the 910C a
 fifth; H20 is not chosen even where allowed). The April 2025 letters barely move the
 optimum here, because supply-capped domestic chips and the owned stockpile carry the

@@ -21,13 +21,15 @@ under every ensemble member.
 
 Finding (shipped calibration, 100-member bootstrap; speed relative to 256 new chips
 alone, median [5–95 %]): data-parallel mixing helps in proportion to the old chips'
-compute once the old group is large: 256 A100 + 1,024 V100 ×2.47 [2.34, 2.59], + 1,024
-P100 ×1.26 [1.23, 1.27]; small P100 groups slow the cluster (32 P100: ×0.89–0.90, the
+compute once the old group is large: 256 A100 + 1,024 V100 ×2.41 [2.31, 2.53], + 1,024
+P100 ×1.25 [1.23, 1.27]; small P100 groups slow the cluster (32 P100: ×0.89, the
 cross-group gradient all-reduce and the batch imbalance outweigh their throughput).
-Pipeline mixing helps with V100 (×1.09 at 64 to ×1.38 at 512) and hurts with P100:
-×0.95–0.97 behind A800 and ×0.52–0.83 behind A100 (more P100 stages, slower). The
-pipeline base plan (dp·tp = 64) is itself 4–5 % slower than the free best plan, which the
-ratios include. Old chips help most as extra data-parallel replicas, and only in
+Pipeline mixing helps with V100 (×1.11 at 64 to ×1.93 at 512 old chips) and does not
+help with P100: ×0.94–0.97 behind A800 or A100, no better than the pipeline base plan
+alone (dp·tp = 64, pp 2), which is itself 4–5 % slower than the free best plan; the
+ratios include that. (With the previous calibration the base plan differed and P100
+stages behind A100 gave ×0.52–0.83: the pipeline-mode figures depend on the plan
+the calibration picks.) Old chips help most as extra data-parallel replicas, and only in
 numbers; this conclusion is sensitive to the fitted P100-family efficiencies, for which
 there are no P100 measurements.
 """

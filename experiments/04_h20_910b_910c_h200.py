@@ -26,11 +26,11 @@ the largest affordable count, each with its best plan). Capex includes the tarif
 Intervals: the chosen cluster re-evaluated under every ensemble member.
 
 Finding (shipped calibration, 100-member bootstrap; days, median [5–95 %], 200 MUSD):
-Llama-2-70B: H200 6.0 [5.6, 6.4] (4,096 chips, 164 MUSD incl. tariff), 910C 6.6
-[6.1, 7.0], 910B 10.0 [9.0, 10.6], H20 16.6 [15.0, 18.0]. Llama-3-405B: 910C 189
-[176, 198], H200 233 [222, 248], 910B 405 [363, 441], H20 631 [590, 703]. DeepSeek-V3:
+Llama-2-70B: H200 6.0 [5.6, 6.5] (4,096 chips, 164 MUSD incl. tariff), 910C 6.6
+[6.2, 7.1], 910B 10.2 [9.1, 10.9], H20 16.8 [15.0, 18.5]. Llama-3-405B: 910C 188
+[174, 198], H200 234 [222, 249], 910B 410 [363, 450], H20 649 [592, 712]. DeepSeek-V3:
 910C 15.4 [14.5, 16.2] (the 384-chip supernode carries the expert all-to-all), H200
-42.9 [39.7, 46.6], 910B 63.2 [55.8, 67.7], H20 83.4 [74.9, 92.3]. The 910C (prior
+43.0 [39.9, 48.0], 910B 63.7 [56.3, 70.3], H20 83.1 [75.0, 92.2]. The 910C (prior
 only, assumed price) wins for the large models on the budget; the tariffed H200 for
 Llama-2-70B.
 """

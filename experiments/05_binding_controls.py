@@ -22,9 +22,9 @@ memory + interconnect threshold (1,700 GB/s). Intervals: the optimal cluster at 
 swept value re-evaluated under every ensemble member.
 
 Finding (shipped calibration, 100-member bootstrap): the optimum is 16,384 H20 +
-4,096 Ascend 910B, 8.3 days (point; 9.1 [7.7, 11.9] over the ensemble) under 2023-10,
-and 4,096 910B alone, 16.8 days (17.0 [15.8, 17.8]) under 2025-04 (the H20 letters about
-double the time). No threshold binds locally (elasticities of order 1e-5: no candidate
+4,096 Ascend 910B, 8.5 days (point; 9.3 [7.8, 12.3] over the ensemble) under 2023-10,
+and 4,096 910B alone, 17.1 days (17.1 [15.8, 18.0]) under 2025-04 (the H20 letters about
+double the time). No threshold binds locally (elasticities of order 1e-214: no candidate
 within a smoothing temperature of a threshold), and no single swept threshold changes
 the optimum: TPP 2,400–8,000 and PD 3–12 (2023-10) leave A800/H800/H100 caught by the
 other rule; memory bandwidth 800–4,500 GB/s and the combined 1,100–6,000 GB/s (2025-04)

@@ -18,10 +18,10 @@ plan is found by exhaustive enumeration (``best_plan``); a curve of best-plan
 throughput over node multiples from 512 to 16,384 (``throughput_curves``) shows the
 scaling. Intervals: the chosen plan re-evaluated under every ensemble member.
 
-Finding (shipped calibration, 100-member bootstrap): 4,608 A100 need 5.5 [4.9, 5.9]
-days (MFU 0.47 [0.44, 0.54]) and 9,216 A100 3.1 [2.8, 3.4] days (MFU 0.42 [0.38,
+Finding (shipped calibration, 100-member bootstrap): 4,608 A100 need 5.4 [4.9, 6.1]
+days (MFU 0.48 [0.43, 0.53]) and 9,216 A100 3.1 [2.8, 3.4] days (MFU 0.42 [0.38,
 0.47]) for 300 B tokens; the GPT-3 paper's 3.14e23 FLOP at the modelled MFU gives 5.3
-[4.7, 5.8] and 3.0 [2.7, 3.3] days. The estimate's cluster sizes are ample for a
+[4.7, 5.9] and 3.0 [2.7, 3.3] days. The estimate's cluster sizes are ample for a
 GPT-3-class run; the unpublished token budget of the ChatGPT base model scales this
 linearly.
 """

@@ -78,6 +78,29 @@ def test_software_rules_match_group_framework_rows_and_fill_only_blanks(tmp_path
 
 @pytest.mark.skipif(not (REFERENCE / "e2e_training.csv").is_file(),
                     reason="reference tables not available")
+def test_fabrics_set_the_cluster_network_of_matching_rows_only(tmp_path):
+    df = pd.DataFrame({"row_id": ["E1", "E2", "E3"],
+                       "inter_node_fabric": ["4 x 100Gb RoCE per node", np.nan,
+                                             "4 x 100Gb RoCE per node"],
+                       "chips_per_node": [8.0, 8.0, 4.0], "derivation": ["", "", ""]})
+    table = tmp_path / "fabrics.csv"
+    table.write_text("inter_node_fabric,chips_per_node,scaleout_bytes_per_s,source\n"
+                     "4 x 100Gb RoCE per node,8,6.25e9,the doc\n")
+    B.apply_fabrics(df, table)
+    assert list(df.columns).index("scaleout_bytes_per_s") == 2  # after the fabric
+    got = df["scaleout_bytes_per_s"].to_numpy()
+    assert got[0] == 6.25e9 and np.isnan(got[1]) and np.isnan(got[2])  # 4 per node: no
+    assert "the doc" in df.at[0, "derivation"] and df.at[1, "derivation"] == ""
+    table.write_text("inter_node_fabric,chips_per_node,scaleout_bytes_per_s,source\n"
+                     "Slingshot,4,2.5e10,unused\n")
+    with pytest.raises(SystemExit, match="no training run has inter_node_fabric"):
+        B.apply_fabrics(df.drop(columns="scaleout_bytes_per_s"), table)
+    table.write_text("inter_node_fabric,chips_per_node,scaleout_bytes_per_s,source\n"
+                     "4 x 100Gb RoCE per node,8,fast,bad\n")
+    with pytest.raises(SystemExit, match="scaleout_bytes_per_s"):
+        B.apply_fabrics(df.drop(columns="scaleout_bytes_per_s"), table)
+
+
 def test_shipped_benchmarks_are_what_the_build_makes():
     out = subprocess.run([sys.executable, str(REPO / "tools" / "build_benchmarks.py"),
                           "--reference", str(REFERENCE), "--check"],

@@ -160,7 +160,7 @@ class _RunRows:
     peak_flop_per_s: jax.Array  # the source's peak; NaN: the chip's
     obs: jax.Array  # target value, SI
     weight: jax.Array
-    scaleout_bytes_per_s: jax.Array  # the measured cluster's NIC bandwidth; NaN: the chip's
+    scaleout_bytes_per_s: jax.Array  # the run's cluster NIC bandwidth; NaN: the chip's
 
 
 @struct.dataclass

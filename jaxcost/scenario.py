@@ -358,7 +358,8 @@ def _build_candidates(table: dict, ctx: _Ctx, chips: dict) -> tuple[Candidate, .
         if nic is not None:
             if not (nic > 0 and math.isfinite(nic)):
                 raise ctx.error(f"{where}.scaleout_bytes_per_s",
-                                f"expected a positive bandwidth in bytes/s, got {nic!r}")
+                                "expected a positive bandwidth in bytes/s, "
+                                f"got {nic!r}")
             # the cluster's network (e.g. fewer NICs than the reference design); the
             # chip's classification under the regimes does not depend on it
             chip = chip.replace(scaleout_bytes_per_s=nic)

@@ -185,8 +185,8 @@ def params_json(tmp_path):
     (RUN_HEADER + "r1,m,24,2048,16,2048,50304,64,-8,A100-SXM,1,1,8\n", "n_chips"),
     (RUN_HEADER + "r1,m,24,2048,16,2048,50304,64,8,NoSuchChip,1,1,8\n", "NoSuchChip"),
     (RUN_HEADER + "r1,m,24,2048,16,2048,50304,64,8,A100-SXM,2,1,8\n", "dp"),
-    (RUN_HEADER.replace("\n", ",scaleout_bytes_per_s\n") + GOOD_ROW.replace("\n", ",-1\n"),
-     "scaleout_bytes_per_s"),
+    (RUN_HEADER.replace("\n", ",scaleout_bytes_per_s\n")
+     + GOOD_ROW.replace("\n", ",-1\n"), "scaleout_bytes_per_s"),
 ])
 def test_predict_bad_input(tmp_path, capsys, params_json, body, needle):
     runs = tmp_path / "runs.csv"
@@ -246,7 +246,8 @@ def test_predict_uses_the_row_network(tmp_path, params_json):
     row = "r{i},m,24,2048,16,2048,50304,64,32,A100-SXM,1,1,32,{nic}\n"
     nics = ["", "2.5e10", "1.25e10", "6.25e9", "1e9"]
     runs = tmp_path / "runs.csv"
-    runs.write_text(header + "".join(row.format(i=i, nic=v) for i, v in enumerate(nics)))
+    runs.write_text(header + "".join(row.format(i=i, nic=v)
+                                     for i, v in enumerate(nics)))
     out = tmp_path / "pred.csv"
     assert main(["predict", str(runs), "--out", str(out),
                  "--params", str(params_json)]) == 0

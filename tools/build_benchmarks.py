@@ -273,7 +273,8 @@ def apply_fabrics(df: pd.DataFrame, path: Path) -> None:
             v = math.nan
         if not v > 0:
             raise SystemExit(f"{path}: row {k + 2}: column scaleout_bytes_per_s: "
-                             f"expected a positive number, got {f['scaleout_bytes_per_s']!r}")
+                             "expected a positive number, got "
+                             f"{f['scaleout_bytes_per_s']!r}")
         hits = 0
         for pos, i in enumerate(df.index):
             if (str(df.at[i, "inter_node_fabric"]).strip() == f["inter_node_fabric"]
@@ -283,10 +284,12 @@ def apply_fabrics(df: pd.DataFrame, path: Path) -> None:
                 _derive(df, i, f"scaleout_bytes_per_s {v:g}: {f['source']}")
                 hits += 1
         if not hits:
-            raise SystemExit(f"{path}: row {k + 2}: no training run has inter_node_fabric "
-                             f"'{f['inter_node_fabric']}' with {f['chips_per_node']} "
+            raise SystemExit(f"{path}: row {k + 2}: no training run has "
+                             f"inter_node_fabric '{f['inter_node_fabric']}' with "
+                             f"{f['chips_per_node']} "
                              "chips per node")
-    df.insert(df.columns.get_loc("inter_node_fabric") + 1, "scaleout_bytes_per_s", values)
+    df.insert(df.columns.get_loc("inter_node_fabric") + 1, "scaleout_bytes_per_s",
+              values)
 
 
 def infer_pp_layout(df: pd.DataFrame) -> None:

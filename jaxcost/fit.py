@@ -633,15 +633,18 @@ def _row_chips(data: FitData, chip_idx) -> ChipSpec:
     return jax.tree.map(lambda x: jnp.asarray(x)[chip_idx], data.chip_table)
 
 
+def _with_network(chip: ChipSpec, nic) -> ChipSpec:
+    """``chip`` with the scale-out bandwidth ``nic`` of a run's cluster where it is
+    given (NaN: the chip's own); scalars or ``(n,)`` arrays."""
+    return chip.replace(scaleout_bytes_per_s=jnp.where(
+        jnp.isnan(nic), chip.scaleout_bytes_per_s, nic))
+
+
 def _cluster_chips(data: FitData) -> ChipSpec:
     """Chips of the training rows as their clusters had them: the scale-out bandwidth
     of the row's network where the row gives one (``scaleout_bytes_per_s``)."""
     r = data.runs
-    chip = _row_chips(data, r.chip_idx)
-    nic = r.scaleout_bytes_per_s
-    given = ~jnp.isnan(nic)
-    return chip.replace(scaleout_bytes_per_s=jnp.where(
-        given, jnp.where(given, nic, 1.0), chip.scaleout_bytes_per_s))
+    return _with_network(_row_chips(data, r.chip_idx), r.scaleout_bytes_per_s)
 
 
 def _run_chips(data: FitData) -> ChipSpec:
@@ -1352,10 +1355,8 @@ def best_plans_for_missing(params: CostParams, chips: Mapping[str, ChipSpec], ru
     with _x64():
         for i in np.flatnonzero(missing):
             w = jax.tree.map(lambda x: np.asarray(x)[i], runs.workload)
-            chip = chips[runs.chip_keys[i]]
-            nic = float(np.asarray(runs.scaleout_bytes_per_s)[i])
-            if not math.isnan(nic):  # the row's own network
-                chip = chip.replace(scaleout_bytes_per_s=nic)
+            chip = _with_network(chips[runs.chip_keys[i]],
+                                 np.asarray(runs.scaleout_bytes_per_s)[i])
             n = int(round(float(np.asarray(runs.num_chips)[i])))
             cands = enumerate_plans(w, n, chip)
             if cands.dp.shape[0] == 0:

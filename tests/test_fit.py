@@ -257,6 +257,23 @@ def test_predict_uses_the_row_network(tmp_path, params_json):
     assert np.all(np.diff(t[1:]) > 0)  # each slower network costs time
 
 
+def test_plan_search_of_a_blank_plan_sees_the_row_network(tmp_path, params_json):
+    """A blank plan is searched on the row's own network: on a 0.1 GB/s network the
+    best plan of 32 A100 is not the pure data-parallel one chosen on the chip's own."""
+    header = RUN_HEADER.replace("\n", ",scaleout_bytes_per_s\n")
+    row = "r{i},m,24,2048,16,2048,50304,64,32,A100-SXM,,,,{nic}\n"
+    runs = tmp_path / "runs.csv"
+    runs.write_text(header + row.format(i=0, nic="") + row.format(i=1, nic="1e8"))
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(runs), "--out", str(out),
+                 "--params", str(params_json)]) == 0
+    import pandas as pd
+    df = pd.read_csv(out)
+    assert df["pred_plan"][0].startswith("dp32-")
+    assert df["pred_plan"][1] != df["pred_plan"][0]
+    assert df["pred_step_time_s"][1] > df["pred_step_time_s"][0]
+
+
 def test_load_fit_files_kinds_hashes_and_errors(tmp_path):
     import hashlib
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from jaxcost import data as D
-from jaxcost import fit as F
-from jaxcost.hardware import load_chips
+from jaxcost.io import benchmarks as D
+from jaxcost.calibrate import fit as F
+from jaxcost.model.hardware import load_chips
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ Default: GPT-3 175B on 1,024 A100-SXM (80 GB). Two plan spaces are timed:
   8, sequence parallelism on and off.
 
 Each is enumerated (numpy, memory check included), then every valid plan is scored by
-``predict_step_time`` under ``jit(vmap)`` through ``jaxcost.sweep.sweep_topk`` (chunked,
+``predict_step_time`` under ``jit(vmap)`` through ``jaxcost.search.sweep.sweep_topk`` (chunked,
 sharded across local devices) and the top 10 are kept. Prints valid plans, seconds
 for enumeration and ranking (compilation included), plans/s, the best plan, and the
 process's peak RSS.
@@ -41,12 +41,12 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=8192)
     args = ap.parse_args()
 
-    from jaxcost import sweep
-    from jaxcost.hardware import ClusterSpec, load_chips
-    from jaxcost.parallel import Recompute, enumerate_plans, plan_at, plan_to_str
-    from jaxcost.params import default_params, physical
-    from jaxcost.step_time import predict_step_time_physical
-    from jaxcost.workload import get_model
+    from jaxcost.search import sweep
+    from jaxcost.model.hardware import ClusterSpec, load_chips
+    from jaxcost.model.parallel import Recompute, enumerate_plans, plan_at, plan_to_str
+    from jaxcost.model.params import default_params, physical
+    from jaxcost.model.step_time import predict_step_time_physical
+    from jaxcost.model.workload import get_model
 
     chip = load_chips()[args.chip]
     w = get_model(args.model)

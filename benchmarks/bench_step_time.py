@@ -30,11 +30,11 @@ def main() -> None:
     if args.x64:
         jax.config.update("jax_enable_x64", True)
 
-    from jaxcost.hardware import ClusterSpec, load_chips
-    from jaxcost.params import default_params, physical
-    from jaxcost.parallel import enumerate_plans
-    from jaxcost.step_time import predict_step_time_physical
-    from jaxcost.workload import load_models
+    from jaxcost.model.hardware import ClusterSpec, load_chips
+    from jaxcost.model.params import default_params, physical
+    from jaxcost.model.parallel import enumerate_plans
+    from jaxcost.model.step_time import predict_step_time_physical
+    from jaxcost.model.workload import load_models
 
     chips = load_chips()
     models = load_models()

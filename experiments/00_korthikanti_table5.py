@@ -28,11 +28,11 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from jaxcost.hardware import ClusterSpec, load_chips  # noqa: E402
-from jaxcost.params import default_params  # noqa: E402
-from jaxcost.parallel import ParallelPlan  # noqa: E402
-from jaxcost.step_time import predict_step_time  # noqa: E402
-from jaxcost.workload import TransformerConfig  # noqa: E402
+from jaxcost.model.hardware import ClusterSpec, load_chips  # noqa: E402
+from jaxcost.model.params import default_params  # noqa: E402
+from jaxcost.model.parallel import ParallelPlan  # noqa: E402
+from jaxcost.model.step_time import predict_step_time  # noqa: E402
+from jaxcost.model.workload import TransformerConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CANDIDATES = [ROOT / "data" / "benchmarks" / "training_runs.csv",

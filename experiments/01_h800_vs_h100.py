@@ -47,7 +47,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxcost as jc  # noqa: E402
-from jaxcost.optimize import throughput_curves  # noqa: E402
+from jaxcost.search.optimize import throughput_curves  # noqa: E402
 
 SLUG = "01_h800_vs_h100"
 MODELS = ("gpt3-175b", "llama2-70b")

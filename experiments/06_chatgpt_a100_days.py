@@ -40,7 +40,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxcost as jc  # noqa: E402
-from jaxcost.optimize import throughput_curves  # noqa: E402
+from jaxcost.search.optimize import throughput_curves  # noqa: E402
 
 SLUG = "06_chatgpt_a100_days"
 DAY_S = 86400.0

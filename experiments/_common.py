@@ -74,7 +74,7 @@ class Calibration:
 
 def _prior_ensemble(num: int, seed: int):
     from jaxcost import default_params
-    from jaxcost.params import PARAM_NAMES, RawParams, prior_sigmas
+    from jaxcost.model.params import PARAM_NAMES, RawParams, prior_sigmas
 
     base = default_params()
     sig = prior_sigmas()
@@ -90,7 +90,7 @@ def load_calibration(*, num_prior_draws: int = 32, seed: int = SEED) -> Calibrat
     from jaxcost import default_params, load_params
 
     if CALIBRATION_PATH.exists():
-        from jaxcost.fit import ensemble_from_json
+        from jaxcost.calibrate.fit import ensemble_from_json
 
         params, prov = load_params(CALIBRATION_PATH)
         doc = json.loads(CALIBRATION_PATH.read_text())
@@ -203,7 +203,7 @@ def md_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
 def write_report(slug: str, title: str, body: str, rows: Sequence[dict], fig,
                  *, seconds: float, calibration: Calibration) -> Path:
     """Write ``report.md``, ``table.csv`` and ``figure.png`` under ``out/<slug>``."""
-    from jaxcost._io import atomic_path, atomic_write_text
+    from jaxcost.io.atomic import atomic_path, atomic_write_text
 
     out = OUT_ROOT / slug
     out.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from jaxcost.collectives import (
+from jaxcost.model.collectives import (
     Collective,
     all_gather_time,
     all_reduce_time,
@@ -12,7 +12,7 @@ from jaxcost.collectives import (
     reduce_scatter_time,
     send_recv_time,
 )
-from jaxcost.data import (
+from jaxcost.io.benchmarks import (
     RunBatch,
     load_benchmarks,
     load_runs,
@@ -29,7 +29,7 @@ from jaxcost.errors import (
     ScenarioError,
     UnknownChipError,
 )
-from jaxcost.export_control import (
+from jaxcost.policy.export_control import (
     ChipQuantities,
     Classification,
     Consequence,
@@ -47,7 +47,7 @@ from jaxcost.export_control import (
     tpp,
     tpp_cap_units,
 )
-from jaxcost.fit import (
+from jaxcost.calibrate.fit import (
     BootstrapResult,
     CVResult,
     FitData,
@@ -59,15 +59,15 @@ from jaxcost.fit import (
     fit_params,
     predict_run_batch,
 )
-from jaxcost.hardware import (
+from jaxcost.io.paths import data_dir
+from jaxcost.model.hardware import (
     ChipSpec,
     ClusterSpec,
-    data_dir,
     get_chip,
     load_chips,
     stack_chips,
 )
-from jaxcost.optimize import (
+from jaxcost.search.optimize import (
     ClusterResult,
     MixResult,
     PlanResult,
@@ -77,7 +77,7 @@ from jaxcost.optimize import (
     policy_sensitivity,
     threshold_sweep,
 )
-from jaxcost.parallel import (
+from jaxcost.model.parallel import (
     ParallelPlan,
     Recompute,
     check_plan,
@@ -89,7 +89,7 @@ from jaxcost.parallel import (
     plan_to_str,
     stack_plans,
 )
-from jaxcost.params import (
+from jaxcost.model.params import (
     CostParams,
     PhysicalParams,
     RawParams,
@@ -100,7 +100,7 @@ from jaxcost.params import (
     save_params,
     with_offsets,
 )
-from jaxcost.roofline import (
+from jaxcost.model.roofline import (
     arithmetic_intensity,
     compute_time,
     memory_time,
@@ -110,15 +110,15 @@ from jaxcost.roofline import (
     roofline_upper,
     smooth_max,
 )
-from jaxcost.scenario import Scenario, load_scenario
-from jaxcost.step_time import (
+from jaxcost.policy.scenario import Scenario, load_scenario
+from jaxcost.model.step_time import (
     StepTime,
     hetero_batch_shares,
     predict_step_time,
     predict_step_time_hetero,
     predict_step_time_physical,
 )
-from jaxcost.workload import (
+from jaxcost.model.workload import (
     CommVolumes,
     LayerOps,
     MemoryBreakdown,

@@ -31,7 +31,7 @@ def main(argv):
         addr, nproc, pid = argv[i + 1], int(argv[i + 2]), int(argv[i + 3])
         jax.distributed.initialize(coordinator_address=addr, num_processes=nproc,
                                    process_id=pid)
-    from jaxcost import sweep
+    from jaxcost.search import sweep
 
     n = 10_007  # prime: uneven chunks, devices and processes
     batch = toy_batch(n)

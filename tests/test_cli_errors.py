@@ -23,11 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from jaxcost import cli, params
+from jaxcost.cli import app as cli
+from jaxcost.model import params
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
-COMMANDS = set(cli._build_parser()._subparsers._group_actions[0].choices)
+COMMANDS = set(cli.build_parser()._subparsers._group_actions[0].choices)
 
 
 # ----------------------------------------------------------------- bad input files

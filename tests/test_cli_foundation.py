@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from jaxcost import cli
-from jaxcost.export_control import classify, load_regimes
-from jaxcost.hardware import data_dir, load_chips
+from jaxcost.cli import app as cli
+from jaxcost.policy.export_control import classify, load_regimes
+from jaxcost.io.paths import data_dir
+from jaxcost.model.hardware import load_chips
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ import pytest
 from jax.test_util import check_grads
 from test_roofline import make_chip
 
-from jaxcost.collectives import (
+from jaxcost.model.collectives import (
     Collective,
     all_gather_time,
     all_reduce_time,
@@ -20,7 +20,7 @@ from jaxcost.collectives import (
     send_recv_time,
     time_from_bus_bandwidth,
 )
-from jaxcost.params import default_params, physical
+from jaxcost.model.params import default_params, physical
 
 W_UP, W_OUT = 200e9, 25e9
 

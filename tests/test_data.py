@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxcost import data as jd
+from jaxcost.io import benchmarks as jd
 from jaxcost.errors import DataError, UnknownChipError
 
 REFERENCE = "/work/shared/reference/benchmarks"
@@ -137,7 +137,7 @@ def test_collectives_and_kernels_to_arrays(frames):
 
 
 def test_runs_to_arrays(frames, chips):
-    from jaxcost.hardware import load_chips
+    from jaxcost.model.hardware import load_chips
 
     rb = jd.runs_to_arrays(frames["training_runs"], load_chips())
     n = len(rb.row_ids)
@@ -165,7 +165,7 @@ _ARCH = {"layers": "num_layers", "hidden": "d_model", "heads": "num_heads",
 
 @pytest.fixture(scope="module")
 def run_batch(frames):
-    from jaxcost.hardware import load_chips
+    from jaxcost.model.hardware import load_chips
 
     return jd.runs_to_arrays(frames["training_runs"], load_chips())
 
@@ -179,7 +179,7 @@ def test_usable_rows_per_chip_do_not_regress(run_batch):
 
 
 def test_model_aliases_name_models_csv_rows():
-    from jaxcost.workload import load_models
+    from jaxcost.model.workload import load_models
 
     models = load_models()
     al = pd.read_csv("data/benchmarks/model_aliases.csv", dtype=str, keep_default_na=False)
@@ -189,7 +189,7 @@ def test_model_aliases_name_models_csv_rows():
 
 
 def test_architecture_filled_from_models_csv_never_overwrites(frames):
-    from jaxcost.workload import load_models
+    from jaxcost.model.workload import load_models
 
     models = load_models()
     df = frames["training_runs"].set_index("row_id")
@@ -311,12 +311,12 @@ def test_write_csv_atomic_roundtrip(tmp_path, frames):
     ("selective (whole MoE block and layernorm: --recompute-modules moe layernorm)", 2),
 ])
 def test_recompute_text_to_mode(text, code):
-    from jaxcost.data import _recompute_code
+    from jaxcost.io.benchmarks import _recompute_code
     assert _recompute_code(text) == code
 
 
 def test_recompute_text_unknown_is_a_data_error():
-    from jaxcost.data import _recompute_code
+    from jaxcost.io.benchmarks import _recompute_code
     with pytest.raises(DataError, match="not a recompute mode"):
         _recompute_code("sometimes")
 
@@ -344,7 +344,7 @@ def test_software_columns_become_plan_leaves(run_batch, frames):
 def test_software_columns_may_be_absent(frames):
     # a user's CSV in the reference schema has none of the software columns: every
     # plan then takes the documented defaults
-    from jaxcost.hardware import load_chips
+    from jaxcost.model.hardware import load_chips
 
     df = frames["training_runs"].head(40).drop(columns=list(jd.SOFTWARE_DEFAULTS))
     batch = jd.runs_to_arrays(df, load_chips())

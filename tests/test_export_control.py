@@ -9,10 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcost import _expr
-from jaxcost import export_control as ec
+from jaxcost.policy import expr as _expr
+from jaxcost.policy import export_control as ec
 from jaxcost.errors import RegimeError
-from jaxcost.hardware import data_dir, load_chips
+from jaxcost.io.paths import data_dir
+from jaxcost.model.hardware import load_chips
 
 CHIPS = load_chips()
 REGIMES = ec.load_regimes()

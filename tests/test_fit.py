@@ -12,19 +12,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcost import fit as F
+from jaxcost.calibrate import fit as F
 from jaxcost.cli import main
-from jaxcost.collectives import collective_time
+from jaxcost.model.collectives import collective_time
 from jaxcost.errors import NumericalError
-from jaxcost.hardware import load_chips
-from jaxcost.params import (
+from jaxcost.model.hardware import load_chips
+from jaxcost.model.params import (
     default_params,
     log_prior,
     physical,
     save_params,
     with_offsets,
 )
-from jaxcost.roofline import op_time
+from jaxcost.model.roofline import op_time
 
 CHIPS = load_chips()
 KEYS = ("A100-SXM", "H100-SXM")
@@ -278,8 +278,8 @@ def test_load_fit_files_kinds_hashes_and_errors(tmp_path):
     import hashlib
 
     from jaxcost.errors import JaxcostError
-    from jaxcost.fit import benchmark_kind, load_fit_files
-    from jaxcost.hardware import load_chips
+    from jaxcost.calibrate.fit import benchmark_kind, load_fit_files
+    from jaxcost.model.hardware import load_chips
 
     root = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
     coll = root / "collectives.csv"

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from test_fit import synthetic_batches
 
-from jaxcost import fit as F
-from jaxcost.data import RunBatch
-from jaxcost.hardware import ClusterSpec, load_chips
-from jaxcost.parallel import ParallelPlan, Recompute, stack_plans
-from jaxcost.params import default_params, physical
-from jaxcost.step_time import predict_step_time
-from jaxcost.workload import load_models, stack_models
+from jaxcost.calibrate import fit as F
+from jaxcost.io.benchmarks import RunBatch
+from jaxcost.model.hardware import ClusterSpec, load_chips
+from jaxcost.model.parallel import ParallelPlan, Recompute, stack_plans
+from jaxcost.model.params import default_params, physical
+from jaxcost.model.step_time import predict_step_time
+from jaxcost.model.workload import load_models, stack_models
 
 CHIPS = load_chips()
 KEY = "A100-SXM"

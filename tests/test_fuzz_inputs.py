@@ -39,7 +39,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from jaxcost import cli, data, export_control, hardware, params, scenario
+from jaxcost.cli import app as cli
+from jaxcost.io import benchmarks as data
+from jaxcost.policy import export_control
+from jaxcost.model import hardware
+from jaxcost.model import params
+from jaxcost.policy import scenario
 from jaxcost.errors import JaxcostError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jaxcost.errors import DataError, UnknownChipError
-from jaxcost.hardware import (
+from jaxcost.model.hardware import (
     CHIP_REQUIRED_COLUMNS,
     ChipSpec,
     data_dir,

@@ -25,11 +25,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxcost.hardware import ClusterSpec, load_chips
-from jaxcost.parallel import enumerate_plans
-from jaxcost.params import default_params
-from jaxcost.step_time import predict_step_time
-from jaxcost.workload import load_models
+from jaxcost.model.hardware import ClusterSpec, load_chips
+from jaxcost.model.parallel import enumerate_plans
+from jaxcost.model.params import default_params
+from jaxcost.model.step_time import predict_step_time
+from jaxcost.model.workload import load_models
 
 #: plans evaluated per case (a deterministic spread over the enumerated ones)
 MAX_PLANS = 256

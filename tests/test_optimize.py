@@ -7,9 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxcost import hardware, optimize, parallel, params, step_time, workload
+from jaxcost.model import hardware
+from jaxcost.search import optimize
+from jaxcost.model import parallel
+from jaxcost.model import params
+from jaxcost.model import step_time
+from jaxcost.model import workload
 from jaxcost.errors import InfeasibleError
-from jaxcost.optimize import (
+from jaxcost.search.optimize import (
     ClusterResult,
     MixProblem,
     _evaluate_idx,
@@ -18,7 +23,7 @@ from jaxcost.optimize import (
     pareto_front,
     solve_mix,
 )
-from jaxcost.scenario import scenario_from_dict
+from jaxcost.policy.scenario import scenario_from_dict
 
 T = 3
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxcost.errors import PlanError
-from jaxcost.hardware import get_chip
-from jaxcost.parallel import (
+from jaxcost.model.hardware import get_chip
+from jaxcost.model.parallel import (
     ParallelPlan,
     Recompute,
     check_plan,
@@ -22,7 +22,7 @@ from jaxcost.parallel import (
     plan_to_str,
     stack_plans,
 )
-from jaxcost.workload import TransformerConfig, load_models, memory_bytes
+from jaxcost.model.workload import TransformerConfig, load_models, memory_bytes
 
 MODELS = load_models()
 

@@ -10,9 +10,9 @@ import pytest
 from test_roofline import make_chip
 
 from jaxcost.errors import ParamsError
-from jaxcost.params import (
+from jaxcost.model.params import (
     PARAM_NAMES,
-    PRIORS_PATH,
+    priors_path,
     default_params,
     load_params,
     log_prior,
@@ -23,7 +23,7 @@ from jaxcost.params import (
 
 
 def test_priors_csv_rows_have_sources_and_defaults_match():
-    with open(PRIORS_PATH, newline="") as fh:
+    with open(priors_path(), newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert sorted(r["name"] for r in rows) == sorted(PARAM_NAMES)
     pp = physical(default_params(), make_chip())

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from jaxcost.hardware import ChipSpec
-from jaxcost.params import default_params, physical
-from jaxcost.roofline import (
+from jaxcost.model.hardware import ChipSpec
+from jaxcost.model.params import default_params, physical
+from jaxcost.model.roofline import (
     arithmetic_intensity,
     compute_time,
     memory_time,

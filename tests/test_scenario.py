@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from jaxcost.errors import InfeasibleError, ScenarioError
-from jaxcost.scenario import SCENARIOS_DIR, load_scenario, scenario_from_dict
+from jaxcost.io.paths import scenarios_dir
+from jaxcost.policy.scenario import load_scenario, scenario_from_dict
 
 
 def _base(**over):
@@ -24,7 +25,7 @@ def _base(**over):
     return d
 
 
-@pytest.mark.parametrize("path", sorted(SCENARIOS_DIR.glob("*.toml")),
+@pytest.mark.parametrize("path", sorted(scenarios_dir().glob("*.toml")),
                          ids=lambda p: p.stem)
 def test_shipped_scenarios_load(path):
     sc = load_scenario(path)
@@ -91,8 +92,8 @@ def test_wrong_type_or_value(d, key):
 
 
 def test_candidate_network_replaces_the_chips_and_not_its_class():
-    from jaxcost.export_control import classify
-    from jaxcost.hardware import load_chips
+    from jaxcost.policy.export_control import classify
+    from jaxcost.model.hardware import load_chips
 
     sc = scenario_from_dict(_base(chips={"candidates": [
         {"name": "H20", "scaleout_bytes_per_s": 6.25e9}, "Ascend910B"]}))
@@ -164,4 +165,4 @@ def test_cli_errors_one_line_exit_2_no_output(tmp_path, chips, budget, expect):
 
 def test_module_runs_from_elsewhere():
     # the package's scenarios folder is found independently of the working folder
-    assert Path(SCENARIOS_DIR / "default.toml").is_file()
+    assert Path(scenarios_dir() / "default.toml").is_file()

@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
-from jaxcost.hardware import ClusterSpec, load_chips
-from jaxcost.parallel import ParallelPlan, Recompute, enumerate_plans, plan_at
-from jaxcost.params import default_params
-from jaxcost.step_time import predict_step_time
-from jaxcost.workload import load_models
+from jaxcost.model.hardware import ClusterSpec, load_chips
+from jaxcost.model.parallel import ParallelPlan, Recompute, enumerate_plans, plan_at
+from jaxcost.model.params import default_params
+from jaxcost.model.step_time import predict_step_time
+from jaxcost.model.workload import load_models
 
 N_PLANS = 48
 _SCALED = ("peak_flop_per_s_bf16", "hbm_bytes_per_s", "scaleup_bytes_per_s",
@@ -190,7 +190,7 @@ def test_overlap_leaf_uses_its_own_fraction(leaf, part, plain, overlapped, degre
     on = plan.replace(**{leaf: 1.0})
     base = _one(p, chip, w, plan, 8)
     piped = _one(p, chip, w, on, 8)
-    from jaxcost.params import physical
+    from jaxcost.model.params import physical
     pp = physical(p, chip)
     np.testing.assert_allclose(float(getattr(piped, part)) / float(getattr(base, part)),
                                float((1 - getattr(pp, overlapped))
@@ -229,7 +229,7 @@ def test_moe_layer_overhead_charges_moe_layers_only():
     assert float(d1.compute_s) == float(d0.compute_s)
     m0, m1 = (_one(q, chip, moe, plan, 8) for q in (p, more))
     # no recompute: charged once forward, once backward, per layer and micro-batch
-    from jaxcost.params import physical
+    from jaxcost.model.params import physical
     delta = float(physical(more, chip).moe_layer_overhead_s
                   - physical(p, chip).moe_layer_overhead_s)
     m = 8.0 / (8 * 1)  # micro-batches per step
@@ -239,8 +239,8 @@ def test_moe_layer_overhead_charges_moe_layers_only():
 
 def test_balanced_pipeline_head_term_closed_form():
     # Qwen3-235B-like: a wide vocabulary makes the LM head cost more than a layer
-    from jaxcost.roofline import smooth_max
-    from jaxcost.step_time import _BALANCE_SHARPNESS
+    from jaxcost.model.roofline import smooth_max
+    from jaxcost.model.step_time import _BALANCE_SHARPNESS
     chip = load_chips()["H100-SXM"]
     w = load_models()["korthikanti-22b"].replace(num_layers=96.0, vocab_size=151936.0,
                                                  global_batch_seqs=64.0)
@@ -272,6 +272,6 @@ def test_balanced_pipeline_head_term_closed_form():
 
 
 def _head(params, chip, w, plan):
-    from jaxcost.params import physical
-    from jaxcost.step_time import _parts
+    from jaxcost.model.params import physical
+    from jaxcost.model.step_time import _parts
     return float(_parts(physical(params, chip), chip, w, plan, "bf16").t_head)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcost import sweep
+from jaxcost.search import sweep
 
 WORKER = str(Path(__file__).with_name("sweep_worker.py"))
 

@@ -14,9 +14,9 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 from jaxcost import fit as F  # noqa: E402
-from jaxcost.hardware import ClusterSpec, load_chips  # noqa: E402
-from jaxcost.params import load_params  # noqa: E402
-from jaxcost.step_time import predict_step_time_physical  # noqa: E402
+from jaxcost.model.hardware import ClusterSpec, load_chips  # noqa: E402
+from jaxcost.model.params import load_params  # noqa: E402
+from jaxcost.model.step_time import predict_step_time_physical  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 B = ROOT / "data" / "benchmarks"

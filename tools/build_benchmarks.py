@@ -15,7 +15,7 @@ Inputs (read-only):
   * ``data/benchmarks/software_rules.csv`` (group [, framework] [, row ids] -> column =
     value, with the reason): software settings the sources imply (attention kernel,
     expert dispatcher, TP overlap, sequence parallelism, distributed optimizer); adds
-    the ``jaxcost.data.SOFTWARE_DEFAULTS`` columns;
+    the ``jaxcost.io.benchmarks.SOFTWARE_DEFAULTS`` columns;
   * ``data/benchmarks/fabrics.csv`` (inter-node fabric as printed, chips per node ->
     ``scaleout_bytes_per_s`` per chip and direction, with the source): the measured
     cluster's network, where the row's fabric is in the table (blank otherwise: the
@@ -28,7 +28,7 @@ in ``data/models.csv`` (never overwriting a printed value; disagreements are not
 batch columns that the row's own notes state, derives
 ``step_time_s`` where the source gives tokens/s and the batch, sets ``weight`` and
 ``target``, and appends ``[build]`` notes for inconsistencies it finds. The result is
-validated with ``jaxcost.data.load_benchmarks`` before it is written (atomically).
+validated with ``jaxcost.io.benchmarks.load_benchmarks`` before it is written (atomically).
 
 Usage:  python tools/build_benchmarks.py [--reference DIR] [--check]
   --check: build in memory and compare with the files on disk (exit 1 if they differ).
@@ -46,9 +46,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from jaxcost import data as jd
+from jaxcost.io import benchmarks as jd
 from jaxcost import units
-from jaxcost.parallel import uneven_layer_split
+from jaxcost.model.parallel import uneven_layer_split
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "data" / "benchmarks"
@@ -228,7 +228,7 @@ def apply_software_rules(df: pd.DataFrame, rules_path: Path) -> None:
     ``software_rules.csv`` (group [, framework] [, row ids] -> column = value, with the
     reason).
 
-    Adds the software-setting columns ``jaxcost.data.SOFTWARE_DEFAULTS`` (after
+    Adds the software-setting columns ``jaxcost.io.benchmarks.SOFTWARE_DEFAULTS`` (after
     ``recompute``; where no rule sets them, their default: flash attention, NCCL
     dispatcher, no pipelined TP overlap). A rule fills a cell only where the source
     left it blank; the reason is appended to ``derivation``.

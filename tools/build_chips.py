@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _module(name: str):
     """Import one dependency-free jaxcost module by path (no jax import needed)."""
-    spec = importlib.util.spec_from_file_location(f"_build_{name}",
+    spec = importlib.util.spec_from_file_location(f"_build_{name.replace('/', '_')}",
                                                   REPO / "jaxcost" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -40,7 +40,7 @@ def _module(name: str):
 
 
 units = _module("units")
-atomic_write_text = _module("_io").atomic_write_text
+atomic_write_text = _module("io/atomic").atomic_write_text
 
 # Identifiers, not published numbers: the short key (matching the benchmark files'
 # ``chip_key``) and the architecture family used to pool fitted parameters.

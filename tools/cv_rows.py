@@ -14,7 +14,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 from jaxcost import fit as F  # noqa: E402
-from jaxcost.hardware import load_chips  # noqa: E402
+from jaxcost.model.hardware import load_chips  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 B = ROOT / "data" / "benchmarks"

@@ -16,7 +16,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import jaxcost as jc  # noqa: E402
-from jaxcost.scenario import load_scenario  # noqa: E402
+from jaxcost.policy.scenario import load_scenario  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -33,9 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxcost._io import atomic_write_text
+from jaxcost.io.atomic import atomic_write_text
 from jaxcost.errors import DataError, ParamsError
-from jaxcost.hardware import ChipSpec, data_dir
+from jaxcost.io.paths import data_dir
+from jaxcost.model.hardware import ChipSpec
 
 #: Version of the parameters JSON format written by :func:`save_params`.
 PARAMS_FORMAT_VERSION = 1
@@ -48,7 +49,6 @@ FAMILY_SIGMA_SCALE = 0.5
 #: the global mean).
 CHIP_SIGMA_SCALE = 0.25
 
-PRIORS_PATH = data_dir() / "priors.csv"
 
 
 @struct.dataclass
@@ -173,9 +173,14 @@ def _inverse(transform: str, value: float) -> float:
     return v + math.log(-math.expm1(-v))
 
 
-def _read_priors(path: str | os.PathLike = PRIORS_PATH) -> dict[str, dict]:
+def priors_path() -> Path:
+    """The shipped priors table, ``data/priors.csv`` (resolved when called)."""
+    return data_dir() / "priors.csv"
+
+
+def _read_priors(path: str | os.PathLike | None = None) -> dict[str, dict]:
     """Read ``data/priors.csv``: name -> {value, transform, sigma}."""
-    path = Path(path)
+    path = Path(path) if path is not None else priors_path()
     out: dict[str, dict] = {}
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
@@ -246,21 +251,21 @@ def zero_offsets() -> RawParams:
     return RawParams(**{n: jnp.zeros(()) for n in PARAM_NAMES})
 
 
-def default_params(priors_path: str | os.PathLike = PRIORS_PATH) -> CostParams:
+def default_params(priors_file: str | os.PathLike | None = None) -> CostParams:
     """Hand-set prior parameters from ``data/priors.csv`` (every value has a source).
 
     Returns:
       ``CostParams`` with the prior values as global raw values and no offsets.
     """
-    pri = _read_priors(priors_path)
+    pri = _read_priors(priors_file)
     raw = RawParams(**{n: jnp.asarray(_inverse(pri[n]["transform"], pri[n]["value"]))
                        for n in PARAM_NAMES})
     return CostParams(global_raw=raw, family={}, chip={})
 
 
-def prior_sigmas(priors_path: str | os.PathLike = PRIORS_PATH) -> RawParams:
+def prior_sigmas(priors_file: str | os.PathLike | None = None) -> RawParams:
     """Prior standard deviations of the global raw values (from ``data/priors.csv``)."""
-    pri = _read_priors(priors_path)
+    pri = _read_priors(priors_file)
     return RawParams(**{n: jnp.asarray(pri[n]["sigma"]) for n in PARAM_NAMES})
 
 

@@ -4,13 +4,13 @@ Three layers, each usable alone:
 
 1. **Plan search** (:func:`best_plan`). Every valid plan of a model on a cluster
    (``parallel.enumerate_plans``) is scored with ``predict_step_time`` through
-   :func:`jaxcost.sweep.sweep_topk` (chunked ``jit(vmap(...))``, sharded over devices
+   :func:`jaxcost.search.sweep.sweep_topk` (chunked ``jit(vmap(...))``, sharded over devices
    and processes); plans that do not fit in HBM or give a non-finite time score
    ``inf``. The top-k are re-evaluated for their full ``StepTime``.
 
 2. **Throughput curves** (:func:`throughput_curves`). For each candidate chip type,
    tokens/s of the best plan at every count of a geometric grid of multiples of the
-   scale-up domain (the node), in ONE :func:`jaxcost.sweep.sweep_map` per chip type
+   scale-up domain (the node), in ONE :func:`jaxcost.search.sweep.sweep_map` per chip type
    (the chip count is a batched leaf, so the cost function is compiled once per type).
 
 3. **Chip mix** (:func:`chip_mix`, :func:`solve_mix`). Integer counts per chip type on
@@ -68,7 +68,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxcost import sweep
+from jaxcost.search import sweep
 from jaxcost.errors import InfeasibleError, PlanError, ScenarioError
 
 __all__ = [
@@ -123,7 +123,7 @@ def _tokens_per_step(workload) -> float:
 
 def _score_time(params, cluster, workload, plan):
     """Step time in s, ``inf`` when the plan does not fit or the time is not finite."""
-    from jaxcost.step_time import predict_step_time
+    from jaxcost.model.step_time import predict_step_time
 
     st = predict_step_time(params, cluster, workload, plan)
     ok = jnp.logical_and(st.fits_in_hbm > 0.5, jnp.isfinite(st.total_s))
@@ -137,7 +137,7 @@ def best_plan(params, cluster, workload, *, k: int = 10, objective: str = "time"
     """The ``k`` best valid plans of ``workload`` on ``cluster``, best first.
 
     Every plan of ``parallel.enumerate_plans`` (or ``plans``, a batched
-    ``ParallelPlan``) is scored by step time with :func:`jaxcost.sweep.sweep_topk`;
+    ``ParallelPlan``) is scored by step time with :func:`jaxcost.search.sweep.sweep_topk`;
     invalid or non-fitting plans score ``inf`` and are never returned.
 
     Args:
@@ -159,8 +159,8 @@ def best_plan(params, cluster, workload, *, k: int = 10, objective: str = "time"
     Raises:
       PlanError: unknown objective.
     """
-    from jaxcost import parallel
-    from jaxcost.step_time import predict_step_time
+    from jaxcost.model import parallel
+    from jaxcost.model.step_time import predict_step_time
 
     if objective != "time":
         raise PlanError(f"objective={objective!r}: best_plan minimises step time; "
@@ -264,7 +264,7 @@ def throughput_curves(params, workload, chips: Sequence, counts: Sequence[np.nda
     carry the plan, the chip count and the chip type; each row looks up its chip's
     specification and physical parameters (``params.physical``, resolved per type
     outside the sweep) and is scored with ``step_time.predict_step_time_physical``
-    through ONE :func:`jaxcost.sweep.sweep_map` (one compilation in all).
+    through ONE :func:`jaxcost.search.sweep.sweep_map` (one compilation in all).
 
     Args:
       params: ``CostParams``.
@@ -277,10 +277,10 @@ def throughput_curves(params, workload, chips: Sequence, counts: Sequence[np.nda
     Returns:
       One :class:`ThroughputCurve` per chip type.
     """
-    from jaxcost import parallel
-    from jaxcost.hardware import ClusterSpec
-    from jaxcost.params import physical
-    from jaxcost.step_time import predict_step_time_physical
+    from jaxcost.model import parallel
+    from jaxcost.model.hardware import ClusterSpec
+    from jaxcost.model.params import physical
+    from jaxcost.model.step_time import predict_step_time_physical
 
     tps = _tokens_per_step(workload)
     blocks, owner_t, owner_c, nplans = [], [], [], []
@@ -869,7 +869,7 @@ def _regime_terms(candidates, regime_id: str, allow_licensed: bool,
     probable consequence of the smooth classification at those thresholds (used by
     :func:`threshold_sweep`); otherwise it is ``export_control.classify``.
     """
-    from jaxcost import export_control as ec
+    from jaxcost.policy import export_control as ec
 
     regime = ec.load_regime(regime_id)
     out = []
@@ -945,7 +945,7 @@ def _cand_key(c) -> str:
 
 
 def _tpp_of(chips) -> np.ndarray:
-    from jaxcost import export_control as ec
+    from jaxcost.policy import export_control as ec
 
     return np.asarray([float(ec.tpp(c)) for c in chips], np.float64)
 
@@ -985,7 +985,7 @@ def _grid_max(scenario, cand, factor: float) -> float:
 def _smallest_fitting(w, chip, node: int, max_count: int = 1 << 20,
                       **plan_options) -> int | None:
     """Smallest count (node × 2^k) with a valid plan that fits in memory (numpy only)."""
-    from jaxcost import parallel
+    from jaxcost.model import parallel
 
     n = node
     while n <= max_count:
@@ -1116,8 +1116,8 @@ class _Hetero:
         # step time and balanced shares from one evaluation of the data-parallel
         # groups (``predict_step_time_hetero(mode="data")`` and
         # ``hetero_batch_shares`` would each balance the shares)
-        from jaxcost.params import physical
-        from jaxcost.step_time import _hetero_data
+        from jaxcost.model.params import physical
+        from jaxcost.model.step_time import _hetero_data
 
         if keys not in self.fns:
             def total(clusters, plans):
@@ -1140,8 +1140,8 @@ class _Hetero:
         return self.plan_cache[key]
 
     def _search(self, chip, n: int, b: int) -> str | None:
-        from jaxcost import parallel
-        from jaxcost.hardware import ClusterSpec
+        from jaxcost.model import parallel
+        from jaxcost.model.hardware import ClusterSpec
 
         wg = self.w.replace(global_batch_seqs=float(b))
         plans = parallel.enumerate_plans(wg, int(n), chip, **self.plan_options)
@@ -1162,8 +1162,8 @@ class _Hetero:
 
     def evaluate(self, chips: dict, r: ClusterResult) -> tuple[float, dict[str, str]]:
         """(tokens/s, plan string per type) of the mixed cluster ``r``."""
-        from jaxcost import parallel
-        from jaxcost.hardware import ClusterSpec
+        from jaxcost.model import parallel
+        from jaxcost.model.hardware import ClusterSpec
 
         keys = tuple(r.counts)
         fn = self._cluster_fn(keys)
@@ -1332,7 +1332,7 @@ def chip_mix(params, workload, scenario, *, chunk_size: int = DEFAULT_CHUNK_SIZE
     Args:
       params: ``CostParams``.
       workload: ``TransformerConfig`` or None (the scenario's model).
-      scenario: a :class:`jaxcost.scenario.Scenario`.
+      scenario: a :class:`jaxcost.policy.scenario.Scenario`.
       check_exhaustive: also solve the integer problem by enumeration when the grid
         product is at most ``EXHAUSTIVE_MAX_POINTS`` and report agreement.
       hetero: evaluate the final mixed clusters with ``predict_step_time_hetero``
@@ -1395,7 +1395,7 @@ def policy_sensitivity(params, workload, scenario, *, result: MixResult | None =
       ``{threshold leaf name: {"value": θ, "d_opt_d_threshold": ..., "elasticity":
       θ/opt · d_opt/dθ}}``; the optimum is in seconds (time) or USD (cost).
     """
-    from jaxcost import export_control as ec
+    from jaxcost.policy import export_control as ec
 
     res = (chip_mix(params, workload, scenario, check_exhaustive=False)
            if result is None else result)
@@ -1450,7 +1450,7 @@ def threshold_sweep(params, workload, scenario, threshold_name: str,
     Raises:
       ScenarioError: unknown threshold name (the message lists the known ones).
     """
-    from jaxcost import export_control as ec
+    from jaxcost.policy import export_control as ec
 
     w = scenario.model if workload is None else workload
     regime = ec.load_regime(scenario.regime)

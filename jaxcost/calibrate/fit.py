@@ -45,10 +45,10 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxcost.collectives import Collective, collective_time
+from jaxcost.model.collectives import Collective, collective_time
 from jaxcost.errors import DataError, JaxcostError, NumericalError
-from jaxcost.hardware import ChipSpec, ClusterSpec
-from jaxcost.params import (
+from jaxcost.model.hardware import ChipSpec, ClusterSpec
+from jaxcost.model.params import (
     PARAM_NAMES,
     CostParams,
     PhysicalParams,
@@ -59,9 +59,9 @@ from jaxcost.params import (
     with_offsets,
     zero_offsets,
 )
-from jaxcost.roofline import OpKind, op_time
-from jaxcost.step_time import predict_step_time_physical
-from jaxcost.workload import model_flop_per_token, recompute_flop_frac
+from jaxcost.model.roofline import OpKind, op_time
+from jaxcost.model.step_time import predict_step_time_physical
+from jaxcost.model.workload import model_flop_per_token, recompute_flop_frac
 
 #: Names of the three datasets, in loss order.
 DATASETS = ("kernels", "collectives", "runs")
@@ -458,7 +458,7 @@ def build_fit_data(chips: Mapping[str, ChipSpec], *, runs=None, collectives=None
         raise DataError("no fittable benchmark row (every row was excluded)")
     chip_keys = tuple(sorted(set(used_keys)))
     family_keys = tuple(sorted({_family_of(chips, k) for k in chip_keys}))
-    from jaxcost.hardware import stack_chips
+    from jaxcost.model.hardware import stack_chips
     chip_table = stack_chips([chips[k] for k in chip_keys])
 
     def idx(lab):
@@ -528,7 +528,7 @@ def load_fit_files(paths: Sequence[str], chips: Mapping[str, ChipSpec]
     import hashlib
     import os
 
-    from jaxcost import data as D
+    from jaxcost.io import benchmarks as D
 
     batches: dict[str, Any] = {}
     hashes: dict[str, str] = {}
@@ -608,7 +608,7 @@ def unpack_params(m: jax.Array, data: FitData, base: CostParams | None = None
 
 def _prior_tables(data: FitData) -> tuple[jax.Array, jax.Array]:
     """Prior means and standard deviations of the packed matrix (as ``log_prior``)."""
-    from jaxcost.params import CHIP_SIGMA_SCALE, FAMILY_SIGMA_SCALE
+    from jaxcost.model.params import CHIP_SIGMA_SCALE, FAMILY_SIGMA_SCALE
     d = default_params()
     sg = prior_sigmas()
     mu0 = np.asarray([float(getattr(d.global_raw, n)) for n in PARAM_NAMES])
@@ -1346,9 +1346,9 @@ def best_plans_for_missing(params: CostParams, chips: Mapping[str, ChipSpec], ru
       PlanError: no valid plan for a row.
     """
     from jaxcost.errors import PlanError
-    from jaxcost.parallel import enumerate_plans, plan_at, plan_to_str
-    from jaxcost.params import physical
-    from jaxcost.sweep import sweep_topk
+    from jaxcost.model.parallel import enumerate_plans, plan_at, plan_to_str
+    from jaxcost.model.params import physical
+    from jaxcost.search.sweep import sweep_topk
 
     missing = np.asarray(runs.plan_missing, dtype=bool)
     plan = jax.tree.map(lambda x: np.array(x, dtype=float), runs.plan)

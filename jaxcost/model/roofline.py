@@ -20,9 +20,9 @@ import enum
 import jax
 import jax.numpy as jnp
 
-from jaxcost._typing import ArrayLike
-from jaxcost.hardware import ChipSpec
-from jaxcost.params import PhysicalParams
+from jaxcost.model.types import ArrayLike
+from jaxcost.model.hardware import ChipSpec
+from jaxcost.model.params import PhysicalParams
 
 _TINY = 1e-30
 

@@ -41,10 +41,10 @@ import numpy as np
 from flax import struct
 
 from jaxcost.errors import DataError, PlanError
-from jaxcost.hardware import data_dir
+from jaxcost.io.paths import data_dir
 
 if TYPE_CHECKING:  # pragma: no cover
-    from jaxcost.parallel import ParallelPlan
+    from jaxcost.model.parallel import ParallelPlan
 
 #: bytes of one bf16 value (activations, weights in compute, communicated tensors).
 BF16_BYTES = 2.0

@@ -1,7 +1,7 @@
 """Export-control metrics and rules: TPP, performance density, regimes, classification.
 
 Owns:
-  * the rule metrics computed from a :class:`~jaxcost.hardware.ChipSpec`:
+  * the rule metrics computed from a :class:`~jaxcost.model.hardware.ChipSpec`:
     ``tpp`` (Total Processing Performance, 3A090 Technical Note) and
     ``performance_density`` (TPP per mm^2 of applicable die area);
   * :class:`Regime`: one export-control regime loaded from ``data/regimes/<id>.toml``
@@ -45,9 +45,11 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxcost import _expr, units
+from jaxcost import units
+from jaxcost.policy import expr as _expr
 from jaxcost.errors import RegimeError
-from jaxcost.hardware import ChipSpec, data_dir
+from jaxcost.io.paths import data_dir
+from jaxcost.model.hardware import ChipSpec
 
 
 class Consequence(enum.StrEnum):

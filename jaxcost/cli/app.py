@@ -1,7 +1,7 @@
 """The ``jaxcost`` command: parse arguments, call the library, print or write files.
 
 One function per subcommand, ``_cmd_<name>(args) -> int``, registered in
-:func:`_build_parser`. No modelling logic lives here. Input errors
+:func:`build_parser`. No modelling logic lives here. Input errors
 (:class:`~jaxcost.errors.JaxcostError`) are printed as one line ``jaxcost: <message>``
 on stderr with exit status 2, without a traceback; every output file is written
 atomically, so a failed command leaves no partial file.
@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from jaxcost._io import atomic_write_text
+from jaxcost.io.atomic import atomic_write_text
 from jaxcost.errors import JaxcostError
 
 
@@ -53,7 +53,7 @@ def _sci(value: float) -> str:
 
 def _shipped_calibration():
     """Path of the shipped calibration, ``data/calibration/default.json``."""
-    from jaxcost.hardware import data_dir
+    from jaxcost.io.paths import data_dir
 
     return data_dir() / "calibration" / "default.json"
 
@@ -71,8 +71,8 @@ _CHIP_SI_FIELDS = [
 def _cmd_chips(args: argparse.Namespace) -> int:
     """``jaxcost chips``: the chip table in human units, with TPP and PD."""
     from jaxcost import units
-    from jaxcost.export_control import performance_density, tpp
-    from jaxcost.hardware import load_chips
+    from jaxcost.policy.export_control import performance_density, tpp
+    from jaxcost.model.hardware import load_chips
 
     chips = load_chips(args.chips)
     rows, si_rows = [], []
@@ -126,8 +126,8 @@ def _cell(c) -> str:
 def _cmd_classify(args: argparse.Namespace) -> int:
     """``jaxcost classify``: chips x regimes matrix of consequences."""
     from jaxcost.errors import RegimeError
-    from jaxcost.export_control import classify, load_regimes
-    from jaxcost.hardware import load_chips
+    from jaxcost.policy.export_control import classify, load_regimes
+    from jaxcost.model.hardware import load_chips
 
     chips = load_chips(args.chips)
     regimes = load_regimes(args.regimes_dir)
@@ -253,10 +253,10 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     """``jaxcost optimize [SCENARIO]``: ranked clusters, Pareto front, files in --out."""
     from pathlib import Path
 
-    from jaxcost._io import atomic_write_bytes
-    from jaxcost.optimize import chip_mix
-    from jaxcost.params import default_params, load_params
-    from jaxcost.scenario import load_scenario
+    from jaxcost.io.atomic import atomic_write_bytes
+    from jaxcost.search.optimize import chip_mix
+    from jaxcost.model.params import default_params, load_params
+    from jaxcost.policy.scenario import load_scenario
 
     sc = load_scenario(args.scenario)
     shipped = _shipped_calibration()
@@ -310,9 +310,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     import numpy as np
 
     import jaxcost
-    from jaxcost import fit as F
-    from jaxcost.hardware import load_chips
-    from jaxcost.params import save_params
+    from jaxcost.calibrate import fit as F
+    from jaxcost.model.hardware import load_chips
+    from jaxcost.model.params import save_params
 
     if args.bootstrap is not None and args.bootstrap < 2:
         raise JaxcostError(f"--bootstrap {args.bootstrap}: expected an integer >= 2",
@@ -374,7 +374,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         png = _parity_png(obs, pred, cvp)
     save_params(args.out, res.params, prov)
     if png is not None:
-        from jaxcost._io import atomic_write_bytes
+        from jaxcost.io.atomic import atomic_write_bytes
         atomic_write_bytes(args.plot, png)
     print(f"wrote {args.out}" + (f", {args.plot}" if png is not None else ""))
     return 0
@@ -384,11 +384,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     """``jaxcost predict RUNS.csv --out PRED.csv``: predicted step time per row."""
     import numpy as np
 
-    from jaxcost import data as D
-    from jaxcost import fit as F
+    from jaxcost.io import benchmarks as D
+    from jaxcost.calibrate import fit as F
     from jaxcost.errors import PlanError
-    from jaxcost.hardware import load_chips
-    from jaxcost.params import load_params
+    from jaxcost.model.hardware import load_chips
+    from jaxcost.model.params import load_params
 
     path = args.params or str(_shipped_calibration())
     params, prov = load_params(path)
@@ -428,7 +428,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxcost",
         description="Differentiable cost models of AI accelerators under export "
@@ -489,7 +489,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``jaxcost`` command; returns the exit status."""
-    args = _build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except JaxcostError as err:

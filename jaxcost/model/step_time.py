@@ -55,7 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxcost.collectives import (
+from jaxcost.model.collectives import (
     all_gather_time,
     all_reduce_time,
     all_to_all_time,
@@ -64,11 +64,11 @@ from jaxcost.collectives import (
     send_recv_time,
 )
 from jaxcost.errors import PlanError
-from jaxcost.hardware import ChipSpec, ClusterSpec
-from jaxcost.parallel import USABLE_HBM_FRAC, ParallelPlan
-from jaxcost.params import CostParams, PhysicalParams, physical
-from jaxcost.roofline import OpKind, op_time, peak_flop_per_s, smooth_max
-from jaxcost.workload import (
+from jaxcost.model.hardware import ChipSpec, ClusterSpec
+from jaxcost.model.parallel import USABLE_HBM_FRAC, ParallelPlan
+from jaxcost.model.params import CostParams, PhysicalParams, physical
+from jaxcost.model.roofline import OpKind, op_time, peak_flop_per_s, smooth_max
+from jaxcost.model.workload import (
     ATTN_CORE_MASK,
     LAYER_OP_NAMES,
     TransformerConfig,

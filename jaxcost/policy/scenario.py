@@ -72,6 +72,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxcost.errors import JaxcostError, ScenarioError
+from jaxcost.io.paths import default_scenario_path
 
 __all__ = [
     "Candidate",
@@ -79,12 +80,8 @@ __all__ = [
     "SearchOptions",
     "load_scenario",
     "scenario_from_dict",
-    "SCENARIOS_DIR",
-    "DEFAULT_SCENARIO",
 ]
 
-SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
-DEFAULT_SCENARIO = SCENARIOS_DIR / "default.toml"
 
 _OBJECTIVES = ("time", "cost")
 
@@ -278,7 +275,7 @@ def _resolve_chip(name: str, chips: dict, ctx: _Ctx, key: str):
 
 
 def _build_model(table: dict, ctx: _Ctx):
-    from jaxcost import workload
+    from jaxcost.model import workload
 
     ctx.check_keys(table, _MODEL_KEYS, "model.")
     vals = {k: ctx.typed(table, k, t, "model.") for k, t in _MODEL_KEYS.items()
@@ -380,7 +377,7 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", name: str | None
       ScenarioError: unknown key, wrong type, unknown chip (with close names),
         negative limit, unknown regime or model; one line naming file and key.
     """
-    from jaxcost import hardware
+    from jaxcost.model import hardware
 
     ctx = _Ctx(path)
     ctx.check_keys(data, _TOP_KEYS, "")
@@ -456,7 +453,7 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", name: str | None
 
 
 def _check_regime(regime: str, ctx: _Ctx) -> None:
-    from jaxcost import export_control
+    from jaxcost.policy import export_control
 
     try:
         export_control.load_regime(regime)
@@ -472,7 +469,7 @@ def load_scenario(path: str | Path | None = None, *, chips: dict | None = None
       ScenarioError: unreadable file, TOML syntax error, or any invalid key or value
         (one line naming the file and the key).
     """
-    p = Path(path) if path is not None else DEFAULT_SCENARIO
+    p = Path(path) if path is not None else default_scenario_path()
     try:
         raw = p.read_bytes()
     except OSError as exc:

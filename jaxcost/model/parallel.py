@@ -31,9 +31,9 @@ import numpy as np
 from flax import struct
 
 from jaxcost.errors import PlanError
-from jaxcost.hardware import ChipSpec
+from jaxcost.model.hardware import ChipSpec
 from jaxcost.units import GIB
-from jaxcost.workload import TransformerConfig, memory_bytes
+from jaxcost.model.workload import TransformerConfig, memory_bytes
 
 #: Default fraction of HBM capacity usable by the training job.
 USABLE_HBM_FRAC = 0.95

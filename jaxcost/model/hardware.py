@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxcost.errors import DataError, UnknownChipError
+from jaxcost.io.paths import data_dir
 
 
 @struct.dataclass
@@ -149,23 +150,6 @@ _TEXT_COLUMNS = ("name", "key", "vendor", "family", "datacenter", "source")
 #: Columns every chips CSV must have.
 CHIP_REQUIRED_COLUMNS: tuple[str, ...] = _TEXT_COLUMNS + tuple(_NUMERIC_COLUMNS)
 _POSITIVE_IF_GIVEN = ("die_area_m2",)
-
-
-def data_dir() -> Path:
-    """The folder of the shipped data files (``chips.csv``, ``regimes/``, ...).
-
-    ``$JAXCOST_DATA_DIR`` if set; otherwise, in a source checkout, the repository's
-    ``data/`` next to ``jaxcost/``, and in an installed wheel the same files shipped as
-    ``jaxcost/_data``. Every module finds its data files through this function.
-    """
-    env = os.environ.get("JAXCOST_DATA_DIR")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "data", here / "_data"):
-        if (candidate / "chips.csv").is_file():
-            return candidate
-    return here.parent / "data"
 
 
 def _parse_bool(text: str, *, file: str, row: int, column: str) -> bool:

@@ -38,9 +38,9 @@ import pandas as pd
 from flax import struct
 
 from jaxcost import units
-from jaxcost._io import atomic_path
+from jaxcost.io.atomic import atomic_path
 from jaxcost.errors import DataError, UnknownChipError
-from jaxcost.hardware import data_dir
+from jaxcost.io.paths import data_dir
 
 __all__ = [
     "Col",
@@ -891,8 +891,8 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
     Returns:
       RunBatch with leaves of shape ``(n,)``, n = number of usable rows.
     """
-    from jaxcost.parallel import ParallelPlan, Recompute, stack_plans
-    from jaxcost.workload import TransformerConfig, load_models, stack_models
+    from jaxcost.model.parallel import ParallelPlan, Recompute, stack_plans
+    from jaxcost.model.workload import TransformerConfig, load_models, stack_models
 
     why = fit_exclusions(df, chips)
     models = load_models()

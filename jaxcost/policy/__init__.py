@@ -1,0 +1,3 @@
+"""Policy: export-control regimes (rules as data), scenarios, chip-mix optimisation
+and sensitivities.
+"""

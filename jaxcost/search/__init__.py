@@ -1,0 +1,4 @@
+"""Plan search: the plan space, the one plan scorer and batched sweeps.
+
+Imports :mod:`jaxcost.model`; never :mod:`jaxcost.calibrate` or :mod:`jaxcost.policy`.
+"""

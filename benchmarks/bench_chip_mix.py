@@ -2,7 +2,7 @@
 
 Runs ``jaxcost.chip_mix`` on one scenario (default: ``scenarios/default.toml``, the
 main job of the README) with the shipped calibration, once with each group of a mixed
-cluster keeping its whole-batch plan (``_Hetero.REPLAN_ROUNDS = 0``) and once with the
+cluster keeping its whole-batch plan (``replan_rounds=0``) and once with the
 groups re-planned for their share of the global batch (the default, 2 rounds). Prints
 the phase timings (throughput curves, integer solve, exact evaluation, total, in s)
 and the top cluster of each run with its surrogate and exact throughput.
@@ -23,7 +23,6 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import jaxcost as jc  # noqa: E402
-from jaxcost import optimize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,15 +32,11 @@ def main(path: str) -> None:
     sc = jc.load_scenario(path)
     print(f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, "
           f"{jax.default_backend()}; load average {os.getloadavg()[0]:.1f}; {path}")
-    default_rounds = optimize._Hetero.REPLAN_ROUNDS
-    for rounds in (0, default_rounds):
-        optimize._Hetero.REPLAN_ROUNDS = rounds
-        try:
-            t0 = time.perf_counter()
-            res = jc.chip_mix(params, None, sc, check_exhaustive=False)
-            wall = time.perf_counter() - t0
-        finally:
-            optimize._Hetero.REPLAN_ROUNDS = default_rounds
+    for rounds in (0, 2):
+        t0 = time.perf_counter()
+        res = jc.chip_mix(params, None, sc, check_exhaustive=False,
+                          replan_rounds=rounds)
+        wall = time.perf_counter() - t0
         s = res.seconds
         top = res.clusters[0]
         print(f"replan rounds {rounds}: curves {s['curves']:.1f} s, "

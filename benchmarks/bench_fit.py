@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from jaxcost import calibrate as F
 from jaxcost.io import benchmarks as D
-from jaxcost.calibrate import fit as F
 from jaxcost.model.hardware import load_chips
 
 
@@ -23,9 +23,9 @@ def main() -> None:
     t0 = time.perf_counter()
     fd = F.build_fit_data(
         chips,
-        runs=D.runs_to_arrays(D.load_benchmarks("training_runs"), chips),
-        collectives=D.collectives_to_arrays(D.load_benchmarks("collectives")),
-        kernels=D.kernels_to_arrays(D.load_benchmarks("kernels")))
+        runs=F.runs_to_arrays(D.load_benchmarks("training_runs"), chips),
+        collectives=F.collectives_to_arrays(D.load_benchmarks("collectives")),
+        kernels=F.kernels_to_arrays(D.load_benchmarks("kernels")))
     print(f"load: {time.perf_counter() - t0:.1f} s")
     res = F.fit_params(fd)
     print(f"full fit: {res.seconds:.1f} s (loss {res.loss:.5g})")

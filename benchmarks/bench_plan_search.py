@@ -41,12 +41,13 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=8192)
     args = ap.parse_args()
 
-    from jaxcost.search import sweep
     from jaxcost.model.hardware import ClusterSpec, load_chips
-    from jaxcost.model.parallel import Recompute, enumerate_plans, plan_at, plan_to_str
     from jaxcost.model.params import default_params, physical
+    from jaxcost.model.plan import Recompute, plan_at, plan_to_str
     from jaxcost.model.step_time import predict_step_time_physical
     from jaxcost.model.workload import get_model
+    from jaxcost.search import sweep
+    from jaxcost.search.space import PlanSpace, enumerate_plans
 
     chip = load_chips()[args.chip]
     w = get_model(args.model)
@@ -68,7 +69,7 @@ def main() -> None:
           f"jax={jax.__version__}")
     for name, opts in spaces.items():
         t0 = time.perf_counter()
-        plans = enumerate_plans(w, args.chips, chip, **opts)
+        plans = enumerate_plans(w, args.chips, chip, PlanSpace.create(**opts))
         t_enum = time.perf_counter() - t0
         n = int(plans.dp.shape[0])
         t1 = time.perf_counter()

@@ -32,9 +32,9 @@ def main() -> None:
 
     from jaxcost.model.hardware import ClusterSpec, load_chips
     from jaxcost.model.params import default_params, physical
-    from jaxcost.model.parallel import enumerate_plans
     from jaxcost.model.step_time import predict_step_time_physical
     from jaxcost.model.workload import load_models
+    from jaxcost.search.space import enumerate_plans
 
     chips = load_chips()
     models = load_models()

@@ -30,7 +30,7 @@ jax.config.update("jax_enable_x64", True)
 
 from jaxcost.model.hardware import ClusterSpec, load_chips  # noqa: E402
 from jaxcost.model.params import default_params  # noqa: E402
-from jaxcost.model.parallel import ParallelPlan  # noqa: E402
+from jaxcost.model.plan import ParallelPlan  # noqa: E402
 from jaxcost.model.step_time import predict_step_time  # noqa: E402
 from jaxcost.model.workload import TransformerConfig  # noqa: E402
 

@@ -47,7 +47,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxcost as jc  # noqa: E402
-from jaxcost.search.optimize import throughput_curves  # noqa: E402
+from jaxcost.search.curves import throughput_curves  # noqa: E402
 
 SLUG = "01_h800_vs_h100"
 MODELS = ("gpt3-175b", "llama2-70b")
@@ -90,7 +90,7 @@ def nearest_valid_count(w, chip, target):
 
 
 def tp8_plans(w, n, chip):
-    pl = jc.enumerate_plans(w, n, chip, **C.PLANS)
+    pl = jc.enumerate_plans(w, n, chip, jc.PlanSpace.create(**C.PLANS))
     return C.subset_plans(pl, np.asarray(pl.tp) == 8)
 
 
@@ -102,12 +102,12 @@ def analyse(model_name, restrict_tp8):
     kw = {}
     ref_plans = tp8_plans(w, n_ref, h100) if restrict_tp8 else None
     ref = jc.best_plan(cal.params, jc.ClusterSpec(chip=h100, num_chips=float(n_ref)), w,
-                       k=1, tokens=TOKENS, plans=ref_plans, **C.PLANS)[0]
+                       k=1, tokens=TOKENS, plans=ref_plans, space=jc.PlanSpace.create(**C.PLANS))[0]
     if restrict_tp8:
         counts, tput, plans = [], [], []
         for n in h800_counts[::2]:
             r = jc.best_plan(cal.params, jc.ClusterSpec(chip=h800, num_chips=float(n)),
-                             w, k=1, plans=tp8_plans(w, int(n), h800), **kw)
+                             w, k=1, plans=tp8_plans(w, int(n), h800), space=jc.PlanSpace.create(**kw))
             if r:
                 counts.append(int(n))
                 tput.append(r[0].tokens_per_s)
@@ -115,7 +115,7 @@ def analyse(model_name, restrict_tp8):
         counts = np.asarray(counts)
         tput = np.asarray(tput)
     else:
-        cv = throughput_curves(cal.params, w, [h800], [h800_counts], **C.PLANS)[0]
+        cv = throughput_curves(cal.params, w, [h800], [h800_counts], space=jc.PlanSpace.create(**C.PLANS))[0]
         keep = cv.tokens_per_s > 0
         counts, tput = cv.counts[keep], cv.tokens_per_s[keep]
         plans = [p for p, k in zip(cv.plans, keep, strict=True) if k]
@@ -123,8 +123,7 @@ def analyse(model_name, restrict_tp8):
     # same-count comparison: H800 at n_ref with its own best plan
     same = jc.best_plan(cal.params, jc.ClusterSpec(chip=h800, num_chips=float(n_ref)),
                         w, k=1, tokens=TOKENS,
-                        plans=tp8_plans(w, n_ref, h800) if restrict_tp8 else None,
-                        **C.PLANS)[0]
+                        plans=tp8_plans(w, n_ref, h800) if restrict_tp8 else None, space=jc.PlanSpace.create(**C.PLANS))[0]
     # ensemble: reference time and H800 curve under each member
     st_ref = C.ensemble_step_times(cal.ensemble, jc.ClusterSpec(
         chip=h100, num_chips=float(n_ref)), w, ref.plan)

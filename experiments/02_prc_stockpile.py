@@ -47,7 +47,6 @@ import _common as C  # noqa: E402
 T0 = C.setup()
 
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 import jaxcost as jc  # noqa: E402
 

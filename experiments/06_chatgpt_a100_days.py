@@ -40,7 +40,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxcost as jc  # noqa: E402
-from jaxcost.search.optimize import throughput_curves  # noqa: E402
+from jaxcost.search.curves import throughput_curves  # noqa: E402
 
 SLUG = "06_chatgpt_a100_days"
 DAY_S = 86400.0
@@ -61,7 +61,7 @@ for target in targets:
     t = time.perf_counter()
     n = C.nearest_valid_count(w, a100, target)
     best = jc.best_plan(cal.params, jc.ClusterSpec(chip=a100, num_chips=float(n)), w,
-                        k=1, tokens=tokens, **C.PLANS)[0]
+                        k=1, tokens=tokens, space=jc.PlanSpace.create(**C.PLANS))[0]
     st = C.ensemble_step_times(cal.ensemble, jc.ClusterSpec(chip=a100,
                                                             num_chips=float(n)),
                                w, best.plan)
@@ -92,7 +92,7 @@ for target in targets:
 # %%
 grid = np.asarray([512 * 2 ** (k / 2) for k in range(11)])
 grid = np.unique([C.nearest_valid_count(w, a100, g) for g in grid])
-cv = throughput_curves(cal.params, w, [a100], [grid], **C.PLANS)[0]
+cv = throughput_curves(cal.params, w, [a100], [grid], space=jc.PlanSpace.create(**C.PLANS))[0]
 ok = cv.tokens_per_s > 0
 fig, ax = plt.subplots(figsize=(6.5, 4))
 ax.loglog(cv.counts[ok], tokens / cv.tokens_per_s[ok] / DAY_S, "-o", ms=3,

@@ -90,7 +90,7 @@ def load_calibration(*, num_prior_draws: int = 32, seed: int = SEED) -> Calibrat
     from jaxcost import default_params, load_params
 
     if CALIBRATION_PATH.exists():
-        from jaxcost.calibrate.fit import ensemble_from_json
+        from jaxcost.calibrate import ensemble_from_json
 
         params, prov = load_params(CALIBRATION_PATH)
         doc = json.loads(CALIBRATION_PATH.read_text())

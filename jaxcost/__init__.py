@@ -2,20 +2,18 @@
 
 __version__ = "0.1.0"
 
-from jaxcost.model.collectives import (
-    Collective,
-    all_gather_time,
-    all_reduce_time,
-    all_to_all_time,
-    collective_time,
-    nccl_bus_bandwidth,
-    reduce_scatter_time,
-    send_recv_time,
-)
-from jaxcost.io.benchmarks import (
+from jaxcost.calibrate import (
+    BootstrapResult,
+    CVResult,
+    FitData,
+    FitOptions,
+    FitResult,
     RunBatch,
-    load_benchmarks,
-    load_runs,
+    bootstrap,
+    build_fit_data,
+    cross_validate,
+    fit_params,
+    predict_run_batch,
     runs_to_arrays,
 )
 from jaxcost.errors import (
@@ -29,66 +27,27 @@ from jaxcost.errors import (
     ScenarioError,
     UnknownChipError,
 )
-from jaxcost.policy.export_control import (
-    ChipQuantities,
-    Classification,
-    Consequence,
-    Regime,
-    RegimeThresholds,
-    chip_quantities,
-    classify,
-    load_regime,
-    load_regimes,
-    performance_density,
-    regime_thresholds,
-    smooth_allowed_frac,
-    smooth_consequence_probs,
-    smooth_license_cost_frac,
-    tpp,
-    tpp_cap_units,
-)
-from jaxcost.calibrate.fit import (
-    BootstrapResult,
-    CVResult,
-    FitData,
-    FitOptions,
-    FitResult,
-    bootstrap,
-    build_fit_data,
-    cross_validate,
-    fit_params,
-    predict_run_batch,
-)
+from jaxcost.io.benchmarks import load_benchmarks, load_runs
 from jaxcost.io.paths import data_dir
+from jaxcost.model.collectives import (
+    Collective,
+    all_gather_time,
+    all_reduce_time,
+    all_to_all_time,
+    collective_time,
+    nccl_bus_bandwidth,
+    reduce_scatter_time,
+    send_recv_time,
+)
 from jaxcost.model.hardware import (
     ChipSpec,
     ClusterSpec,
+    Precision,
     get_chip,
     load_chips,
     stack_chips,
 )
-from jaxcost.search.optimize import (
-    ClusterResult,
-    MixResult,
-    PlanResult,
-    best_plan,
-    chip_mix,
-    pareto_front,
-    policy_sensitivity,
-    threshold_sweep,
-)
-from jaxcost.model.parallel import (
-    ParallelPlan,
-    Recompute,
-    check_plan,
-    enumerate_plans,
-    num_chips,
-    num_microbatches,
-    plan_at,
-    plan_from_str,
-    plan_to_str,
-    stack_plans,
-)
+from jaxcost.model.parallel import check_plan, num_microbatches
 from jaxcost.model.params import (
     CostParams,
     PhysicalParams,
@@ -100,6 +59,15 @@ from jaxcost.model.params import (
     save_params,
     with_offsets,
 )
+from jaxcost.model.plan import (
+    ParallelPlan,
+    Recompute,
+    num_chips,
+    plan_at,
+    plan_from_str,
+    plan_to_str,
+    stack_plans,
+)
 from jaxcost.model.roofline import (
     arithmetic_intensity,
     compute_time,
@@ -110,7 +78,6 @@ from jaxcost.model.roofline import (
     roofline_upper,
     smooth_max,
 )
-from jaxcost.policy.scenario import Scenario, load_scenario
 from jaxcost.model.step_time import (
     StepTime,
     hetero_batch_shares,
@@ -137,6 +104,30 @@ from jaxcost.model.workload import (
     param_count,
     recompute_flop_frac,
 )
+from jaxcost.policy.export_control import (
+    ChipQuantities,
+    Classification,
+    Consequence,
+    Regime,
+    RegimeThresholds,
+    chip_quantities,
+    classify,
+    load_regime,
+    load_regimes,
+    performance_density,
+    regime_thresholds,
+    smooth_allowed_frac,
+    smooth_consequence_probs,
+    smooth_license_cost_frac,
+    tpp,
+    tpp_cap_units,
+)
+from jaxcost.policy.mix import ClusterResult, MixResult, chip_mix, pareto_front
+from jaxcost.policy.scenario import Scenario, load_scenario
+from jaxcost.policy.sensitivity import policy_sensitivity, threshold_sweep
+from jaxcost.search.plans import Objective, PlanResult, best_plan
+from jaxcost.search.score import plan_time_s
+from jaxcost.search.space import PlanSpace, enumerate_plans
 
 __all__ = [
     "__version__",
@@ -153,6 +144,7 @@ __all__ = [
     # hardware
     "ChipSpec",
     "ClusterSpec",
+    "Precision",
     "stack_chips",
     "load_chips",
     "get_chip",
@@ -242,7 +234,10 @@ __all__ = [
     "predict_step_time_physical",
     "predict_step_time_hetero",
     "hetero_batch_shares",
-    # optimize
+    # search
+    "PlanSpace",
+    "Objective",
+    "plan_time_s",
     "PlanResult",
     "ClusterResult",
     "MixResult",

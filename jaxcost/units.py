@@ -27,6 +27,3 @@ SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_DAY = 86400.0
 
 
-def bits_to_bytes(num_bits: float) -> float:
-    """Convert a count of bits (or bits/s) to bytes (or bytes/s)."""
-    return num_bits / BITS_PER_BYTE

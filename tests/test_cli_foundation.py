@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from jaxcost.cli import app as cli
-from jaxcost.policy.export_control import classify, load_regimes
 from jaxcost.io.paths import data_dir
 from jaxcost.model.hardware import load_chips
+from jaxcost.policy.export_control import classify, load_regimes
 
 REPO = Path(__file__).resolve().parent.parent
 

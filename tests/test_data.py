@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxcost.io import benchmarks as jd
+from jaxcost import calibrate
 from jaxcost.errors import DataError, UnknownChipError
+from jaxcost.io import benchmarks as jd
 
 REFERENCE = "/work/shared/reference/benchmarks"
 
@@ -125,13 +126,13 @@ def test_kernel_flop_conventions():
 
 
 def test_collectives_and_kernels_to_arrays(frames):
-    cb = jd.collectives_to_arrays(frames["collectives"])
+    cb = calibrate.collectives_to_arrays(frames["collectives"])
     assert cb.kind.shape == cb.time_s.shape == (len(cb.row_ids),)
     i = cb.row_ids.index("C0021")  # Azure A100, 1 GiB all-reduce, busbw only
     n = 8.0
     alg = 228.10e9 * n / (2 * (n - 1))
     np.testing.assert_allclose(float(cb.time_s[i]), 2**30 / alg, rtol=1e-12)
-    kb = jd.kernels_to_arrays(frames["kernels"])
+    kb = calibrate.kernels_to_arrays(frames["kernels"])
     j = kb.row_ids.index("K0004")
     np.testing.assert_allclose(float(kb.time_s[j]), 2 * 8192**3 / 253.7e12, rtol=1e-12)
 
@@ -139,7 +140,7 @@ def test_collectives_and_kernels_to_arrays(frames):
 def test_runs_to_arrays(frames, chips):
     from jaxcost.model.hardware import load_chips
 
-    rb = jd.runs_to_arrays(frames["training_runs"], load_chips())
+    rb = calibrate.runs_to_arrays(frames["training_runs"], load_chips())
     n = len(rb.row_ids)
     assert n > 50
     assert rb.workload.num_layers.shape == (n,)
@@ -167,7 +168,7 @@ _ARCH = {"layers": "num_layers", "hidden": "d_model", "heads": "num_heads",
 def run_batch(frames):
     from jaxcost.model.hardware import load_chips
 
-    return jd.runs_to_arrays(frames["training_runs"], load_chips())
+    return calibrate.runs_to_arrays(frames["training_runs"], load_chips())
 
 
 def test_usable_rows_per_chip_do_not_regress(run_batch):
@@ -311,14 +312,14 @@ def test_write_csv_atomic_roundtrip(tmp_path, frames):
     ("selective (whole MoE block and layernorm: --recompute-modules moe layernorm)", 2),
 ])
 def test_recompute_text_to_mode(text, code):
-    from jaxcost.io.benchmarks import _recompute_code
-    assert _recompute_code(text) == code
+    from jaxcost.io.benchmarks import recompute_code
+    assert recompute_code(text) == code
 
 
 def test_recompute_text_unknown_is_a_data_error():
-    from jaxcost.io.benchmarks import _recompute_code
+    from jaxcost.io.benchmarks import recompute_code
     with pytest.raises(DataError, match="not a recompute mode"):
-        _recompute_code("sometimes")
+        recompute_code("sometimes")
 
 
 def test_software_columns_become_plan_leaves(run_batch, frames):
@@ -347,7 +348,7 @@ def test_software_columns_may_be_absent(frames):
     from jaxcost.model.hardware import load_chips
 
     df = frames["training_runs"].head(40).drop(columns=list(jd.SOFTWARE_DEFAULTS))
-    batch = jd.runs_to_arrays(df, load_chips())
+    batch = calibrate.runs_to_arrays(df, load_chips())
     for leaf, want in (("flash_attn", 1.0), ("fused_a2a", 0.0), ("tp_overlap", 0.0),
                        ("pp_balance", 0.0), ("dp_overlap", 0.0)):
         assert set(np.unique(np.asarray(getattr(batch.plan, leaf)))) == {want}, leaf

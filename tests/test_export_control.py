@@ -9,11 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcost.policy import expr as _expr
-from jaxcost.policy import export_control as ec
 from jaxcost.errors import RegimeError
 from jaxcost.io.paths import data_dir
 from jaxcost.model.hardware import load_chips
+from jaxcost.policy import export_control as ec
+from jaxcost.policy import expr as _expr
 
 CHIPS = load_chips()
 REGIMES = ec.load_regimes()

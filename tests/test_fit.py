@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcost.calibrate import fit as F
+from jaxcost import calibrate as F
 from jaxcost.cli import main
-from jaxcost.model.collectives import collective_time
 from jaxcost.errors import NumericalError
+from jaxcost.model.collectives import collective_time
 from jaxcost.model.hardware import load_chips
 from jaxcost.model.params import (
     default_params,
@@ -129,7 +129,7 @@ def test_packed_prior_equals_log_prior(synthetic_fit):
     _, data, res = synthetic_fit
     with jax.enable_x64(True):
         m = F.pack_params(res.params, data)
-        mu, sig = F._prior_tables(data)
+        mu, sig = F.prior_tables(data)
         got = float(F.log_prior_packed(m, data, (jnp.asarray(mu), jnp.asarray(sig))))
     np.testing.assert_allclose(got, float(log_prior(res.params)), rtol=1e-12)
 
@@ -277,8 +277,8 @@ def test_plan_search_of_a_blank_plan_sees_the_row_network(tmp_path, params_json)
 def test_load_fit_files_kinds_hashes_and_errors(tmp_path):
     import hashlib
 
+    from jaxcost.calibrate import benchmark_kind, load_fit_files
     from jaxcost.errors import JaxcostError
-    from jaxcost.calibrate.fit import benchmark_kind, load_fit_files
     from jaxcost.model.hardware import load_chips
 
     root = Path(__file__).resolve().parent.parent / "data" / "benchmarks"

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from test_fit import synthetic_batches
 
-from jaxcost.calibrate import fit as F
-from jaxcost.io.benchmarks import RunBatch
+from jaxcost import calibrate as F
+from jaxcost.calibrate import RunBatch
 from jaxcost.model.hardware import ClusterSpec, load_chips
-from jaxcost.model.parallel import ParallelPlan, Recompute, stack_plans
 from jaxcost.model.params import default_params, physical
+from jaxcost.model.plan import ParallelPlan, Recompute, stack_plans
 from jaxcost.model.step_time import predict_step_time
 from jaxcost.model.workload import load_models, stack_models
 

@@ -39,13 +39,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from jaxcost import calibrate
 from jaxcost.cli import app as cli
-from jaxcost.io import benchmarks as data
-from jaxcost.policy import export_control
-from jaxcost.model import hardware
-from jaxcost.model import params
-from jaxcost.policy import scenario
 from jaxcost.errors import JaxcostError
+from jaxcost.io import benchmarks as data
+from jaxcost.model import hardware, params
+from jaxcost.policy import export_control, scenario
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
@@ -239,7 +238,7 @@ def check_runs(mut, tmpdir: Path) -> str:
         assert_clean(err, path)
         return "error"
     try:
-        batch = data.runs_to_arrays(df, hardware.load_chips(), strict=True)
+        batch = calibrate.runs_to_arrays(df, hardware.load_chips(), strict=True)
     except Exception as err:  # noqa: BLE001
         # in-memory conversion: one line, with the row; the CLI adds the file name
         assert isinstance(err, JaxcostError), f"{type(err).__name__}: {err}"

@@ -26,10 +26,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxcost.model.hardware import ClusterSpec, load_chips
-from jaxcost.model.parallel import enumerate_plans
 from jaxcost.model.params import default_params
 from jaxcost.model.step_time import predict_step_time
 from jaxcost.model.workload import load_models
+from jaxcost.search.space import PlanSpace, enumerate_plans
 
 #: plans evaluated per case (a deterministic spread over the enumerated ones)
 MAX_PLANS = 256
@@ -61,7 +61,7 @@ def _case(name: str):
     model, overrides, chip_key, n, opts = CASES[name]
     chip = load_chips()[chip_key]
     w = load_models()[model].replace(**overrides)
-    plans = enumerate_plans(w, n, chip, **opts)
+    plans = enumerate_plans(w, n, chip, PlanSpace.create(**opts))
     total = int(plans.dp.shape[0])
     assert total > 0, f"{name}: no valid plan"
     idx = np.unique(np.linspace(0, total - 1, min(total, MAX_PLANS)).astype(int))

@@ -7,23 +7,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxcost.model import hardware
-from jaxcost.search import optimize
-from jaxcost.model import parallel
-from jaxcost.model import params
-from jaxcost.model import step_time
-from jaxcost.model import workload
 from jaxcost.errors import InfeasibleError
-from jaxcost.search.optimize import (
-    ClusterResult,
+from jaxcost.model import hardware, params, step_time, workload
+from jaxcost.model.plan import plan_from_str
+from jaxcost.policy.hetero import MixedClusterEvaluator, nice_batch
+from jaxcost.policy.mix import ClusterResult, chip_mix, pareto_front
+from jaxcost.policy.mix_solver import (
     MixProblem,
-    _evaluate_idx,
-    count_grid,
+    evaluate_counts,
     exhaustive_mix,
-    pareto_front,
     solve_mix,
 )
 from jaxcost.policy.scenario import scenario_from_dict
+from jaxcost.search.curves import count_grid, throughput_curves
+from jaxcost.search.plans import best_plan
+from jaxcost.search.space import PlanSpace
 
 T = 3
 
@@ -57,7 +55,7 @@ def _problem(seed, *, budget=None, power=None, stock=None, allowed=None,
 
 
 def _obj(prob, idx):
-    return _evaluate_idx(prob, np.asarray(idx)[None])["objective"][0]
+    return evaluate_counts(prob, np.asarray(idx)[None])["objective"][0]
 
 
 @pytest.mark.parametrize("seed, objective, mixed", [
@@ -94,7 +92,7 @@ def test_limits_hold_in_every_result(budget, power, stock):
     prob = _problem(11, budget=budget, power=power, stock=stock)
     sol = solve_mix(prob, top=10, steps=60)
     for idx in sol.ranked:
-        ev = _evaluate_idx(prob, idx[None])
+        ev = evaluate_counts(prob, idx[None])
         counts = ev["counts"][0]
         assert ev["cost_usd"][0] <= budget * (1 + 1e-12)
         assert ev["power_w"][0] <= power * (1 + 1e-12)
@@ -138,9 +136,9 @@ def test_best_plan_agrees_with_batched_curves():
     w = workload.TransformerConfig.create(**_TINY)
     p = params.default_params()
     chip = chips["H800-SXM"]
-    cv = optimize.throughput_curves(p, w, [chip, chips["Ascend910B"]],
+    cv = throughput_curves(p, w, [chip, chips["Ascend910B"]],
                                     [np.array([8, 16]), np.array([8])])
-    res = optimize.best_plan(p, hardware.ClusterSpec(chip=chip, num_chips=16.0), w,
+    res = best_plan(p, hardware.ClusterSpec(chip=chip, num_chips=16.0), w,
                              k=3, tokens=1e9)
     assert len(res) == 3
     assert res[0].step_time.total_s <= res[1].step_time.total_s
@@ -164,7 +162,7 @@ def _scenario(**limits):
 
 def test_chip_mix_on_a_real_scenario():
     sc = _scenario(budget_usd=2e6, power_w=5e4)
-    res = optimize.chip_mix(params.default_params(), None, sc, hetero=False)
+    res = chip_mix(params.default_params(), None, sc, hetero=False)
     assert "H800-SXM" in res.excluded  # prohibited under 2025-04
     assert res.exhaustive_agrees is True
     for r in res.clusters:
@@ -180,12 +178,12 @@ def test_infeasible_names_the_binding_constraint():
     sc = _scenario(budget_usd=1e4, power_w=1e9).replace(
         candidates=_scenario().candidates[:1])
     with pytest.raises(InfeasibleError, match="budget_usd=1e\\+04 buys fewer chips"):
-        optimize.chip_mix(params.default_params(), None, sc, hetero=False)
+        chip_mix(params.default_params(), None, sc, hetero=False)
 
 
 @given(st.floats(1.0, 1e6))
 def test_nice_batch_is_near_and_has_small_factors(share):
-    b = optimize._nice_batch(share)
+    b = nice_batch(share)
     assert b >= 1
     assert abs(math.log(b / share)) <= math.log(4 / 3) + 1e-12  # grid ratio ≤ 4/3
     while b % 2 == 0:
@@ -206,24 +204,21 @@ def test_mixed_cluster_groups_are_replanned_for_their_batch_share():
     p = params.default_params()
     counts = {"H100-SXM": 8, "A100-SXM": 32}
     ch = {k: chips[k] for k in counts}
-    plans0 = {k: optimize.best_plan(
-        p, hardware.ClusterSpec(chip=ch[k], num_chips=float(n)), w, k=1,
-        dp_overlap=True)[0].plan_str for k, n in counts.items()}
-    r = ClusterResult(counts=counts, plans=plans0, group_tokens_per_s={},
-                      tokens_per_s=0.0, surrogate_tokens_per_s=0.0, time_to_train_s=0.0,
-                      capex_usd=0.0, power_w=0.0, tpp=0.0, flags=())
+    space = PlanSpace(dp_overlap=True)
+    plans0 = {k: best_plan(p, hardware.ClusterSpec(chip=ch[k], num_chips=float(n)), w,
+                           k=1, space=space)[0].plan_str for k, n in counts.items()}
 
     def per_replica_microbatches(plans):
-        pl = tuple(parallel.plan_from_str(plans[k]) for k in counts)
+        pl = tuple(plan_from_str(plans[k]) for k in counts)
         cl = tuple(hardware.ClusterSpec(chip=ch[k], num_chips=float(n))
                    for k, n in counts.items())
         share = np.asarray(step_time.hetero_batch_shares(p, cl, w, pl))
         return share / np.array([float(x.dp * x.mbs) for x in pl])
 
     assert per_replica_microbatches(plans0).min() < 0.5  # the premise
-    tok, pl = optimize._Hetero(p, w, {"dp_overlap": True}).evaluate(ch, r)
+    tok, pl = MixedClusterEvaluator(p, w, space).evaluate(ch, counts, plans0)
     assert tok > 0 and pl != plans0
     assert per_replica_microbatches(pl).min() >= 0.75
     for k, n in counts.items():
-        plan = parallel.plan_from_str(pl[k])
+        plan = plan_from_str(pl[k])
         assert float(plan.dp * plan.tp * plan.pp * plan.cp) == n

@@ -10,19 +10,18 @@ from hypothesis import strategies as st
 
 from jaxcost.errors import PlanError
 from jaxcost.model.hardware import get_chip
-from jaxcost.model.parallel import (
+from jaxcost.model.parallel import check_plan, num_microbatches
+from jaxcost.model.plan import (
     ParallelPlan,
     Recompute,
-    check_plan,
-    enumerate_plans,
     num_chips,
-    num_microbatches,
     plan_at,
     plan_from_str,
     plan_to_str,
     stack_plans,
 )
 from jaxcost.model.workload import TransformerConfig, load_models, memory_bytes
+from jaxcost.search.space import PlanSpace, enumerate_plans
 
 MODELS = load_models()
 
@@ -99,7 +98,7 @@ def test_enumerate_gpt3_1024_a100(a100):
     for i in rng.choice(n, size=10, replace=False):
         check_plan(w, plan_at(plans, int(i)), 1024, a100)
     # without a chip there is no memory check, so more plans
-    assert enumerate_plans(w, 1024, None, max_tp=8).dp.shape[0] > n
+    assert enumerate_plans(w, 1024, None, PlanSpace.create(max_tp=8)).dp.shape[0] > n
 
 
 def test_enumerate_matches_bruteforce(a100):
@@ -111,7 +110,7 @@ def test_enumerate_matches_bruteforce(a100):
                                  num_experts=8, top_k=2, mlp="swiglu")
     opts = dict(zero_stages=(0, 3), recompute=(Recompute.NONE, Recompute.FULL),
                 mbs=(1, 4), vpp=(1, 2), cp=(1, 2), sp=(True, False))
-    plans = enumerate_plans(w, 16, None, max_tp=8, **opts)
+    plans = enumerate_plans(w, 16, None, PlanSpace.create(max_tp=8, **opts))
     got = {plan_to_str(plan_at(plans, i)) for i in range(plans.dp.shape[0])}
     want = set()
     divs = [1, 2, 4, 8, 16]
@@ -129,7 +128,7 @@ def test_enumerate_matches_bruteforce(a100):
         want.add(plan_to_str(plan))
     assert got == want
     assert len(got) > 0
-    fit = enumerate_plans(w, 16, a100, **opts)
+    fit = enumerate_plans(w, 16, a100, PlanSpace.create(**opts))
     mem = np.asarray(memory_bytes(w, plans).total)
     assert fit.dp.shape[0] == np.sum(mem <= 0.95 * float(a100.hbm_capacity_bytes))
     assert 0 < fit.dp.shape[0] < len(got)
@@ -139,8 +138,8 @@ def test_enumerate_allow_tp_beyond_scaleup(a100):
     w = MODELS["llama2-70b"]
     kw = dict(zero_stages=(1,), recompute=(Recompute.SELECTIVE,), mbs=(1,), vpp=(1,),
               cp=(1,))
-    small = enumerate_plans(w, 64, a100, **kw)
-    big = enumerate_plans(w, 64, a100, allow_tp_beyond_scaleup=True, **kw)
+    small = enumerate_plans(w, 64, a100, PlanSpace.create(**kw))
+    big = enumerate_plans(w, 64, a100, PlanSpace.create(allow_tp_beyond_scaleup=True, **kw))
     assert np.asarray(small.tp).max() <= 8 < np.asarray(big.tp).max()
 
 
@@ -181,9 +180,9 @@ def test_balanced_pipeline_admits_uneven_layer_splits():
     w = load_models()["korthikanti-22b"].replace(num_layers=94.0, global_batch_seqs=64.0)
     kw = dict(zero_stages=(1,), recompute=(Recompute.FULL,), mbs=(1,), vpp=(1, 4),
               cp=(1,))
-    uni = enumerate_plans(w, 64, None, **kw)  # the default: uniform
-    bal = enumerate_plans(w, 64, None, pp_balance=True, **kw)
-    auto = enumerate_plans(w, 64, None, pp_balance="auto", **kw)  # where uneven
+    uni = enumerate_plans(w, 64, None, PlanSpace.create(**kw))  # the default: uniform
+    bal = enumerate_plans(w, 64, None, PlanSpace.create(pp_balance=True, **kw))
+    auto = enumerate_plans(w, 64, None, PlanSpace.create(pp_balance="auto", **kw))  # where uneven
     even = np.mod(94.0, np.asarray(auto.pp) * np.asarray(auto.vpp)) == 0
     np.testing.assert_array_equal(np.asarray(auto.pp_balance) == 1.0,
                                   ~even & (np.asarray(auto.pp) > 1))

@@ -12,11 +12,11 @@ from test_roofline import make_chip
 from jaxcost.errors import ParamsError
 from jaxcost.model.params import (
     PARAM_NAMES,
-    priors_path,
     default_params,
     load_params,
     log_prior,
     physical,
+    priors_path,
     save_params,
     with_offsets,
 )

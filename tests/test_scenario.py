@@ -92,8 +92,8 @@ def test_wrong_type_or_value(d, key):
 
 
 def test_candidate_network_replaces_the_chips_and_not_its_class():
-    from jaxcost.policy.export_control import classify
     from jaxcost.model.hardware import load_chips
+    from jaxcost.policy.export_control import classify
 
     sc = scenario_from_dict(_base(chips={"candidates": [
         {"name": "H20", "scaleout_bytes_per_s": 6.25e9}, "Ascend910B"]}))
@@ -107,9 +107,10 @@ def test_candidate_network_replaces_the_chips_and_not_its_class():
 
 def test_search_plan_options_reach_the_enumeration():
     sc = scenario_from_dict(_base(search={"pp_layout": "auto", "dp_overlap": True}))
-    assert sc.search.plan_options() == {"pp_balance": "auto", "tp_overlap": False,
-                                        "dp_overlap": True}
-    assert scenario_from_dict(_base()).search.plan_options()["pp_balance"] is False
+    space = sc.search.plan_space()
+    assert (space.pp_balance, space.tp_overlap, space.dp_overlap) == ("auto", False,
+                                                                      True)
+    assert scenario_from_dict(_base()).search.plan_space().pp_balance is False
 
 
 def test_cost_objective_needs_deadline():

@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 from jaxcost.model.hardware import ClusterSpec, load_chips
-from jaxcost.model.parallel import ParallelPlan, Recompute, enumerate_plans, plan_at
 from jaxcost.model.params import default_params
+from jaxcost.model.plan import ParallelPlan, Recompute, plan_at
 from jaxcost.model.step_time import predict_step_time
 from jaxcost.model.workload import load_models
+from jaxcost.search.space import PlanSpace, enumerate_plans
 
 N_PLANS = 48
 _SCALED = ("peak_flop_per_s_bf16", "hbm_bytes_per_s", "scaleup_bytes_per_s",
@@ -30,7 +31,7 @@ def _case(kind: str):
     w = load_models()["korthikanti-22b"].replace(global_batch_seqs=64.0)
     if kind == "moe":
         w = w.replace(num_experts=8.0, top_k=2.0, num_dense_layers=0.0)
-    plans = enumerate_plans(w, 32, chip, mbs=(1, 2), vpp=(1, 2), cp=(1, 2))
+    plans = enumerate_plans(w, 32, chip, PlanSpace.create(mbs=(1, 2), vpp=(1, 2), cp=(1, 2)))
     idx = np.linspace(0, plans.dp.shape[0] - 1, N_PLANS).astype(int)
     plans = jax.tree.map(lambda x: jnp.asarray(x[idx]), plans)
     plans = plans.replace(flash_attn=jnp.asarray(np.arange(N_PLANS) % 2, dtype=float))

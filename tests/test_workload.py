@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 from jaxcost.errors import DataError, PlanError
-from jaxcost.model.parallel import ParallelPlan, Recompute
+from jaxcost.model.plan import ParallelPlan, Recompute
 from jaxcost.model.workload import (
     HEAD_OP_NAMES,
     KIND_ATTENTION,

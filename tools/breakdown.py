@@ -35,8 +35,8 @@ def main() -> None:
     params, _ = load_params(a.params)
     m = F.pack_params(params, fd)
     r = fd.runs
-    pp = F._physical_from_matrix(m, fd, r.fam_idx, r.chip_idx)
-    chip = F._cluster_chips(fd)
+    pp = F.physical_from_matrix(m, fd, r.fam_idx, r.chip_idx)
+    chip = F.cluster_chips(fd)
     f8 = np.asarray([p == "fp8" for p in fd.precision_runs], dtype=float)
 
     def one(pp_i, chip_i, w, plan, n, f):
@@ -47,7 +47,7 @@ def main() -> None:
     ids = fd.label("runs", "row_id")
     groups = fd.label("runs", "group")
     want = set(a.rows)
-    pred_target, _ = F._run_values(m, fd)
+    pred_target, _ = F.run_values(m, fd)
     ratio = np.asarray(pred_target) / np.asarray(r.obs)
     print("row_id  group  pred/obs  pred_total_s  " + "  ".join(PARTS))
     for i, (rid, g) in enumerate(zip(ids, groups, strict=True)):

@@ -46,8 +46,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from jaxcost.io import benchmarks as jd
 from jaxcost import units
+from jaxcost.io import benchmarks as jd
 from jaxcost.model.parallel import uneven_layer_split
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,14 +11,34 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import io
+import json
 import math
 import os
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
-from jaxcost.io.atomic import atomic_write_text
-from jaxcost.errors import JaxcostError
+import numpy as np
+
+import jaxcost
+from jaxcost import calibrate, units
+from jaxcost.errors import JaxcostError, PlanError, RegimeError
+from jaxcost.io import benchmarks
+from jaxcost.io.atomic import atomic_write_bytes, atomic_write_text
+from jaxcost.io.paths import data_dir
+from jaxcost.model.hardware import load_chips
+from jaxcost.model.params import default_params, load_params, save_params
+from jaxcost.policy.export_control import (
+    classify,
+    load_regimes,
+    performance_density,
+    tpp,
+)
+from jaxcost.policy.mix import chip_mix
+from jaxcost.policy.scenario import load_scenario
 
 
 def _fmt(value: float, scale: float = 1.0, digits: int = 4) -> str:
@@ -53,8 +73,6 @@ def _sci(value: float) -> str:
 
 def _shipped_calibration():
     """Path of the shipped calibration, ``data/calibration/default.json``."""
-    from jaxcost.io.paths import data_dir
-
     return data_dir() / "calibration" / "default.json"
 
 
@@ -70,10 +88,6 @@ _CHIP_SI_FIELDS = [
 
 def _cmd_chips(args: argparse.Namespace) -> int:
     """``jaxcost chips``: the chip table in human units, with TPP and PD."""
-    from jaxcost import units
-    from jaxcost.policy.export_control import performance_density, tpp
-    from jaxcost.model.hardware import load_chips
-
     chips = load_chips(args.chips)
     rows, si_rows = [], []
     for chip in chips.values():
@@ -125,10 +139,6 @@ def _cell(c) -> str:
 
 def _cmd_classify(args: argparse.Namespace) -> int:
     """``jaxcost classify``: chips x regimes matrix of consequences."""
-    from jaxcost.errors import RegimeError
-    from jaxcost.policy.export_control import classify, load_regimes
-    from jaxcost.model.hardware import load_chips
-
     chips = load_chips(args.chips)
     regimes = load_regimes(args.regimes_dir)
     if args.regime and not args.all:
@@ -161,9 +171,6 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 def _optimize_outputs(res, sc, top: int) -> tuple[str, str, str, bytes]:
     """The printed table, ranked.csv, result.json and pareto.png of a chip-mix result."""
-    import json
-
-    from jaxcost import units
 
     header = ["rank", "chips", "plan", "time_to_train_days", "capex_musd", "power_mw",
               "tokens_per_s", "flags"]
@@ -251,12 +258,6 @@ def _optimize_outputs(res, sc, top: int) -> tuple[str, str, str, bytes]:
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
     """``jaxcost optimize [SCENARIO]``: ranked clusters, Pareto front, files in --out."""
-    from pathlib import Path
-
-    from jaxcost.io.atomic import atomic_write_bytes
-    from jaxcost.search.optimize import chip_mix
-    from jaxcost.model.params import default_params, load_params
-    from jaxcost.policy.scenario import load_scenario
 
     sc = load_scenario(args.scenario)
     shipped = _shipped_calibration()
@@ -304,46 +305,38 @@ def _parity_png(obs, pred, cv_pred) -> bytes:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     """``jaxcost fit FILES... --out JSON``: fit, print error tables, write params."""
-    import datetime
-    import time
 
-    import numpy as np
-
-    import jaxcost
-    from jaxcost.calibrate import fit as F
-    from jaxcost.model.hardware import load_chips
-    from jaxcost.model.params import save_params
 
     if args.bootstrap is not None and args.bootstrap < 2:
         raise JaxcostError(f"--bootstrap {args.bootstrap}: expected an integer >= 2",
                            column="--bootstrap")
     chips = load_chips()
-    fd, hashes = F.load_fit_files(args.files, chips)
-    opts = F.FitOptions(progress=True)
-    res = F.fit_params(fd, options=opts)
-    print("rows fitted: " + ", ".join(f"{d} {fd.num_rows(d)}" for d in F.DATASETS)
+    fd, hashes = calibrate.load_fit_files(args.files, chips)
+    opts = calibrate.FitOptions(progress=True)
+    res = calibrate.fit_params(fd, options=opts)
+    print("rows fitted: " + ", ".join(f"{d} {fd.num_rows(d)}" for d in calibrate.DATASETS)
           + "; left out: " + ", ".join(f"{d} {len(fd.excluded_rows(d))}"
-                                      for d in F.DATASETS))
+                                      for d in calibrate.DATASETS))
     print(f"fit: loss {res.loss:.6g} in {res.seconds:.1f} s; per dataset "
           + ", ".join(f"{k} {v:.4g}" for k, v in res.dataset_losses.items()))
     if res.metrics:
-        print(F.format_error_table(res.metrics, "in-sample APE of step time"))
+        print(calibrate.format_error_table(res.metrics, "in-sample APE of step time"))
     cv = coverage = None
     if args.cv and fd.runs is not None:
-        cv = F.cross_validate(fd, options=opts)
-        print(F.format_error_table(cv.metrics, f"grouped CV ({len(cv.folds)} folds, "
+        cv = calibrate.cross_validate(fd, options=opts)
+        print(calibrate.format_error_table(cv.metrics, f"grouped CV ({len(cv.folds)} folds, "
                                    f"leave one group out) APE of step time"))
         print(f"cross-validation: {cv.seconds:.1f} s")
-        coverage = F.interval_coverage(cv.step_log_residuals, fd)
-        print(F.format_coverage_table(
+        coverage = calibrate.interval_coverage(cv.step_log_residuals, fd)
+        print(calibrate.format_coverage_table(
             coverage, "held-out coverage of the 90 % step-time interval (residuals of "
             "the other groups, out-of-fold predictions; nominal 90 %)"))
     boot = None
     if args.bootstrap:
         t0 = time.perf_counter()
-        boot = F.bootstrap(fd, args.bootstrap, params0=res.params,
-                           options=F.FitOptions(
-                               adam_steps=0, lbfgs_steps=F.BOOTSTRAP_LBFGS_STEPS,
+        boot = calibrate.bootstrap(fd, args.bootstrap, params0=res.params,
+                           options=calibrate.FitOptions(
+                               adam_steps=0, lbfgs_steps=calibrate.BOOTSTRAP_LBFGS_STEPS,
                                progress=True))
         print(f"bootstrap: {args.bootstrap} resamples in "
               f"{time.perf_counter() - t0:.1f} s")
@@ -354,9 +347,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "command": "jaxcost fit " + " ".join(args.files),
         "data_sha256": hashes,
         "loss": res.loss, "dataset_losses": res.dataset_losses,
-        "rows": {d: fd.num_rows(d) for d in F.DATASETS},
-        "rows_left_out": {d: len(fd.excluded_rows(d)) for d in F.DATASETS},
-        "options": {k: v for k, v in F.FitOptions().__dict__.items()
+        "rows": {d: fd.num_rows(d) for d in calibrate.DATASETS},
+        "rows_left_out": {d: len(fd.excluded_rows(d)) for d in calibrate.DATASETS},
+        "options": {k: v for k, v in calibrate.FitOptions().__dict__.items()
                     if k != "progress"},
         "in_sample": [r.__dict__ for r in res.metrics],
         "cv": [r.__dict__ for r in cv.metrics] if cv is not None else None,
@@ -364,7 +357,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                                  if coverage is not None else None),
         "step_log_residuals": [float(f"{x:.6g}") for x in pool],
         "step_log_residuals_kind": "grouped_cv" if cv is not None else "in_sample",
-        "bootstrap": F.ensemble_to_json(boot.params) if boot is not None else None,
+        "bootstrap": calibrate.ensemble_to_json(boot.params) if boot is not None else None,
     }
     png = None
     if args.plot and fd.runs is not None:
@@ -374,7 +367,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         png = _parity_png(obs, pred, cvp)
     save_params(args.out, res.params, prov)
     if png is not None:
-        from jaxcost.io.atomic import atomic_write_bytes
         atomic_write_bytes(args.plot, png)
     print(f"wrote {args.out}" + (f", {args.plot}" if png is not None else ""))
     return 0
@@ -382,26 +374,19 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     """``jaxcost predict RUNS.csv --out PRED.csv``: predicted step time per row."""
-    import numpy as np
-
-    from jaxcost.io import benchmarks as D
-    from jaxcost.calibrate import fit as F
-    from jaxcost.errors import PlanError
-    from jaxcost.model.hardware import load_chips
-    from jaxcost.model.params import load_params
 
     path = args.params or str(_shipped_calibration())
     params, prov = load_params(path)
     ens = prov.get("bootstrap")
-    ensemble = F.ensemble_from_json(ens, file=path) if ens else None
+    ensemble = calibrate.ensemble_from_json(ens, file=path) if ens else None
     pool = prov.get("step_log_residuals")
     chips = load_chips()
-    df = D.load_runs(args.runs)
+    df = benchmarks.load_runs(args.runs)
     filled = df.copy()
     filled["target"] = "step_time_s"
     filled["step_time_s"] = 1.0
     try:
-        runs = D.runs_to_arrays(filled, chips, strict=True)
+        runs = calibrate.runs_to_arrays(filled, chips, strict=True)
     except JaxcostError as err:
         raise err.in_file(args.runs) from None
     plans = {f: np.asarray(getattr(runs.plan, f), dtype=float)
@@ -414,16 +399,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise PlanError(f"dp*tp*pp*cp = {prod[i]:g} but n_chips = {n[i]:g}; "
                             "expected equal", file=args.runs, row=i + 2,
                             column="dp")
-    runs, plan_text = F.best_plans_for_missing(params, chips, runs,
+    runs, plan_text = calibrate.best_plans_for_missing(params, chips, runs,
                                                progress=args.progress)
-    pred = F.predict_run_batch(params, chips, runs, ensemble=ensemble,
+    pred = calibrate.predict_run_batch(params, chips, runs, ensemble=ensemble,
                                log_residuals_pool=None if pool is None
                                else np.asarray(pool))
     out = df.copy()
     for k, v in pred.items():
         out[k] = v
     out["pred_plan"] = plan_text
-    D.write_csv_atomic(out, args.out)
+    benchmarks.write_csv_atomic(out, args.out)
     print(f"wrote {args.out} ({len(out)} rows)")
     return 0
 

@@ -31,15 +31,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from flax import struct
 
 from jaxcost import units
-from jaxcost.io.atomic import atomic_path
 from jaxcost.errors import DataError, UnknownChipError
+from jaxcost.io.atomic import atomic_path
 from jaxcost.io.paths import data_dir
 
 __all__ = [
@@ -54,9 +51,6 @@ __all__ = [
     "COLLECTIVE_KINDS",
     "KERNEL_KINDS",
     "PRECISION_KINDS",
-    "RunBatch",
-    "CollectiveBatch",
-    "KernelBatch",
     "data_dir",
     "benchmark_path",
     "load_csv",
@@ -65,10 +59,6 @@ __all__ = [
     "load_chips_frame",
     "add_si_columns",
     "kernel_flop",
-    "fit_exclusions",
-    "runs_to_arrays",
-    "collectives_to_arrays",
-    "kernels_to_arrays",
     "write_csv_atomic",
 ]
 
@@ -322,12 +312,12 @@ def benchmark_path(kind: str) -> Path:
 # ------------------------------------------------------------------------ validation
 
 
-def _row_label(i: int) -> str:
+def row_label(i: int) -> str:
     """Spreadsheet row of the i-th (0-based) data row: header = row 1."""
     return f"row {i + 2} (header = row 1)"
 
 
-def _blank(x: Any) -> bool:
+def is_blank(x: Any) -> bool:
     if x is None:
         return True
     if isinstance(x, float) and math.isnan(x):
@@ -343,7 +333,7 @@ def _parse_column(raw: pd.Series, col: Col, name: str, file: str) -> pd.Series:
     """Convert one column of strings to its type, raising on the first bad cell."""
     if col.kind == "str":
         out = pd.Series(
-            [None if _blank(x) else str(x).strip() for x in raw], index=raw.index, dtype=object
+            [None if is_blank(x) else str(x).strip() for x in raw], index=raw.index, dtype=object
         )
         if col.allowed is not None:
             for i, v in enumerate(out):
@@ -351,13 +341,13 @@ def _parse_column(raw: pd.Series, col: Col, name: str, file: str) -> pd.Series:
                     raise DataError(
                         f"value '{v}' is not allowed; expected one of "
                         f"{', '.join(col.allowed)} or blank",
-                        file=file, row=_row_label(i), column=name,
+                        file=file, row=row_label(i), column=name,
                     )
         return out
     if col.kind == "bool":
         vals = []
         for i, x in enumerate(raw):
-            if _blank(x):
+            if is_blank(x):
                 vals.append(None)
                 continue
             s = str(x).strip().lower()
@@ -368,13 +358,13 @@ def _parse_column(raw: pd.Series, col: Col, name: str, file: str) -> pd.Series:
             else:
                 raise DataError(
                     f"value '{x}' is not a boolean; expected True/False, yes/no or blank",
-                    file=file, row=_row_label(i), column=name,
+                    file=file, row=row_label(i), column=name,
                 )
         return pd.Series(vals, index=raw.index, dtype=object)
     # numeric
     vals = np.full(len(raw), np.nan)
     for i, x in enumerate(raw):
-        if _blank(x):
+        if is_blank(x):
             continue
         try:
             v = float(str(x).strip())
@@ -382,36 +372,36 @@ def _parse_column(raw: pd.Series, col: Col, name: str, file: str) -> pd.Series:
             raise DataError(
                 f"value '{x}' is not a number; expected "
                 f"{'a whole number' if col.kind == 'int' else 'a number'} or blank",
-                file=file, row=_row_label(i), column=name,
+                file=file, row=row_label(i), column=name,
             ) from None
         if not math.isfinite(v):
             raise DataError(
                 f"value '{x}' is not finite; expected a finite number or blank",
-                file=file, row=_row_label(i), column=name,
+                file=file, row=row_label(i), column=name,
             )
         if col.kind == "int" and v != round(v):
             raise DataError(
                 f"value '{x}' is not a whole number; expected a count",
-                file=file, row=_row_label(i), column=name,
+                file=file, row=row_label(i), column=name,
             )
         if col.positive and v <= 0:
             raise DataError(
-                f"value '{x}' must be > 0", file=file, row=_row_label(i), column=name
+                f"value '{x}' must be > 0", file=file, row=row_label(i), column=name
             )
         if col.nonnegative and v < 0:
             raise DataError(
-                f"value '{x}' must be >= 0", file=file, row=_row_label(i), column=name
+                f"value '{x}' must be >= 0", file=file, row=row_label(i), column=name
             )
         if col.fraction and not (0.0 < v <= 1.0):
             raise DataError(
                 f"value '{x}' is not a fraction; expected 0 < value <= 1",
-                file=file, row=_row_label(i), column=name,
+                file=file, row=row_label(i), column=name,
             )
         vals[i] = v
     return pd.Series(vals, index=raw.index, dtype=float)
 
 
-def _chip_key_set(chips: Any) -> set[str] | None:
+def chip_key_set(chips: Any) -> set[str] | None:
     if chips is None:
         return None
     if isinstance(chips, pd.DataFrame):
@@ -488,15 +478,15 @@ def load_csv(
         df[name] = _parse_column(raw[name], col, name, file)
         if col.filled:
             for i, v in enumerate(df[name]):
-                if _blank(v):
+                if is_blank(v):
                     raise DataError(
                         "blank cell; expected a value in every row",
-                        file=file, row=_row_label(i), column=name,
+                        file=file, row=row_label(i), column=name,
                     )
     for name in df.columns:
         if name not in schema:
             df[name] = pd.Series(
-                [None if _blank(x) else x for x in raw[name]], index=raw.index, dtype=object
+                [None if is_blank(x) else x for x in raw[name]], index=raw.index, dtype=object
             )
     if "row_id" in df.columns:
         seen: dict[str, int] = {}
@@ -505,21 +495,21 @@ def load_csv(
                 continue
             if v in seen:
                 raise DataError(
-                    f"duplicated row_id '{v}' (first at {_row_label(seen[v])}); "
+                    f"duplicated row_id '{v}' (first at {row_label(seen[v])}); "
                     "expected unique row ids",
-                    file=file, row=_row_label(i), column="row_id",
+                    file=file, row=row_label(i), column="row_id",
                 )
             seen[v] = i
     if isinstance(chips, str) and chips == "default":
         chips = load_chips_frame() if "chip_key" in df.columns else None
-    keys = _chip_key_set(chips)
+    keys = chip_key_set(chips)
     if keys is not None and "chip_key" in df.columns:
         for i, v in enumerate(df["chip_key"]):
             if v is not None and v not in keys:
                 raise UnknownChipError(
                     f"unknown chip key '{v}'; expected a key of data/chips.csv "
                     "(or blank, with a note, for a chip not in the database)",
-                    file=file, row=_row_label(i), column="chip_key",
+                    file=file, row=row_label(i), column="chip_key",
                 )
     if {"tp", "pp", "dp", "n_chips"} <= set(df.columns):
         cp = df["cp"].fillna(1.0) if "cp" in df.columns else pd.Series(1.0, index=df.index)
@@ -532,14 +522,14 @@ def load_csv(
                     f"tp*pp*dp*cp = {prod.iloc[i]:g} but n_chips = "
                     f"{df['n_chips'].iloc[i]:g}; expected the product of the parallel "
                     "degrees to equal the chip count",
-                    file=file, row=_row_label(i), column="n_chips",
+                    file=file, row=row_label(i), column="n_chips",
                 )
     if "target" in df.columns:
         for i, t in enumerate(df["target"]):
-            if t is not None and (t not in df.columns or _blank(df[t].iloc[i])):
+            if t is not None and (t not in df.columns or is_blank(df[t].iloc[i])):
                 raise DataError(
                     f"target '{t}' names a blank column; expected a value in '{t}'",
-                    file=file, row=_row_label(i), column=t,
+                    file=file, row=row_label(i), column=t,
                 )
     return df
 
@@ -591,12 +581,12 @@ def _fill_si(
         raise DataError(
             f"value {cur.iloc[i]:g} disagrees with the quoted column "
             f"({quoted.iloc[i]:g} after unit conversion); expected equal values",
-            file=file, row=_row_label(i), column=si,
+            file=file, row=row_label(i), column=si,
         )
     df[si] = cur.where(cur.notna(), quoted)
 
 
-def _col(df: pd.DataFrame, name: str) -> pd.Series:
+def column_or_nan(df: pd.DataFrame, name: str) -> pd.Series:
     if name in df.columns:
         return pd.to_numeric(df[name], errors="coerce").astype(float)
     return pd.Series(np.nan, index=df.index, dtype=float)
@@ -621,12 +611,12 @@ def add_si_columns(df: pd.DataFrame, kind: str, *, file: str | None = None) -> p
     """
     df = df.copy()
     if kind == "training_runs":
-        _fill_si(df, "flop_per_s_per_chip", _col(df, "tflops_per_chip") * units.TERA, file)
-        _fill_si(df, "mfu_peak_flop_per_s", _col(df, "mfu_peak_tflops") * units.TERA, file)
+        _fill_si(df, "flop_per_s_per_chip", column_or_nan(df, "tflops_per_chip") * units.TERA, file)
+        _fill_si(df, "mfu_peak_flop_per_s", column_or_nan(df, "mfu_peak_tflops") * units.TERA, file)
     elif kind == "collectives":
-        _fill_si(df, "time_s", _col(df, "time_us") * units.MICRO, file)
-        _fill_si(df, "algbw_bytes_per_s", _col(df, "algbw_GBps") * units.GIGA, file)
-        _fill_si(df, "busbw_bytes_per_s", _col(df, "busbw_GBps") * units.GIGA, file)
+        _fill_si(df, "time_s", column_or_nan(df, "time_us") * units.MICRO, file)
+        _fill_si(df, "algbw_bytes_per_s", column_or_nan(df, "algbw_GBps") * units.GIGA, file)
+        _fill_si(df, "busbw_bytes_per_s", column_or_nan(df, "busbw_GBps") * units.GIGA, file)
         metric = (
             df["other_metric"].fillna("").astype(str)
             if "other_metric" in df.columns
@@ -636,19 +626,19 @@ def add_si_columns(df: pd.DataFrame, kind: str, *, file: str | None = None) -> p
             "equivalent bandwidth", regex=False
         )
         _fill_si(
-            df, "other_bytes_per_s", _col(df, "other_value").where(is_gbs) * units.GIGA, file
+            df, "other_bytes_per_s", column_or_nan(df, "other_value").where(is_gbs) * units.GIGA, file
         )
     elif kind == "kernels":
         unit = df["unit"].fillna("").astype(str) if "unit" in df.columns else pd.Series(
             "", index=df.index
         )
-        val = _col(df, "value")
+        val = column_or_nan(df, "value")
         sunit = (
             df["secondary_unit"].fillna("").astype(str)
             if "secondary_unit" in df.columns
             else pd.Series("", index=df.index)
         )
-        sval = _col(df, "secondary_value")
+        sval = column_or_nan(df, "secondary_value")
         nan = pd.Series(np.nan, index=df.index)
         flop = val.where(unit == "TFLOPS", nan) * units.TERA
         bw = (val.where(unit == "TB/s", nan) * units.TERA).combine_first(
@@ -722,9 +712,9 @@ def kernel_flop(row: Mapping[str, Any]) -> float:
 # ------------------------------------------------------------------ plan parsing
 
 
-def _zero_stage(text: Any) -> int:
+def zero_stage(text: Any) -> int:
     """ZeRO stage from the ``zero_fsdp`` text: blank/none -> 0, FSDP -> 3."""
-    if _blank(text):
+    if is_blank(text):
         return 0
     s = str(text).strip().lower()
     if s in ("none", "no", "0"):
@@ -739,9 +729,9 @@ def _zero_stage(text: Any) -> int:
     raise DataError(f"value '{text}' is not a ZeRO stage; expected e.g. ZeRO-1, zero1=8, FSDP")
 
 
-def _recompute_code(text: Any) -> int:
+def recompute_code(text: Any) -> int:
     """Recompute kind code (``parallel.Recompute`` value) from the ``recompute`` text."""
-    if _blank(text):
+    if is_blank(text):
         return 0
     s = str(text).strip().lower()
     if s in ("none", "no", "off"):
@@ -762,351 +752,14 @@ def _recompute_code(text: Any) -> int:
     raise DataError(f"value '{text}' is not a recompute mode; expected none, selective, full")
 
 
-def _precision_kind(text: Any) -> str:
+def precision_kind(text: Any) -> str:
     """Compute precision of a training run: ``fp8`` where FP8 is named, else fp16_bf16."""
-    if _blank(text):
+    if is_blank(text):
         return "fp16_bf16"
     return "fp8" if "fp8" in str(text).lower() else "fp16_bf16"
 
 
 # ----------------------------------------------------------------------- batches
-
-
-@struct.dataclass
-class RunBatch:
-    """Training runs as arrays, one entry per usable row (leading axis n).
-
-    Attributes:
-      row_ids, chip_keys, groups, precision: per-row labels (static tuples).
-      workload: ``TransformerConfig`` with ``(n,)`` leaves.
-      plan: ``ParallelPlan`` with ``(n,)`` leaves (for rows with ``plan_missing``, a
-        placeholder pure data-parallel plan: dp = n_chips).
-      num_chips: chip count, ``(n,)``.
-      target_value: the measured value named by ``target_kind``, SI, ``(n,)``.
-      target_kind: index into :data:`TARGET_KINDS`, ``(n,)`` int.
-      weight: fitting weight, ``(n,)``.
-      plan_missing: True where the source leaves tp, pp or dp blank, ``(n,)`` bool.
-      peak_flop_per_s: the peak the source divided by for MFU/HFU (NaN if none), ``(n,)``.
-      scaleout_bytes_per_s: the measured cluster's NIC bandwidth per chip and direction
-        (NaN: the chip's), ``(n,)``.
-      excluded: (row_id, reason) of the input rows left out (static).
-    """
-
-    row_ids: tuple[str, ...] = struct.field(pytree_node=False)
-    chip_keys: tuple[str, ...] = struct.field(pytree_node=False)
-    groups: tuple[str, ...] = struct.field(pytree_node=False)
-    precision: tuple[str, ...] = struct.field(pytree_node=False)
-    workload: Any
-    plan: Any
-    num_chips: jax.Array
-    target_value: jax.Array
-    target_kind: jax.Array
-    weight: jax.Array
-    plan_missing: jax.Array
-    peak_flop_per_s: jax.Array
-    scaleout_bytes_per_s: jax.Array
-    excluded: tuple[tuple[str, str], ...] = struct.field(pytree_node=False)
-
-
-_MODEL_REQUIRED = ("layers", "hidden", "heads", "seq_len", "vocab", "gbs_seqs", "n_chips")
-
-
-def fit_exclusions(df: pd.DataFrame, chips: Any = None) -> pd.Series:
-    """Why each training-run row cannot be fitted ('' where it can).
-
-    A row is usable when its ``chip_key`` is set (and, if ``chips`` is given, known),
-    it names a ``target`` whose value is present, and the model columns
-    layers, hidden, heads, seq_len, vocab, gbs_seqs and n_chips are filled.
-
-    Returns:
-      A Series of reasons (str) indexed like ``df``.
-    """
-    keys = _chip_key_set(chips)
-    reasons = []
-    for _, r in df.iterrows():
-        why = []
-        ck = r.get("chip_key")
-        if _blank(ck):
-            why.append("chip not in chip database")
-        elif keys is not None and ck not in keys:
-            why.append(f"unknown chip key '{ck}'")
-        t = r.get("target")
-        if _blank(t):
-            why.append("no target")
-        elif _blank(r.get(t)):
-            why.append(f"target '{t}' blank")
-        blanks = [c for c in _MODEL_REQUIRED if _blank(r.get(c))]
-        if blanks:
-            why.append("model/batch columns blank: " + ",".join(blanks))
-        reasons.append("; ".join(why))
-    return pd.Series(reasons, index=df.index, dtype=object)
-
-
-def _opt(r: Mapping[str, Any], name: str, default: Any = None) -> Any:
-    v = r.get(name)
-    return default if _blank(v) else v
-
-
-def _software(r: Mapping[str, Any], name: str) -> Any:
-    """A software-setting cell, or its default (``SOFTWARE_DEFAULTS``) when blank."""
-    return _opt(r, name, SOFTWARE_DEFAULTS[name])
-
-
-def _arch_labels(r, models) -> dict:
-    """MLP kind, embedding tying and MoE layout of a run's model.
-
-    Taken from the row's own ``mlp`` / ``tied_embeddings`` columns when present, else
-    from the ``data/models.csv`` row named in ``arch_model``; otherwise the GPT-style
-    defaults (GELU, untied) of :meth:`TransformerConfig.create`.
-    """
-    out: dict = {}
-    ref = models.get(str(_opt(r, "arch_model", "")).strip().lower())
-    if ref is not None:
-        out["mlp"] = ref.mlp
-        out["tied_embeddings"] = ref.tied_embeddings
-        if float(ref.num_experts) > 1:
-            out["num_dense_layers"] = float(ref.num_dense_layers)
-            out["num_shared_experts"] = float(ref.num_shared_experts)
-    mlp = _opt(r, "mlp", None)
-    if mlp is not None:
-        out["mlp"] = str(mlp).strip().lower()
-    return out
-
-
-def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False) -> RunBatch:
-    """Convert validated training runs to a :class:`RunBatch`.
-
-    Rows that cannot be fitted (see :func:`fit_exclusions`) are left out and listed in
-    ``RunBatch.excluded`` with the reason; so are rows whose model or plan the
-    ``TransformerConfig.create`` / ``ParallelPlan.create`` builders reject (or, with
-    ``strict=True``, these raise ``DataError`` naming the row). Blank sp / zero_fsdp /
-    recompute / mbs / cp / ep / vpp mean off / 0 / none / 1 / 1 / 1 / 1.
-
-    Args:
-      df: a frame from :func:`load_benchmarks` ("training_runs") or :func:`load_runs`.
-      chips: chip database (mapping keyed by chip key, DataFrame or key iterable), or
-        None to accept any non-blank key.
-      strict: raise instead of skipping rows the builders reject.
-
-    Returns:
-      RunBatch with leaves of shape ``(n,)``, n = number of usable rows.
-    """
-    from jaxcost.model.parallel import ParallelPlan, Recompute, stack_plans
-    from jaxcost.model.workload import TransformerConfig, load_models, stack_models
-
-    why = fit_exclusions(df, chips)
-    models = load_models()
-    excluded: list[tuple[str, str]] = []
-    ids, keys, groups, precs = [], [], [], []
-    workloads, plans = [], []
-    n_chips, tval, tkind, weight, missing, peak, nic = [], [], [], [], [], [], []
-    for pos, (idx, r) in enumerate(df.iterrows()):
-        rid = str(_opt(r, "row_id", f"row{pos + 2}"))
-        if why.loc[idx]:
-            excluded.append((rid, why.loc[idx]))
-            continue
-        try:
-            n = float(r["n_chips"])
-            experts = float(_opt(r, "experts", 1.0))
-            w = TransformerConfig.create(
-                name=str(_opt(r, "model", rid)),
-                num_layers=float(r["layers"]),
-                d_model=float(r["hidden"]),
-                num_heads=float(r["heads"]),
-                seq_len=float(r["seq_len"]),
-                global_batch_seqs=float(r["gbs_seqs"]),
-                vocab_size=float(r["vocab"]),
-                d_ff=_opt(r, "ffn_hidden") if experts <= 1 else None,
-                num_kv_heads=_opt(r, "kv_heads"),
-                head_dim=_opt(r, "head_dim"),
-                num_experts=experts,
-                top_k=float(_opt(r, "topk", 1.0)),
-                moe_d_ff=_opt(r, "ffn_hidden") if experts > 1 else None,
-                **_arch_labels(r, models),
-            )
-            plan_blank = any(_blank(r.get(c)) for c in ("tp", "pp", "dp"))
-            if plan_blank:
-                p = ParallelPlan.create(dp=n)
-            else:
-                p = ParallelPlan.create(
-                    dp=float(r["dp"]),
-                    tp=float(r["tp"]),
-                    pp=float(r["pp"]),
-                    cp=float(_opt(r, "cp", 1.0)),
-                    ep=float(_opt(r, "ep", 1.0)),
-                    vpp=float(_opt(r, "vpp", 1.0)),
-                    mbs=float(_opt(r, "mbs", 1.0)),
-                    zero=_zero_stage(r.get("zero_fsdp")),
-                    recompute=Recompute(_recompute_code(r.get("recompute"))),
-                    sp=_opt(r, "sp", "no") == "yes",
-                    flash_attn=_software(r, "attention") != "unfused",
-                    fused_a2a=_software(r, "ep_dispatcher") == "fused",
-                    tp_overlap=_software(r, "tp_comm_overlap") == "yes",
-                    pp_balance=_software(r, "pp_layout") == "balanced",
-                    dp_overlap=_software(r, "dp_comm_overlap") == "yes",
-                )
-        except (ValueError, TypeError) as e:
-            msg = " ".join(str(e).split())
-            if strict:
-                raise DataError(
-                    f"run rejected by the model/plan builders: {msg}",
-                    row=_row_label(pos), column="row_id",
-                ) from None
-            excluded.append((rid, f"rejected by builders: {msg}"))
-            continue
-        t = str(r["target"])
-        ids.append(rid)
-        keys.append(str(r["chip_key"]))
-        groups.append(str(_opt(r, "group", "")))
-        precs.append(_precision_kind(r.get("precision")))
-        workloads.append(w.replace(name="batch"))
-        plans.append(p)
-        n_chips.append(n)
-        tval.append(float(r[t]))
-        tkind.append(TARGET_KINDS.index(t))
-        weight.append(float(_opt(r, "weight", 1.0)))
-        missing.append(plan_blank)
-        peak.append(float(_opt(r, "mfu_peak_flop_per_s", math.nan)))
-        nic.append(float(_opt(r, "scaleout_bytes_per_s", math.nan)))
-    if not workloads:
-        raise DataError("no usable training runs; every row was excluded")
-    stacked_w = stack_models(workloads)
-    return RunBatch(
-        row_ids=tuple(ids),
-        chip_keys=tuple(keys),
-        groups=tuple(groups),
-        precision=tuple(precs),
-        workload=stacked_w,
-        plan=stack_plans(plans),
-        num_chips=jnp.asarray(n_chips),
-        target_value=jnp.asarray(tval),
-        target_kind=jnp.asarray(tkind, dtype=jnp.int32),
-        weight=jnp.asarray(weight),
-        plan_missing=jnp.asarray(missing, dtype=bool),
-        peak_flop_per_s=jnp.asarray(peak),
-        scaleout_bytes_per_s=jnp.asarray(nic),
-        excluded=tuple(excluded),
-    )
-
-
-@struct.dataclass
-class CollectiveBatch:
-    """Collective measurements as arrays (leading axis n).
-
-    Attributes:
-      row_ids, chip_keys, groups: labels (static).
-      kind: index into :data:`COLLECTIVE_KINDS`, int.
-      num_ranks, num_nodes: group size and node span (NaN if blank).
-      message_bytes: bytes per rank (NaN if blank).
-      time_s: measured time; for all-reduce rows with only a bus bandwidth, derived
-        as message_bytes / algbw with algbw = busbw * n / (2 (n - 1)) (nccl-tests).
-      algbw_bytes_per_s, busbw_bytes_per_s: as measured (NaN if blank).
-    """
-
-    row_ids: tuple[str, ...] = struct.field(pytree_node=False)
-    chip_keys: tuple[str, ...] = struct.field(pytree_node=False)
-    groups: tuple[str, ...] = struct.field(pytree_node=False)
-    kind: jax.Array
-    num_ranks: jax.Array
-    num_nodes: jax.Array
-    message_bytes: jax.Array
-    time_s: jax.Array
-    algbw_bytes_per_s: jax.Array
-    busbw_bytes_per_s: jax.Array
-
-
-def collectives_to_arrays(df: pd.DataFrame) -> CollectiveBatch:
-    """Convert validated collective rows with a known chip to a :class:`CollectiveBatch`.
-
-    Rows with a blank ``chip_key`` are left out.
-    """
-    d = df[df["chip_key"].map(lambda x: not _blank(x))]
-    n = _col(d, "n_ranks").to_numpy()
-    msg = _col(d, "message_bytes").to_numpy()
-    t = _col(d, "time_s").to_numpy()
-    alg = _col(d, "algbw_bytes_per_s").to_numpy()
-    bus = _col(d, "busbw_bytes_per_s").to_numpy()
-    kind = np.array([COLLECTIVE_KINDS.index(k) for k in d["collective_kind"]], dtype=np.int32)
-    is_ar = kind == COLLECTIVE_KINDS.index("all_reduce")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        alg_from_bus = bus * n / (2.0 * (n - 1.0))
-        alg_eff = np.where(np.isnan(alg) & is_ar, alg_from_bus, alg)
-        t_der = np.where(alg_eff > 0, msg / alg_eff, np.nan)
-    t = np.where(np.isnan(t), t_der, t)
-    return CollectiveBatch(
-        row_ids=tuple(d["row_id"]),
-        chip_keys=tuple(d["chip_key"]),
-        groups=tuple(d["group"]),
-        kind=jnp.asarray(kind),
-        num_ranks=jnp.asarray(n),
-        num_nodes=jnp.asarray(_col(d, "n_nodes").to_numpy()),
-        message_bytes=jnp.asarray(msg),
-        time_s=jnp.asarray(t),
-        algbw_bytes_per_s=jnp.asarray(alg),
-        busbw_bytes_per_s=jnp.asarray(bus),
-    )
-
-
-@struct.dataclass
-class KernelBatch:
-    """Kernel measurements as arrays (leading axis n).
-
-    Attributes:
-      row_ids, chip_keys, groups: labels (static).
-      kind: index into :data:`KERNEL_KINDS`, int.
-      precision: index into :data:`PRECISION_KINDS` (-1 where blank), int.
-      flop: FLOP per call from :func:`kernel_flop` (NaN where not fixed by the row).
-      flop_per_s, bytes_per_s, time_s: measured (NaN if blank); ``time_s`` is
-        flop / flop_per_s where the source quotes only a rate and the FLOP are known.
-      m, n, k: GEMM dimensions (NaN if blank).
-      implementations: the ``implementation`` column ("" where blank; static).
-    """
-
-    row_ids: tuple[str, ...] = struct.field(pytree_node=False)
-    chip_keys: tuple[str, ...] = struct.field(pytree_node=False)
-    groups: tuple[str, ...] = struct.field(pytree_node=False)
-    kind: jax.Array
-    precision: jax.Array
-    flop: jax.Array
-    flop_per_s: jax.Array
-    bytes_per_s: jax.Array
-    time_s: jax.Array
-    m: jax.Array
-    n: jax.Array
-    k: jax.Array
-    implementations: tuple[str, ...] = struct.field(pytree_node=False, default=())
-
-
-def kernels_to_arrays(df: pd.DataFrame) -> KernelBatch:
-    """Convert validated kernel rows with a known chip to a :class:`KernelBatch`."""
-    d = df[df["chip_key"].map(lambda x: not _blank(x))]
-    flop = np.array([kernel_flop(r) for _, r in d.iterrows()], dtype=float)
-    fps = _col(d, "flop_per_s").to_numpy()
-    t = _col(d, "time_s").to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(np.isnan(t), flop / fps, t)
-    prec = np.array(
-        [-1 if _blank(p) else PRECISION_KINDS.index(p) for p in d["precision_kind"]],
-        dtype=np.int32,
-    )
-    return KernelBatch(
-        row_ids=tuple(d["row_id"]),
-        chip_keys=tuple(d["chip_key"]),
-        groups=tuple(d["group"]),
-        kind=jnp.asarray(
-            np.array([KERNEL_KINDS.index(k) for k in d["kernel_kind"]], dtype=np.int32)
-        ),
-        precision=jnp.asarray(prec),
-        flop=jnp.asarray(flop),
-        flop_per_s=jnp.asarray(fps),
-        bytes_per_s=jnp.asarray(_col(d, "bytes_per_s").to_numpy()),
-        time_s=jnp.asarray(t),
-        m=jnp.asarray(_col(d, "m").to_numpy()),
-        n=jnp.asarray(_col(d, "n").to_numpy()),
-        k=jnp.asarray(_col(d, "k").to_numpy()),
-        implementations=tuple("" if _blank(x) else str(x)
-                              for x in d["implementation"]),
-    )
 
 
 # ---------------------------------------------------------------------- output

@@ -36,10 +36,10 @@ import enum
 import jax
 import jax.numpy as jnp
 
-from jaxcost.model.types import ArrayLike
 from jaxcost.model.hardware import ChipSpec
 from jaxcost.model.params import PhysicalParams
 from jaxcost.model.roofline import smooth_max
+from jaxcost.model.types import ArrayLike
 
 #: p of the smooth max over the scale-up and scale-out times of a fused dispatcher
 #: (structural: the two links run concurrently; 8 keeps it within 9 % of the max).

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import enum
 import math
 import os
 import re
@@ -29,6 +30,17 @@ from flax import struct
 
 from jaxcost.errors import DataError, UnknownChipError
 from jaxcost.io.paths import data_dir
+
+
+class Precision(enum.StrEnum):
+    """Number format of the linear layers' GEMMs: the peak a run is timed at.
+
+    A ``StrEnum``: ``Precision.FP8 == "fp8"``, so the members pass wherever the text
+    does. Attention, norms and the LM head run at the BF16 peak in either case.
+    """
+
+    BF16 = "bf16"
+    FP8 = "fp8"
 
 
 @struct.dataclass

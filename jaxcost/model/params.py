@@ -33,8 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxcost.io.atomic import atomic_write_text
 from jaxcost.errors import DataError, ParamsError
+from jaxcost.io.atomic import atomic_write_text
 from jaxcost.io.paths import data_dir
 from jaxcost.model.hardware import ChipSpec
 
@@ -273,13 +273,6 @@ def to_physical(raw: RawParams) -> PhysicalParams:
     """Map raw (unconstrained) values to constrained physical values."""
     return PhysicalParams(**{n: _forward(_FIELD_TRANSFORM[n], getattr(raw, n))
                              for n in PARAM_NAMES})
-
-
-def from_physical(pp: PhysicalParams) -> RawParams:
-    """Inverse of :func:`to_physical` for concrete (Python / numpy scalar) values."""
-    return RawParams(**{n: jnp.asarray(_inverse(_FIELD_TRANSFORM[n],
-                                                float(getattr(pp, n))))
-                        for n in PARAM_NAMES})
 
 
 def raw_for_chip(params: CostParams, chip: ChipSpec) -> RawParams:

@@ -20,9 +20,9 @@ import enum
 import jax
 import jax.numpy as jnp
 
-from jaxcost.model.types import ArrayLike
-from jaxcost.model.hardware import ChipSpec
+from jaxcost.model.hardware import ChipSpec, Precision
 from jaxcost.model.params import PhysicalParams
+from jaxcost.model.types import ArrayLike
 
 _TINY = 1e-30
 
@@ -93,18 +93,16 @@ def _safe_pow(r: jax.Array, p: jax.Array) -> jax.Array:
     return jnp.where(pos, jnp.where(pos, r, 1.0) ** p, 0.0)
 
 
-def efficiency_curve(size: ArrayLike, eff_max: ArrayLike, half_size: ArrayLike
-                     ) -> jax.Array:
-    """Saturating efficiency e_max * x / (x + x_half) (0 at x = 0, -> e_max)."""
-    size = jnp.asarray(size)
-    return eff_max * size / (size + half_size)
+def peak_flop_per_s(chip: ChipSpec, *, precision: Precision | str = Precision.BF16
+                    ) -> jax.Array:
+    """Dense peak FLOP/s at ``precision`` (FP8 falls back to BF16 where it is 0).
 
-
-def peak_flop_per_s(chip: ChipSpec, *, precision: str = "bf16") -> jax.Array:
-    """Dense peak FLOP/s at ``precision`` ("bf16" or "fp8"; fp8 falls back to bf16 where 0)."""
-    if precision == "bf16":
+    Raises:
+      ValueError: ``precision`` is not a :class:`Precision` (or its text).
+    """
+    if precision == Precision.BF16:
         return jnp.asarray(chip.peak_flop_per_s_bf16)
-    if precision == "fp8":
+    if precision == Precision.FP8:
         fp8 = jnp.asarray(chip.peak_flop_per_s_fp8)
         return jnp.where(fp8 > 0, fp8, chip.peak_flop_per_s_bf16)
     raise ValueError(f"precision must be 'bf16' or 'fp8', got {precision!r}")

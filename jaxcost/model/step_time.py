@@ -55,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jaxcost.errors import PlanError
 from jaxcost.model.collectives import (
     all_gather_time,
     all_reduce_time,
@@ -63,10 +64,10 @@ from jaxcost.model.collectives import (
     reduce_scatter_time,
     send_recv_time,
 )
-from jaxcost.errors import PlanError
-from jaxcost.model.hardware import ChipSpec, ClusterSpec
-from jaxcost.model.parallel import USABLE_HBM_FRAC, ParallelPlan
+from jaxcost.model.hardware import ChipSpec, ClusterSpec, Precision
+from jaxcost.model.parallel import USABLE_HBM_FRAC
 from jaxcost.model.params import CostParams, PhysicalParams, physical
+from jaxcost.model.plan import ParallelPlan
 from jaxcost.model.roofline import OpKind, op_time, peak_flop_per_s, smooth_max
 from jaxcost.model.workload import (
     ATTN_CORE_MASK,
@@ -420,7 +421,7 @@ def predict_step_time_hetero(params: CostParams, clusters: tuple[ClusterSpec, ..
     w = workload
     if mode == "pipeline":
         return _hetero_pipeline(pps, clusters, w, plan_per_group, precision)
-    return _hetero_data(pps, clusters, w, plan_per_group, precision)[0]
+    return hetero_data_parallel(pps, clusters, w, plan_per_group, precision)[0]
 
 
 def _hetero_pipeline(pps, clusters, w, plans, precision) -> StepTime:
@@ -518,8 +519,19 @@ def _balanced_shares(pps, clusters, w, plans, precision):
     return share, own
 
 
-def _hetero_data(pps, clusters, w, plans, precision) -> tuple[StepTime, jax.Array]:
-    """Step time of data-parallel groups, and the balanced batch share of each."""
+def hetero_data_parallel(phys: list[PhysicalParams], clusters: tuple[ClusterSpec, ...],
+                         workload: TransformerConfig, plans: tuple[ParallelPlan, ...],
+                         precision: Precision | str = Precision.BF16
+                         ) -> tuple[StepTime, jax.Array]:
+    """Step time of data-parallel groups, and the balanced batch share of each.
+
+    One evaluation gives both (``predict_step_time_hetero(mode="data")`` and
+    ``hetero_batch_shares`` each balance the shares).
+
+    Returns:
+      (``StepTime`` of the cluster, batch share of each group in sequences).
+    """
+    pps, w = phys, workload
     share, own = _balanced_shares(pps, clusters, w, plans, precision)
     n_groups = float(len(clusters))
     # cross-group gradient all-reduce over the slower scale-out network. Each group
@@ -561,16 +573,10 @@ def _hetero_data(pps, clusters, w, plans, precision) -> tuple[StepTime, jax.Arra
     return st, share
 
 
-def step_time_total(params: CostParams, hardware: ClusterSpec,
-                    workload: TransformerConfig, plan: ParallelPlan) -> jax.Array:
-    """Only ``predict_step_time(...).total_s`` (convenience for fitting), s."""
-    return predict_step_time(params, hardware, workload, plan).total_s
-
-
 __all__ = [
+    "hetero_data_parallel",
     "StepTime",
     "predict_step_time",
     "predict_step_time_physical",
     "predict_step_time_hetero",
-    "step_time_total",
 ]

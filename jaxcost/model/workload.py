@@ -33,7 +33,6 @@ import csv
 import enum
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -42,9 +41,7 @@ from flax import struct
 
 from jaxcost.errors import DataError, PlanError
 from jaxcost.io.paths import data_dir
-
-if TYPE_CHECKING:  # pragma: no cover
-    from jaxcost.model.parallel import ParallelPlan
+from jaxcost.model.plan import ParallelPlan
 
 #: bytes of one bf16 value (activations, weights in compute, communicated tensors).
 BF16_BYTES = 2.0
@@ -389,6 +386,11 @@ def _matmul_params_per_token(w: TransformerConfig) -> jax.Array:
             + w.vocab_size * w.d_model)
 
 
+def tokens_per_step(w: TransformerConfig) -> float:
+    """Tokens trained per step, B·T (static: concrete leaves)."""
+    return float(w.global_batch_seqs) * float(w.seq_len)
+
+
 def model_flop_per_token(w: TransformerConfig) -> jax.Array:
     """Model FLOP per trained token, forward + backward, without recompute (MFU).
 
@@ -722,7 +724,7 @@ def comm_volumes(w: TransformerConfig, plan: ParallelPlan, *,
           micro-batch).
     Collectives over a group of one cost nothing; the volumes are kept.
     """
-    t, c = plan.tp, plan.cp
+    c = plan.cp
     X = plan.mbs * w.seq_len / c * w.d_model * BF16_BYTES
     sp_div = _sp_div(plan)
     tp_bytes = 4.0 * X

@@ -46,10 +46,10 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxcost import units
-from jaxcost.policy import expr as _expr
 from jaxcost.errors import RegimeError
 from jaxcost.io.paths import data_dir
 from jaxcost.model.hardware import ChipSpec
+from jaxcost.policy import expr as _expr
 
 
 class Consequence(enum.StrEnum):

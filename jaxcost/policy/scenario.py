@@ -73,6 +73,9 @@ from typing import Any
 
 from jaxcost.errors import JaxcostError, ScenarioError
 from jaxcost.io.paths import default_scenario_path
+from jaxcost.model import hardware, workload
+from jaxcost.policy import export_control
+from jaxcost.search.space import PlanSpace
 
 __all__ = [
     "Candidate",
@@ -120,10 +123,10 @@ class SearchOptions:
     tp_overlap: bool = False
     dp_overlap: bool = False
 
-    def plan_options(self) -> dict:
-        """Keyword arguments of ``parallel.enumerate_plans`` for the searched plans."""
-        return {"pp_balance": "auto" if self.pp_layout == "auto" else False,
-                "tp_overlap": self.tp_overlap, "dp_overlap": self.dp_overlap}
+    def plan_space(self) -> PlanSpace:
+        """The :class:`jaxcost.search.space.PlanSpace` of the searched plans."""
+        return PlanSpace(pp_balance="auto" if self.pp_layout == "auto" else False,
+                         tp_overlap=self.tp_overlap, dp_overlap=self.dp_overlap)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,8 +278,6 @@ def _resolve_chip(name: str, chips: dict, ctx: _Ctx, key: str):
 
 
 def _build_model(table: dict, ctx: _Ctx):
-    from jaxcost.model import workload
-
     ctx.check_keys(table, _MODEL_KEYS, "model.")
     vals = {k: ctx.typed(table, k, t, "model.") for k, t in _MODEL_KEYS.items()
             if k in table}
@@ -377,8 +378,6 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", name: str | None
       ScenarioError: unknown key, wrong type, unknown chip (with close names),
         negative limit, unknown regime or model; one line naming file and key.
     """
-    from jaxcost.model import hardware
-
     ctx = _Ctx(path)
     ctx.check_keys(data, _TOP_KEYS, "")
     top = {k: ctx.typed(data, k, t, "") for k, t in _TOP_KEYS.items() if k in data}
@@ -453,8 +452,6 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", name: str | None
 
 
 def _check_regime(regime: str, ctx: _Ctx) -> None:
-    from jaxcost.policy import export_control
-
     try:
         export_control.load_regime(regime)
     except JaxcostError as exc:

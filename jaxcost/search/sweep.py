@@ -107,7 +107,7 @@ def _slice_source(batch: PyTree | ChunkSource) -> ChunkSource:
     return take
 
 
-def _pad_rows(tree: PyTree, rows: int) -> PyTree:
+def pad_rows(tree: PyTree, rows: int) -> PyTree:
     """Pad every leaf to ``rows`` along axis 0 by repeating its last row."""
 
     def pad(x):
@@ -160,7 +160,7 @@ def _local_map(fn, source, start, stop, chunk_size, mesh, progress, desc, on_chu
     num_chunks = 0
     for lo in range(start, stop, chunk):
         hi = min(lo + chunk, stop)
-        cfg = _pad_rows(source(lo, hi), chunk)
+        cfg = pad_rows(source(lo, hi), chunk)
         cfg = jax.device_put(cfg, sharding)
         out = jitted(cfg)
         out = jax.tree.map(lambda x, k=hi - lo: np.asarray(x)[:k], out)

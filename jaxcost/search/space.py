@@ -1,0 +1,186 @@
+"""The plan space: which parallel plans the search considers, and their enumeration.
+
+:class:`PlanSpace` is the one record of search options, shared by
+:func:`jaxcost.search.plans.best_plan`, the throughput curves of the chip-mix search,
+the re-planning of mixed clusters and the blank-plan search of ``jaxcost predict``.
+:func:`enumerate_plans` turns it into every valid plan of a model on a number of chips,
+as one batched :class:`jaxcost.model.plan.ParallelPlan` (numpy leaves), checked with the
+conditions of :mod:`jaxcost.model.parallel` (divisibility, scale-up domain, memory).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+
+from jaxcost.errors import PlanError
+from jaxcost.model.hardware import ChipSpec
+from jaxcost.model.parallel import (
+    USABLE_HBM_FRAC,
+    memory_condition,
+    plan_conditions,
+    uneven_layer_split,
+)
+from jaxcost.model.plan import ParallelPlan, Recompute, as_recompute
+from jaxcost.model.workload import TransformerConfig
+
+__all__ = ["PlanSpace", "enumerate_plans"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanSpace:
+    """The options of the plan search (static; hashable).
+
+    Attributes:
+      max_tp: largest tp; None: the chip's scale-up domain size.
+      allow_tp_beyond_scaleup: if True, no default tp limit.
+      zero_stages: ZeRO stages tried.
+      recompute: activation recomputation modes tried.
+      mbs: micro-batch sizes tried (sequences).
+      vpp: interleave depths tried (virtual stages per pipeline rank).
+      cp: context-parallel degrees tried (None: every divisor of the chip count).
+      ep: expert-parallel degrees tried (None: every divisor of the expert count).
+      sp: sequence parallelism settings tried.
+      flash_attn: attention kernel of every plan (fused by default).
+      fused_a2a: expert dispatcher of every plan (NCCL all-to-all by default).
+      tp_overlap: TP communication pipelined with the GEMMs in every plan.
+      pp_balance: layer split over the pipeline stages: False, L/p layers per stage
+        (pp·vpp must divide L); True, the embedding and head take one layer's place
+        each (uneven whole numbers of layers, pp·vpp ≤ L); "auto", uniform where pp·vpp
+        divides L and balanced where it does not, the uneven splits without
+        interleaving (vpp = 1).
+      dp_overlap: gradient reduction overlapped with the backward pass in every plan.
+      usable_hbm_frac: fraction of HBM a plan may use.
+    """
+
+    max_tp: float | None = None
+    allow_tp_beyond_scaleup: bool = False
+    zero_stages: tuple[int, ...] = (0, 1, 2, 3)
+    recompute: tuple[Recompute, ...] = (Recompute.NONE, Recompute.SELECTIVE,
+                                        Recompute.FULL)
+    mbs: tuple[int, ...] = (1, 2, 4, 8)
+    vpp: tuple[int, ...] = (1, 2, 4)
+    cp: tuple[int, ...] | None = (1, 2, 4, 8)
+    ep: tuple[int, ...] | None = None
+    sp: tuple[bool, ...] = (True,)
+    flash_attn: bool = True
+    fused_a2a: bool = False
+    tp_overlap: bool = False
+    pp_balance: bool | str = False
+    dp_overlap: bool = False
+    usable_hbm_frac: float = USABLE_HBM_FRAC
+
+    @classmethod
+    def create(cls, **options) -> PlanSpace:
+        """A space from keyword options (sequences become tuples).
+
+        Raises:
+          PlanError: an unknown option (the message lists the known ones).
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise PlanError(f"unknown plan-space option(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(known))}", column=unknown[0])
+        fixed = {k: (tuple(v) if isinstance(v, list | tuple) else v)
+                 for k, v in options.items()}
+        if "recompute" in fixed:
+            fixed["recompute"] = tuple(as_recompute(r) for r in fixed["recompute"])
+        return cls(**fixed)
+
+    def replace(self, **changes) -> PlanSpace:
+        """A copy with some options changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def enumerate_plans(workload: TransformerConfig, num_chips: int,
+                    chip: ChipSpec | None, space: PlanSpace | None = None
+                    ) -> ParallelPlan:
+    """Every valid plan of ``workload`` on ``num_chips`` chips, as one batched plan.
+
+    The candidates are the product of tp, pp, cp over divisors of ``num_chips``
+    (dp = num_chips/(tp·pp·cp)), ep over divisors of E, and the option lists of
+    ``space``; the conditions of :func:`jaxcost.model.parallel.check_plan` are evaluated
+    as numpy masks (memory with ``workload.memory_bytes`` on the whole batch at once,
+    when ``chip`` is given).
+
+    Args:
+      workload: the model (concrete leaves).
+      num_chips: number of chips.
+      chip: the chip (HBM capacity, scale-up domain size) or None (no memory check,
+        no scale-up limit unless ``space.max_tp``).
+      space: the options (default ``PlanSpace()``).
+
+    Returns:
+      ``ParallelPlan`` with (P,) numpy float64 leaves, P ≥ 0, in a deterministic order.
+
+    Raises:
+      PlanError: ``num_chips`` < 1 or an invalid option.
+    """
+    s = PlanSpace() if space is None else space
+    if not isinstance(s, PlanSpace):
+        raise PlanError(f"space must be a PlanSpace, got {type(s).__name__}",
+                        column="space")
+    w = workload
+    n = int(num_chips)
+    if n < 1:
+        raise PlanError(f"num_chips={num_chips!r} must be >= 1", column="num_chips")
+    max_tp = s.max_tp
+    if max_tp is None and chip is not None and not s.allow_tp_beyond_scaleup:
+        max_tp = float(chip.scaleup_domain_size)
+    divs = _divisors(n)
+    num_experts = int(round(float(w.num_experts)))
+    cp_opts = divs if s.cp is None else [c for c in s.cp if n % c == 0]
+    ep_opts = _divisors(num_experts) if s.ep is None else list(s.ep)
+    rec_opts = [float(as_recompute(r).value) for r in s.recompute]
+    # structural degrees first (small), then the cheap options
+    combos = [(t, p, c) for t, p, c in itertools.product(divs, divs, cp_opts)
+              if n % (t * p * c) == 0]
+    if not combos:
+        combos = [(1, 1, 1)]
+    tpc = np.asarray(combos, dtype=float)
+    grids = np.meshgrid(np.arange(len(combos)), np.asarray(ep_opts, float),
+                        np.asarray(s.vpp, float), np.asarray(s.mbs, float),
+                        np.asarray(s.zero_stages, float), np.asarray(rec_opts, float),
+                        np.asarray([1.0 if x else 0.0 for x in s.sp]), indexing="ij")
+    idx, e_, v_, b_, z_, r_, s_ = (g.ravel() for g in grids)
+    t_, p_, c_ = tpc[idx, 0], tpc[idx, 1], tpc[idx, 2]
+
+    def const(flag: bool) -> np.ndarray:
+        return np.full(idx.shape, 1.0 if flag else 0.0)
+
+    p = {"dp": n / (t_ * p_ * c_), "tp": t_, "pp": p_, "cp": c_, "ep": e_,
+         "vpp": v_, "mbs": b_, "zero": z_, "recompute": r_, "sp": s_,
+         "flash_attn": const(s.flash_attn), "fused_a2a": const(s.fused_a2a),
+         "tp_overlap": const(s.tp_overlap),
+         "pp_balance": _balance_leaf(s.pp_balance, float(w.num_layers), p_, v_),
+         "dp_overlap": const(s.dp_overlap)}
+    keep = np.ones(idx.shape, dtype=bool)
+    if isinstance(s.pp_balance, str):  # "auto": uneven splits only without interleaving
+        keep &= (p["pp_balance"] < 0.5) | (v_ < 1.5)
+    for _, ok, _ in plan_conditions(w, p, float(n), max_tp=max_tp):
+        keep &= ok
+    p = {k: v[keep] for k, v in p.items()}
+    if chip is not None and keep.any():
+        _, ok, _ = memory_condition(w, p, chip, s.usable_hbm_frac)
+        p = {k: v[ok] for k, v in p.items()}
+    return ParallelPlan(**{k: np.ascontiguousarray(v) for k, v in p.items()})
+
+
+def _balance_leaf(option: bool | str, layers: float, pp: np.ndarray, vpp: np.ndarray
+                  ) -> np.ndarray:
+    """``pp_balance`` leaf of enumerated plans for the ``enumerate_plans`` option."""
+    if isinstance(option, str):
+        if option != "auto":
+            raise PlanError(f"pp_balance={option!r}: expected True, False or 'auto'",
+                            column="pp_balance")
+        return uneven_layer_split(layers, pp, vpp).astype(float)
+    return np.full(pp.shape, 1.0 if option else 0.0)
+
+

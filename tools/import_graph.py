@@ -1,0 +1,144 @@
+"""Print jaxcost's import graph by layer and check that imports flow one way.
+
+    python tools/import_graph.py            # edges, layer of each module, counts
+    python tools/import_graph.py --check    # exit 1 on a back edge or a private import
+
+Layers, lowest first (a module may import only from its own layer or below; inside a
+layer, only from modules that do not import it back):
+
+    0  jaxcost.errors, jaxcost.units
+    1  jaxcost.io
+    2  jaxcost.model
+    3  jaxcost.search
+    4  jaxcost.calibrate, jaxcost.policy
+    5  jaxcost.cli, jaxcost (the curated public API), jaxcost.__main__
+
+Counted as well: imports inside functions, names starting with ``_`` imported from
+another module, the largest module and modules without ``__all__``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "jaxcost"
+
+#: Imports allowed inside functions: matplotlib, an optional heavy dependency that
+#: only ``--plot`` needs (importing it at start-up would slow every command).
+LAZY_OK = {"matplotlib"}
+
+LAYERS = {"jaxcost.errors": 0, "jaxcost.units": 0, "jaxcost.io": 1, "jaxcost.model": 2,
+          "jaxcost.search": 3, "jaxcost.calibrate": 4, "jaxcost.policy": 4,
+          "jaxcost.cli": 5, "jaxcost": 5, "jaxcost.__main__": 5}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def layer(mod: str) -> int:
+    best = None
+    for prefix, lay in LAYERS.items():
+        if mod == prefix or mod.startswith(prefix + "."):
+            if best is None or len(prefix) > len(best[0]):
+                best = (prefix, lay)
+    return best[1] if best else -1
+
+
+def scan(path: Path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    edges, inner, private = set(), [], []
+    top_level = {id(n) for n in tree.body}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and \
+                node.module.startswith("jaxcost"):
+            targets = []
+            for a in node.names:
+                full = f"{node.module}.{a.name}"
+                if (PKG.parent / (full.replace(".", "/") + ".py")).exists() or \
+                        (PKG.parent / full.replace(".", "/")).is_dir():
+                    targets.append(full)
+                else:
+                    targets.append(node.module)
+                    if a.name.startswith("_"):
+                        private.append(f"{node.module}.{a.name}")
+            for t in targets:
+                edges.add(t)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("jaxcost"):
+                    edges.add(a.name)
+        if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in top_level:
+            mod = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+            if mod.split(".")[0] not in LAZY_OK:
+                inner.append(node.lineno)
+    has_all = any(isinstance(n, ast.Assign) and any(
+        isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)
+        for n in tree.body)
+    lines = len(path.read_text().splitlines())
+    return edges, inner, private, has_all, lines
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args(argv)
+    mods = {module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+    graph, problems = {}, []
+    n_inner = n_private = 0
+    no_all, largest = [], ("", 0)
+    for mod, path in mods.items():
+        edges, inner, private, has_all, lines = scan(path)
+        edges = {e for e in edges if e in mods and e != mod}
+        graph[mod] = edges
+        n_inner += len(inner)
+        n_private += len(private)
+        problems += [f"{mod}: imports private {p}" for p in private]
+        problems += [f"{mod}:{ln}: import inside a function" for ln in inner]
+        if not has_all and not mod.endswith("__main__"):
+            no_all.append(mod)
+        if lines > largest[1]:
+            largest = (mod, lines)
+        for e in sorted(edges):
+            if layer(e) > layer(mod) and mod not in ("jaxcost",):
+                problems.append(f"back edge: {mod} (layer {layer(mod)}) -> {e} "
+                                f"(layer {layer(e)})")
+    # cycles inside a layer
+    state: dict[str, int] = {}
+
+    def visit(m, stack):
+        state[m] = 1
+        for e in graph[m]:
+            if state.get(e) == 1:
+                problems.append("cycle: " + " -> ".join(stack[stack.index(e):] + [e]))
+            elif e not in state:
+                visit(e, stack + [e])
+        state[m] = 2
+
+    for m in graph:
+        if m not in state:
+            visit(m, [m])
+    for lay in sorted(set(map(layer, graph))):
+        print(f"layer {lay}:")
+        for m in sorted(x for x in graph if layer(x) == lay):
+            deps = sorted(e for e in graph[m] if e != "jaxcost")
+            print(f"  {m:34s} <- {', '.join(deps) if deps else '(nothing)'}")
+    print(f"\nmodules {len(mods)}; largest {largest[0]} ({largest[1]} lines); "
+          f"imports inside functions {n_inner}; private names imported across "
+          f"modules {n_private}; modules without __all__ {len(no_all)}"
+          + (f" ({', '.join(no_all)})" if no_all else ""))
+    print(f"problems {len(problems)}")
+    for p in problems:
+        print("  " + p)
+    return 1 if (args.check and problems) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Compare published measured peak memory per chip with jaxcost's memory model.
+
+    python tools/memory_check.py                # every row of memory.csv
+    python tools/memory_check.py --csv other.csv
+    python tools/memory_check.py --package-grads # ignore the rows' grad_bytes tags
+
+Each row of the table is rebuilt as a ``jc.TransformerConfig`` and a ``jc.ParallelPlan``
+and passed to ``jc.memory_bytes`` (top-level public API only). Rows whose ``measured``
+is ``activations_only`` are compared with ``.activations``; every other row with
+``.total``.
+
+Model conventions come from the row: when ``arch_model`` names a row of
+data/models.csv, the MLP kind and tied embeddings are taken from ``jc.get_model``; the
+dimensions, sequence length, vocabulary and global batch are always the row's own. A row
+with no ``arch_model`` states its conventions with a tag in ``notes``, e.g.
+``[mlp=gelu tied=false]``. The same tag may carry ``grad_bytes=4`` (the framework keeps
+fp32 gradients, e.g. Megatron's main grads under bf16), passed to ``memory_bytes`` as
+``grad_bytes_per_param``; ``--package-grads`` ignores it (the package default, 2 B).
+``flash=0`` would select the unfused attention (every row here uses a fused kernel).
+
+Output: one line per row (row_id, model, plan, measured GiB, predicted GiB, ratio =
+predicted / measured, error), then the median and mean absolute percentage error,
+overall and per group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import jaxcost as jc
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CSV = REPO / "data" / "benchmarks" / "memory.csv"
+GIB = 2.0 ** 30
+_TAG = re.compile(r"\[([a-z_]+=[^\]\s]+(?:\s+[a-z_]+=[^\]\s]+)*)\]")
+
+
+def _tags(notes: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for block in _TAG.findall(notes or ""):
+        for item in block.split():
+            k, v = item.split("=", 1)
+            out[k] = v
+    return out
+
+
+def _int(row: dict, col: str, default: int | None = None) -> int:
+    cell = (row.get(col) or "").strip()
+    if not cell:
+        if default is None:
+            raise ValueError(f"{row['row_id']}: empty {col}")
+        return default
+    return int(float(cell))
+
+
+def build(row: dict, *, package_grads: bool):
+    """(TransformerConfig, ParallelPlan, grad_bytes) for one row."""
+    tags = _tags(row.get("notes", ""))
+    arch = (row.get("arch_model") or "").strip()
+    if arch:
+        base = jc.get_model(arch)
+        mlp, tied = base.mlp, base.tied_embeddings
+    else:
+        if "mlp" not in tags or "tied" not in tags:
+            raise ValueError(
+                f"{row['row_id']}: no arch_model and no [mlp=.. tied=..] tag")
+        mlp, tied = tags["mlp"], tags["tied"].lower() == "true"
+    hidden, heads = _int(row, "hidden"), _int(row, "heads")
+    experts = _int(row, "experts", 1)
+    w = jc.TransformerConfig.create(
+        name=row["model"], num_layers=_int(row, "layers"), d_model=hidden,
+        num_heads=heads, num_kv_heads=_int(row, "kv_heads", heads),
+        head_dim=hidden // heads, d_ff=_int(row, "ffn_hidden"),
+        vocab_size=_int(row, "vocab"), seq_len=_int(row, "seq_len"),
+        global_batch_seqs=_int(row, "gbs_seqs"), num_experts=experts,
+        top_k=_int(row, "topk", 1), mlp=mlp, tied_embeddings=tied)
+    plan = jc.ParallelPlan.create(
+        dp=_int(row, "dp"), tp=_int(row, "tp", 1), pp=_int(row, "pp", 1),
+        cp=_int(row, "cp", 1), ep=_int(row, "ep", 1), vpp=_int(row, "vpp", 1),
+        mbs=_int(row, "mbs"), zero=_int(row, "zero_fsdp", 0),
+        recompute=(row.get("recompute") or "none").strip(),
+        sp=(row.get("sp") or "").strip().lower() == "yes",
+        flash_attn=tags.get("flash", "1") != "0")
+    grad_bytes = 2.0 if package_grads else float(tags.get("grad_bytes", 2))
+    return w, plan, grad_bytes
+
+
+def predict(row: dict, *, package_grads: bool) -> tuple[str, float]:
+    w, plan, g = build(row, package_grads=package_grads)
+    mem = jc.memory_bytes(w, plan, grad_bytes_per_param=g)
+    acts_only = row["measured"].strip() == "activations_only"
+    value = mem.activations if acts_only else mem.total
+    return jc.plan_to_str(plan) + ("-g4" if g == 4.0 else ""), float(value)
+
+
+def _summary(label: str, errs: list[float]) -> str:
+    if not errs:
+        return f"{label}: no rows"
+    ape = [abs(e) for e in errs]
+    return (f"{label}: n={len(errs)}  median APE {100 * statistics.median(ape):.1f}%  "
+            f"MAPE {100 * statistics.fmean(ape):.1f}%  "
+            f"median signed error {100 * statistics.median(errs):+.1f}%")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    ap.add_argument("--package-grads", action="store_true",
+                    help="ignore grad_bytes tags (use memory_bytes' default of 2 B)")
+    args = ap.parse_args(argv)
+
+    with open(args.csv, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+
+    print(f"{'row':6} {'group':20} {'model':28} {'plan':40} {'what':6} "
+          f"{'meas GiB':>8} {'pred GiB':>8} {'ratio':>6} {'err':>7}")
+    errs: list[float] = []
+    by_group: dict[str, list[float]] = defaultdict(list)
+    default_errs: list[float] = []
+    for row in rows:
+        measured = float(row["measured_bytes_per_chip"])
+        try:
+            plan_s, pred = predict(row, package_grads=args.package_grads)
+        except (ValueError, jc.JaxcostError) as exc:
+            print(f"{row['row_id']:6} skipped: {exc}")
+            continue
+        err = pred / measured - 1.0
+        errs.append(err)
+        by_group[row["group"]].append(err)
+        if not args.package_grads:
+            _, pred_default = predict(row, package_grads=True)
+            default_errs.append(pred_default / measured - 1.0)
+        what = "act" if row["measured"].strip() == "activations_only" else "total"
+        print(f"{row['row_id']:6} {row['group'][:20]:20} {row['model'][:28]:28} "
+              f"{plan_s:40} {what:6} {measured / GIB:8.1f} {pred / GIB:8.1f} "
+              f"{pred / measured:6.2f} {100 * err:+6.1f}%")
+
+    print()
+    print(_summary("all rows", errs))
+    for group, e in by_group.items():
+        print("  " + _summary(group, e))
+    if default_errs:
+        print(_summary("all rows, package default grad_bytes_per_param=2",
+                       default_errs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -40,7 +40,12 @@ from jaxcost.io.benchmarks import (
 from jaxcost.model.plan import ParallelPlan, Recompute, stack_plans
 from jaxcost.model.workload import TransformerConfig, load_models, stack_models
 
+#: Plan columns of the training-run schema: given cells constrain a plan search.
+PLAN_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "sp", "zero_fsdp",
+                "recompute")
+
 __all__ = [
+    "PLAN_COLUMNS",
     "RunBatch",
     "fit_exclusions",
     "runs_to_arrays",
@@ -69,6 +74,8 @@ class RunBatch:
       scaleout_bytes_per_s: the measured cluster's NIC bandwidth per chip and direction
         (NaN: the chip's), ``(n,)``.
       excluded: (row_id, reason) of the input rows left out (static).
+      given: per row, the plan cells the source gives, as ``(column, text)`` pairs
+        (static); a blank plan's given cells constrain its search.
     """
 
     row_ids: tuple[str, ...] = struct.field(pytree_node=False)
@@ -85,6 +92,8 @@ class RunBatch:
     peak_flop_per_s: jax.Array
     scaleout_bytes_per_s: jax.Array
     excluded: tuple[tuple[str, str], ...] = struct.field(pytree_node=False)
+    given: tuple[tuple[tuple[str, str], ...], ...] = struct.field(
+        pytree_node=False, default=())
 
 
 _MODEL_REQUIRED = ("layers", "hidden", "heads", "seq_len", "vocab", "gbs_seqs", "n_chips")
@@ -177,6 +186,7 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
     ids, keys, groups, precs = [], [], [], []
     workloads, plans = [], []
     n_chips, tval, tkind, weight, missing, peak, nic = [], [], [], [], [], [], []
+    given: list[tuple[tuple[str, str], ...]] = []
     for pos, (idx, r) in enumerate(df.iterrows()):
         rid = str(_opt(r, "row_id", f"row{pos + 2}"))
         if why.loc[idx]:
@@ -202,6 +212,7 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
                 **_arch_labels(r, models),
             )
             plan_blank = any(is_blank(r.get(c)) for c in ("tp", "pp", "dp"))
+            row_given = {c: r.get(c) for c in PLAN_COLUMNS if not is_blank(r.get(c))}
             if plan_blank:
                 p = ParallelPlan.create(dp=n)
             else:
@@ -243,6 +254,7 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
         tkind.append(TARGET_KINDS.index(t))
         weight.append(float(_opt(r, "weight", 1.0)))
         missing.append(plan_blank)
+        given.append(tuple(sorted((k, str(v)) for k, v in row_given.items())))
         peak.append(float(_opt(r, "mfu_peak_flop_per_s", math.nan)))
         nic.append(float(_opt(r, "scaleout_bytes_per_s", math.nan)))
     if not workloads:
@@ -263,6 +275,7 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
         peak_flop_per_s=jnp.asarray(peak),
         scaleout_bytes_per_s=jnp.asarray(nic),
         excluded=tuple(excluded),
+        given=tuple(given),
     )
 
 

@@ -7,28 +7,34 @@ search (:func:`jaxcost.search.plans.best_plan`, the row's own cluster network).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcost.calibrate.batches import RunBatch
+from jaxcost.calibrate.batches import PLAN_COLUMNS, RunBatch
 from jaxcost.calibrate.residuals import pack_params, run_chips, run_values, with_network
 from jaxcost.calibrate.rows import build_fit_data, x64
-from jaxcost.errors import PlanError
+from jaxcost.errors import DataError, PlanError
+from jaxcost.io.benchmarks import recompute_code, zero_stage
 from jaxcost.model.hardware import ChipSpec, ClusterSpec, Precision
+from jaxcost.model.parallel import USABLE_HBM_FRAC
 from jaxcost.model.params import (
     CostParams,
 )
-from jaxcost.model.plan import plan_to_str
+from jaxcost.model.plan import Recompute, plan_to_str
 from jaxcost.model.workload import (
+    memory_bytes,
     model_flop_per_token,
 )
 from jaxcost.search.plans import best_plan
 from jaxcost.search.space import PlanSpace
 
 __all__ = [
+    "row_plan_space",
+    "searched_columns",
     "predict_run_batch",
     "best_plans_for_missing",
 ]
@@ -49,7 +55,10 @@ def predict_run_batch(params: CostParams, chips: Mapping[str, ChipSpec], runs, *
     Returns:
       dict of ``(n,)`` numpy arrays: ``pred_step_time_s``,
       ``pred_tokens_per_s_per_chip``, ``pred_mfu``, ``pred_step_time_s_lo``,
-      ``pred_step_time_s_hi``.
+      ``pred_step_time_s_hi``, ``pred_mem_bytes_per_chip`` (peak memory of the
+      first pipeline stage, ``workload.memory_bytes``) and ``pred_fits`` (at most
+      ``USABLE_HBM_FRAC`` of the chip's HBM; a plan given by the row that does not
+      fit is timed but flagged False).
     """
     with x64():
         fd = build_fit_data(chips, runs=runs.replace(
@@ -68,6 +77,9 @@ def predict_run_batch(params: CostParams, chips: Mapping[str, ChipSpec], runs, *
         chip = run_chips(fd)
         mf = np.asarray(jax.vmap(model_flop_per_token)(w)) * tokens
         mfu = mf / (t * n * np.asarray(chip.peak_flop_per_s_bf16))
+        mem = np.asarray(jax.vmap(lambda w_, p_: memory_bytes(w_, p_).total)(
+            w, fd.runs.plan))
+        cap = np.asarray(chip.hbm_capacity_bytes) * USABLE_HBM_FRAC
         logs = np.log(t)[None, :]
         if ensemble is not None:
             mb = jax.vmap(lambda e: pack_params(e, fd))(ensemble)
@@ -80,28 +92,80 @@ def predict_run_batch(params: CostParams, chips: Mapping[str, ChipSpec], runs, *
     lo, hi = np.quantile(samples, interval, axis=0)
     return {"pred_step_time_s": t, "pred_tokens_per_s_per_chip": tokens / (t * n),
             "pred_mfu": mfu, "pred_step_time_s_lo": np.exp(lo),
-            "pred_step_time_s_hi": np.exp(hi)}
+            "pred_step_time_s_hi": np.exp(hi), "pred_mem_bytes_per_chip": mem,
+            "pred_fits": mem <= cap}
+
+
+def row_plan_space(given: dict[str, str], base: PlanSpace | None = None
+                   ) -> PlanSpace:
+    """The plan space of a row whose plan is partly given: given cells are fixed.
+
+    ``given`` maps plan columns of the training-run schema (``PLAN_COLUMNS``) to their
+    text; each given degree or option becomes the only value searched, the blank ones
+    keep the options of ``base`` (default: ``PlanSpace(pp_balance="auto")``, uneven
+    pipeline stages allowed as the frameworks run them).
+
+    Raises:
+      DataError: a given cell that is not a positive whole number (degrees) or not a
+        known ZeRO / recompute / sp setting.
+    """
+    s = PlanSpace(pp_balance="auto") if base is None else base
+    changes: dict[str, object] = {}
+    for col in ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs"):
+        if col in given:
+            try:
+                v = float(given[col])
+            except ValueError:
+                v = math.nan
+            if not (math.isfinite(v) and v >= 1 and v == int(v)):
+                raise DataError(f"expected a whole number >= 1, got {given[col]!r}",
+                                column=col)
+            changes[col] = (int(v),)
+    if "zero_fsdp" in given:
+        changes["zero_stages"] = (zero_stage(given["zero_fsdp"]),)
+    if "recompute" in given:
+        changes["recompute"] = (Recompute(recompute_code(given["recompute"])),)
+    if "sp" in given:
+        changes["sp"] = (str(given["sp"]).strip().lower() == "yes",)
+    return s.replace(**changes)
+
+
+def searched_columns(given: dict[str, str]) -> str:
+    """The plan columns a search chose (blank in the row), comma-separated."""
+    return ",".join(c for c in PLAN_COLUMNS if c not in given)
 
 
 def best_plans_for_missing(params: CostParams, chips: Mapping[str, ChipSpec],
                            runs: RunBatch, *, space: PlanSpace | None = None,
-                           progress: bool = False) -> tuple[RunBatch, tuple[str, ...]]:
+                           progress: bool = False
+                           ) -> tuple[RunBatch, tuple[str, ...], tuple[str, ...]]:
     """Fill the blank plans of a ``RunBatch`` with the fastest valid plan.
 
     For each row with ``plan_missing``, the one plan search
-    (:func:`jaxcost.search.plans.best_plan`: every plan of ``space`` that is valid and
-    fits in memory, scored by :func:`jaxcost.search.score.plan_time_s_physical`) runs
-    on the row's own cluster (chip, chip count, scale-out network) at the row's GEMM
-    precision, and the best plan is kept. Returns the batch with those plans and every
-    row's plan as text (``plan_to_str``).
+    (:func:`jaxcost.search.plans.best_plan`: every plan of the row's space that is
+    valid and fits in memory, scored by :func:`jaxcost.search.score.plan_time_s_physical`)
+    runs on the row's own cluster (chip, chip count, scale-out network) at the row's
+    GEMM precision. The plan cells the row gives are constraints
+    (:func:`row_plan_space`); only the blank ones are searched.
+
+    Returns:
+      (the batch with those plans, every row's plan as text, every row's searched
+      columns: "" where the plan was given).
 
     Raises:
       PlanError: no valid plan for a row.
     """
     missing = np.asarray(runs.plan_missing, dtype=bool)
     plan = jax.tree.map(lambda x: np.array(x, dtype=float), runs.plan)
+    searched = [""] * missing.size
     with x64():
         for i in np.flatnonzero(missing):
+            given = dict(runs.given[i]) if runs.given else {}
+            try:
+                row_space = row_plan_space(given, space)
+            except DataError as err:
+                raise DataError(err.detail, row=f"row_id {runs.row_ids[i]}",
+                                column=err.column) from None
             w = jax.tree.map(lambda x, i=i: np.asarray(x)[i], runs.workload)
             chip = with_network(chips[runs.chip_keys[i]],
                                 np.asarray(runs.scaleout_bytes_per_s)[i])
@@ -109,16 +173,19 @@ def best_plans_for_missing(params: CostParams, chips: Mapping[str, ChipSpec],
             cluster = ClusterSpec(chip=chip, num_chips=float(n))
             precision = (Precision.FP8 if runs.precision[i] == "fp8"
                          else Precision.BF16)
-            found = best_plan(params, cluster, w, k=1, space=space,
+            found = best_plan(params, cluster, w, k=1, space=row_space,
                               precision=precision, progress=progress)
             if not found:
+                fixed = ", ".join(f"{k}={v}" for k, v in sorted(given.items()))
                 raise PlanError(f"no valid parallel plan of this model on {n} "
-                                f"{chip.key} (divisibility or memory)",
+                                f"{chip.key} (divisibility or memory)"
+                                + (f" with the given {fixed}" if fixed else ""),
                                 row=f"row_id {runs.row_ids[i]}", column="tp")
             best = found[0].plan
             for f in plan.__dataclass_fields__:
                 getattr(plan, f)[i] = float(np.asarray(getattr(best, f)))
+            searched[i] = searched_columns(given)
     text = tuple(plan_to_str(jax.tree.map(lambda x, i=i: x[i], plan))
                  for i in range(missing.size))
-    return runs.replace(plan=jax.tree.map(jnp.asarray, plan),
-                        plan_missing=np.zeros_like(missing)), text
+    return (runs.replace(plan=jax.tree.map(jnp.asarray, plan),
+                         plan_missing=np.zeros_like(missing)), text, tuple(searched))

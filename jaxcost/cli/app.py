@@ -399,7 +399,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise PlanError(f"dp*tp*pp*cp = {prod[i]:g} but n_chips = {n[i]:g}; "
                             "expected equal", file=args.runs, row=i + 2,
                             column="dp")
-    runs, plan_text = calibrate.best_plans_for_missing(params, chips, runs,
+    runs, plan_text, searched = calibrate.best_plans_for_missing(params, chips, runs,
                                                progress=args.progress)
     pred = calibrate.predict_run_batch(params, chips, runs, ensemble=ensemble,
                                log_residuals_pool=None if pool is None
@@ -408,6 +408,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for k, v in pred.items():
         out[k] = v
     out["pred_plan"] = plan_text
+    out["pred_plan_searched"] = searched
     benchmarks.write_csv_atomic(out, args.out)
     print(f"wrote {args.out} ({len(out)} rows)")
     return 0

@@ -114,7 +114,7 @@ def _as_number(x: float) -> int | float:
 def _one_count(s: str, binary: bool, expected: str, original: str) -> float:
     m = re.fullmatch(rf"({_NUMBER})\s*([kmbgt])?\b\s*([a-z][a-z /_-]*)?", s)
     if not m:
-        raise DataError(f"value '{original}' is not {expected}")
+        raise DataError(f"cannot read '{original}'; expected {expected}")
     value = float(m.group(1))
     if m.group(2):
         value *= (1024.0 if binary else 1000.0) ** _SUFFIX[m.group(2)]
@@ -145,7 +145,7 @@ def parse_count(text: object, *, binary: bool = False) -> int | float:
     expected = "a count such as 2,048, 16K, 3.2M tokens or 96 x 8"
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         if not math.isfinite(text) or text < 0:
-            raise DataError(f"value '{text}' is not {expected}")
+            raise DataError(f"cannot read '{text}'; expected {expected}")
         return _as_number(float(text))
     original = _text(text, expected)
     s = _APPROX.sub("", _drop_qualifiers(original).lower())
@@ -173,7 +173,7 @@ def parse_fraction(text: object) -> float:
     s = _APPROX.sub("", _drop_qualifiers(original).lower())
     m = re.fullmatch(rf"({_NUMBER})\s*(%)?", s)
     if not m:
-        raise DataError(f"value '{original}' is not {expected}")
+        raise DataError(f"cannot read '{original}'; expected {expected}")
     value = float(m.group(1))
     if m.group(2) or value > 1.0:
         value /= 100.0
@@ -199,7 +199,7 @@ def parse_experts(text: object) -> Experts:
     for term in re.split(r"\s*(?:\+|,|\band\b)\s*", s):
         m = re.fullmatch(r"(\d+)\s*(shared|routed)?(?:\s*experts?)?", term)
         if not m:
-            raise DataError(f"value '{original}' is not {expected}")
+            raise DataError(f"cannot read '{original}'; expected {expected}")
         kind = m.group(2) or "routed"
         if kind in counts:
             raise DataError(f"value '{original}' repeats '{kind}'; expected {expected}")
@@ -265,7 +265,7 @@ def parse_vpp(text: object, *, layers: int | None = None, pp: int | None = None)
         return 1
     numbers = [int(n) for n in re.findall(r"(?<![\d.])(\d+)(?![\d.])", s)]
     if len(numbers) != 1 or numbers[0] < 1:
-        raise DataError(f"value '{original}' is not {expected}")
+        raise DataError(f"cannot read '{original}'; expected {expected}")
     if re.search(r"layers?\s*(?:/|per)\s*(?:virtual|model)?\s*(?:pipeline\s*)?"
                  r"(?:stage|chunk)", s):
         if layers is None or pp is None:
@@ -327,9 +327,10 @@ def parse_recompute(text: object) -> str:
 
     ``none``/``no``/``none at 8K``/``checkpoint=False`` -> none; ``full``,
     ``activation checkpointing``/``recomputation``, ``re-materialization``,
-    ``True``, ``Activation Ckpt TRUE`` -> full; ``selective``, ``selective op``/``selective layer``, ``partial`` ->
-    selective. Module lists (``norm, act``; ``RMSNorm and MLA up-projection``) ->
-    none; a whole MoE block (``moe layernorm``) -> full.
+    ``True``, ``Activation Ckpt TRUE`` -> full; ``selective``, ``selective op``,
+    ``selective layer``, ``partial`` -> selective. Module lists (``norm, act``;
+    ``RMSNorm and MLA up-projection``) -> none; a whole MoE block (``moe
+    layernorm``) -> full.
 
     Raises:
       DataError: none of these forms.

@@ -23,7 +23,7 @@ from jaxcost.model.parallel import (
     plan_conditions,
     uneven_layer_split,
 )
-from jaxcost.model.plan import ParallelPlan, Recompute, as_recompute
+from jaxcost.model.plan import PLAN_FIELDS, ParallelPlan, Recompute, as_recompute
 from jaxcost.model.workload import TransformerConfig
 
 __all__ = ["PlanSpace", "enumerate_plans"]
@@ -34,6 +34,8 @@ class PlanSpace:
     """The options of the plan search (static; hashable).
 
     Attributes:
+      tp, pp, dp: the degrees tried (None: every divisor of the chip count); a
+        published partial plan fixes the ones it gives.
       max_tp: largest tp; None: the chip's scale-up domain size.
       allow_tp_beyond_scaleup: if True, no default tp limit.
       zero_stages: ZeRO stages tried.
@@ -55,6 +57,9 @@ class PlanSpace:
       usable_hbm_frac: fraction of HBM a plan may use.
     """
 
+    tp: tuple[int, ...] | None = None
+    pp: tuple[int, ...] | None = None
+    dp: tuple[int, ...] | None = None
     max_tp: float | None = None
     allow_tp_beyond_scaleup: bool = False
     zero_stages: tuple[int, ...] = (0, 1, 2, 3)
@@ -141,9 +146,11 @@ def enumerate_plans(workload: TransformerConfig, num_chips: int,
     rec_opts = [float(as_recompute(r).value) for r in s.recompute]
     # structural degrees first (small), then the cheap options
     combos = [(t, p, c) for t, p, c in itertools.product(divs, divs, cp_opts)
-              if n % (t * p * c) == 0]
+              if n % (t * p * c) == 0
+              and (s.tp is None or t in s.tp) and (s.pp is None or p in s.pp)
+              and (s.dp is None or n // (t * p * c) in s.dp)]
     if not combos:
-        combos = [(1, 1, 1)]
+        return ParallelPlan(**{k: np.zeros((0,)) for k in PLAN_FIELDS})
     tpc = np.asarray(combos, dtype=float)
     grids = np.meshgrid(np.arange(len(combos)), np.asarray(ep_opts, float),
                         np.asarray(s.vpp, float), np.asarray(s.mbs, float),

@@ -11,6 +11,7 @@ tables), :mod:`~jaxcost.calibrate.ensemble` (JSON), :mod:`~jaxcost.calibrate.pre
 """
 
 from jaxcost.calibrate.batches import (
+    PLAN_COLUMNS,
     CollectiveBatch,
     KernelBatch,
     RunBatch,
@@ -49,6 +50,8 @@ from jaxcost.calibrate.metrics import (
 from jaxcost.calibrate.predict import (
     best_plans_for_missing,
     predict_run_batch,
+    row_plan_space,
+    searched_columns,
 )
 from jaxcost.calibrate.residuals import (
     FitOptions,
@@ -81,6 +84,9 @@ from jaxcost.calibrate.rows import (
 )
 
 __all__ = [
+    "PLAN_COLUMNS",
+    "row_plan_space",
+    "searched_columns",
     "RunBatch",
     "fit_exclusions",
     "runs_to_arrays",

@@ -1,0 +1,92 @@
+"""The blank- and partial-plan search of ``predict``, memory as a visible constraint,
+and the memory model against published measurements (data/benchmarks/memory.csv)."""
+
+import csv
+import importlib.util
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jaxcost import calibrate
+from jaxcost.errors import DataError
+from jaxcost.model.hardware import load_chips
+from jaxcost.model.plan import Recompute
+from jaxcost.model.params import default_params
+from jaxcost.search.space import PlanSpace
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _memory_check():
+    spec = importlib.util.spec_from_file_location(
+        "memory_check", ROOT / "tools" / "memory_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_row_plan_space_fixes_the_given_cells_only():
+    s = calibrate.row_plan_space({"pp": "2", "dp": "4", "zero_fsdp": "ZeRO-1",
+                                  "recompute": "selective"})
+    assert (s.pp, s.dp, s.tp) == ((2,), (4,), None)
+    assert s.zero_stages == (1,) and s.recompute == (Recompute.SELECTIVE,)
+    assert s.mbs == PlanSpace().mbs and s.pp_balance == "auto"
+    assert calibrate.searched_columns({"pp": "2", "dp": "4"}).startswith("tp,cp")
+    with pytest.raises(DataError, match="whole number"):
+        calibrate.row_plan_space({"tp": "2.5"})
+
+
+def _runs(tmp_path, **plan):
+    df = pd.read_csv(ROOT / "data" / "benchmarks" / "training_runs.csv")
+    row = df[df.row_id == "E0359"].copy()  # BLOOM-variant 176B on 384 A100
+    for c in calibrate.PLAN_COLUMNS:
+        row[c] = plan.get(c)
+    row["target"] = "step_time_s"
+    return calibrate.runs_to_arrays(row, load_chips(), strict=True)
+
+
+def test_partial_plan_is_honoured_and_blank_cells_searched(tmp_path):
+    runs = _runs(tmp_path, pp=12, recompute="full")
+    out, text, searched = calibrate.best_plans_for_missing(default_params(),
+                                                           load_chips(), runs)
+    assert "-pp12-" in text[0] and "-rfull" in text[0]
+    assert "pp" not in searched[0].split(",") and "tp" in searched[0].split(",")
+    assert float(np.asarray(out.plan.pp)[0]) == 12.0
+
+
+def test_explicit_plan_that_does_not_fit_is_flagged(tmp_path):
+    chips = load_chips()
+    fits = _runs(tmp_path, tp=8, pp=12, dp=4, recompute="full", zero_fsdp="ZeRO-1")
+    huge = _runs(tmp_path, tp=1, pp=1, dp=384, recompute="none")
+    p = default_params()
+    a = calibrate.predict_run_batch(p, chips, fits)
+    b = calibrate.predict_run_batch(p, chips, huge)
+    assert bool(a["pred_fits"][0]) and not bool(b["pred_fits"][0])
+    # 176B parameters unsharded: weights + grads + Adam state alone exceed 2 TB
+    assert b["pred_mem_bytes_per_chip"][0] > 2e12 > 1e12 > a["pred_mem_bytes_per_chip"][0]
+    assert np.isfinite(b["pred_step_time_s"][0])  # timed, but flagged
+
+
+def test_memory_model_against_published_measurements():
+    # data/benchmarks/memory.csv: 36 published peak-memory readings (torchtitan tables,
+    # Megatron-LM CI golden values, FlagPerf, Trainy). The Megatron CI rows are exact
+    # peak allocated bytes: the model's accounting must hold there (10 %). Over all rows
+    # the error is recorded as measured (median APE 24.4 % on 2026-12-05: the model
+    # leaves out fp32 logits, allocator reserve and framework buffers); the bound
+    # guards against regressions.
+    mc = _memory_check()
+    with open(ROOT / "data" / "benchmarks" / "memory.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) >= 10
+    errs, clean = [], []
+    for r in rows:
+        _, pred = mc.predict(r, package_grads=False)
+        e = pred / float(r["measured_bytes_per_chip"]) - 1.0
+        errs.append(abs(e))
+        if r["group"] == "megatron_ci_7b":
+            clean.append(abs(e))
+    assert clean and max(clean) < 0.10
+    assert statistics.median(errs) < 0.30

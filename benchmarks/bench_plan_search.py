@@ -8,10 +8,10 @@ Default: GPT-3 175B on 1,024 A100-SXM (80 GB). Two plan spaces are timed:
   8, sequence parallelism on and off.
 
 Each is enumerated (numpy, memory check included), then every valid plan is scored by
-``predict_step_time`` under ``jit(vmap)`` through ``jaxcost.search.sweep.sweep_topk`` (chunked,
-sharded across local devices) and the top 10 are kept. Prints valid plans, seconds
-for enumeration and ranking (compilation included), plans/s, the best plan, and the
-process's peak RSS.
+``predict_step_time`` under ``jit(vmap)`` through
+``jaxcost.search.sweep.sweep_topk`` (chunked, sharded across local devices) and the top
+10 are kept. Prints valid plans, seconds for enumeration and ranking (compilation
+included), plans/s, the best plan, and the process's peak RSS.
 
 Run: python benchmarks/bench_plan_search.py [--model gpt3-175b] [--chip A100-SXM]
      [--chips 1024] [--chunk 8192]
@@ -76,10 +76,14 @@ def main() -> None:
         idx, val, stats = sweep.sweep_topk(score, plans, 10, chunk_size=args.chunk)
         t_rank = time.perf_counter() - t1
         best = plan_to_str(plan_at(plans, int(idx[0]))) if idx.size else "none"
-        print(f"[{name}] {args.model} on {args.chips} x {args.chip}: {n:,} valid plans; "
-              f"enumerate {t_enum:.2f} s, rank {t_rank:.2f} s "
-              f"(total {t_enum + t_rank:.2f} s, {n / max(t_rank, 1e-9):,.0f} plans/s); "
-              f"best {best} step {val[0]:.2f} s" if idx.size else "no valid plan")
+        print(
+            f"[{name}] {args.model} on {args.chips} x {args.chip}: {n:,} valid plans; "
+            f"enumerate {t_enum:.2f} s, rank {t_rank:.2f} s "
+            f"(total {t_enum + t_rank:.2f} s, {n / max(t_rank, 1e-9):,.0f} plans/s); "
+            f"best {best} step {val[0]:.2f} s"
+            if idx.size
+            else "no valid plan"
+        )
     print(f"peak RSS {_rss_mib():.0f} MiB")
     assert np.all(np.isfinite(val))
 

@@ -53,8 +53,8 @@ def main() -> None:
         p = plans.dp.shape[0]
         n_plans += p
         reps = -(-args.chunk // p)
-        chunk = jax.tree.map(lambda x: jnp.asarray(np.tile(x, reps)[: args.chunk]),
-                             plans)
+        chunk = jax.tree.map(
+            lambda x, reps=reps: jnp.asarray(np.tile(x, reps)[: args.chunk]), plans)
         pp = physical(params, chip)
         hw = ClusterSpec(chip=chip, num_chips=1.0)
 

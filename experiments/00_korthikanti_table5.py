@@ -9,7 +9,8 @@ Data: the 8 rows of group ``korthikanti_t5``, read from
 with a printed iteration time, and the abstract's 42.1 % MFU of the 530B model with full
 recompute on 2240 GPUs, whose batch the paper does not restate (taken from the 2240-GPU
 selective-recompute row, as the row's note says). That row is compared on MFU, which is
-the same relative error as a step time: t = model FLOP / (MFU · peak · chips). Each row's
+the same relative error as a step time: t = model FLOP / (MFU · peak · chips). Each
+row's
 ``attention`` column says the 2022 Megatron-LM attention was unfused (the T×T scores go
 through HBM; see ``data/benchmarks/software_rules.csv``). Chip:
 ``A100-SXM`` from ``data/chips.csv``. Parameters: ``default_params()`` (priors in
@@ -59,7 +60,9 @@ def _rows():
                 timed.append(r)
         if timed:
             return path, timed
-    raise SystemExit("no korthikanti_t5 rows found in " + ", ".join(map(str, CANDIDATES)))
+    raise SystemExit(
+        "no korthikanti_t5 rows found in " + ", ".join(map(str, CANDIDATES))
+    )
 
 
 def _i(x, default=1):
@@ -96,8 +99,11 @@ def main():
             meas = pred * float(st.mfu) / float(r["mfu"])
         err = 100.0 * (pred / meas - 1.0)
         errs.append(abs(err))
-        print(f"{r['model'][:18]:18s} {n:5d} {r['recompute']:9s} {'yes' if sp else 'no':3s} "
-              f"{meas:10.2f} {pred:11.2f} {err:+6.1f}%")
+        print(
+            f"{r['model'][:18]:18s} {n:5d} {r['recompute']:9s} "
+            f"{'yes' if sp else 'no':3s} "
+            f"{meas:10.2f} {pred:11.2f} {err:+6.1f}%"
+        )
         lines.append(f"{r['model']},{n},{r['recompute']},{int(sp)},{meas},{pred:.4f},"
                      f"{err:.2f}")
     print(f"mean |error| {sum(errs) / len(errs):.1f}%, max |error| {max(errs):.1f}%, "

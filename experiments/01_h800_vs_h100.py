@@ -14,8 +14,8 @@ scale-up bandwidth: 450 vs 200 GB/s per direction, and FP64); ``gpt3-175b`` and
 Method: 100 chips admit no valid plan for these batch sizes (dp·tp·pp must divide
 the chip count and dp the batch of 1536 or 1024 sequences, pp the layer count), so
 the reference is the valid node multiple nearest 100 (96 H100 for GPT-3-175B, 80 for
-Llama-2-70B, where 96, 104 and 112 admit no plan). The H100's best plan (``best_plan``) sets
-the time; the H800's best-plan throughput is computed on a grid of node multiples
+Llama-2-70B, where 96, 104 and 112 admit no plan). The H100's best plan (``best_plan``)
+sets the time; the H800's best-plan throughput is computed on a grid of node multiples
 (``throughput_curves``, one compilation) and interpolated linearly to the count that
 gives the same time. Intervals: the chosen plans are re-evaluated under every
 ensemble member, and the equivalent count is re-interpolated for each. To show what
@@ -81,7 +81,9 @@ def equivalent_count(counts, tput, target):
 def nearest_valid_count(w, chip, target):
     """Node multiple nearest to ``target`` (lower on ties) with at least one plan."""
     node = int(float(chip.scaleup_domain_size))
-    cands = sorted(range(node, 4 * target + 1, node), key=lambda n: (abs(n - target), n))
+    cands = sorted(
+        range(node, 4 * target + 1, node), key=lambda n: (abs(n - target), n)
+    )
     for n in cands:
         pl = jc.enumerate_plans(w, n, chip)
         if np.asarray(pl.tp).size:
@@ -101,13 +103,26 @@ def analyse(model_name, restrict_tp8):
     h800_counts = np.arange(n_ref, 2 * n_ref + 1, 8)
     kw = {}
     ref_plans = tp8_plans(w, n_ref, h100) if restrict_tp8 else None
-    ref = jc.best_plan(cal.params, jc.ClusterSpec(chip=h100, num_chips=float(n_ref)), w,
-                       k=1, tokens=TOKENS, plans=ref_plans, space=jc.PlanSpace.create(**C.PLANS))[0]
+    ref = jc.best_plan(
+        cal.params,
+        jc.ClusterSpec(chip=h100, num_chips=float(n_ref)),
+        w,
+        k=1,
+        tokens=TOKENS,
+        plans=ref_plans,
+        space=jc.PlanSpace.create(**C.PLANS),
+    )[0]
     if restrict_tp8:
         counts, tput, plans = [], [], []
         for n in h800_counts[::2]:
-            r = jc.best_plan(cal.params, jc.ClusterSpec(chip=h800, num_chips=float(n)),
-                             w, k=1, plans=tp8_plans(w, int(n), h800), space=jc.PlanSpace.create(**kw))
+            r = jc.best_plan(
+                cal.params,
+                jc.ClusterSpec(chip=h800, num_chips=float(n)),
+                w,
+                k=1,
+                plans=tp8_plans(w, int(n), h800),
+                space=jc.PlanSpace.create(**kw),
+            )
             if r:
                 counts.append(int(n))
                 tput.append(r[0].tokens_per_s)
@@ -115,15 +130,23 @@ def analyse(model_name, restrict_tp8):
         counts = np.asarray(counts)
         tput = np.asarray(tput)
     else:
-        cv = throughput_curves(cal.params, w, [h800], [h800_counts], space=jc.PlanSpace.create(**C.PLANS))[0]
+        cv = throughput_curves(
+            cal.params, w, [h800], [h800_counts], space=jc.PlanSpace.create(**C.PLANS)
+        )[0]
         keep = cv.tokens_per_s > 0
         counts, tput = cv.counts[keep], cv.tokens_per_s[keep]
         plans = [p for p, k in zip(cv.plans, keep, strict=True) if k]
     n_eq = equivalent_count(counts, tput, ref.tokens_per_s)
     # same-count comparison: H800 at n_ref with its own best plan
-    same = jc.best_plan(cal.params, jc.ClusterSpec(chip=h800, num_chips=float(n_ref)),
-                        w, k=1, tokens=TOKENS,
-                        plans=tp8_plans(w, n_ref, h800) if restrict_tp8 else None, space=jc.PlanSpace.create(**C.PLANS))[0]
+    same = jc.best_plan(
+        cal.params,
+        jc.ClusterSpec(chip=h800, num_chips=float(n_ref)),
+        w,
+        k=1,
+        tokens=TOKENS,
+        plans=tp8_plans(w, n_ref, h800) if restrict_tp8 else None,
+        space=jc.PlanSpace.create(**C.PLANS),
+    )[0]
     # ensemble: reference time and H800 curve under each member
     st_ref = C.ensemble_step_times(cal.ensemble, jc.ClusterSpec(
         chip=h100, num_chips=float(n_ref)), w, ref.plan)
@@ -138,8 +161,18 @@ def analyse(model_name, restrict_tp8):
     st_same = C.ensemble_step_times(cal.ensemble, jc.ClusterSpec(
         chip=h800, num_chips=float(n_ref)), w, same.plan)
     slow_m = np.asarray(st_same.total_s) / np.asarray(st_ref.total_s)
-    return dict(n_ref=n_ref, w=w, ref=ref, same=same, counts=counts, tput=tput, n_eq=n_eq,
-                ratio_m=neq_m / n_ref, slow_m=slow_m, curve=(counts, tput))
+    return dict(
+        n_ref=n_ref,
+        w=w,
+        ref=ref,
+        same=same,
+        counts=counts,
+        tput=tput,
+        n_eq=n_eq,
+        ratio_m=neq_m / n_ref,
+        slow_m=slow_m,
+        curve=(counts, tput),
+    )
 
 
 # %%
@@ -163,7 +196,9 @@ for (m, tp8), r in results.items():
         if chip_key == "H800-SXM":
             row["h800_equiv_count"] = float(r["n_eq"])
             row["ratio_point"] = float(r["n_eq"]) / n_ref
-            row["ratio_median"], row["ratio_p5"], row["ratio_p95"] = C.interval(r["ratio_m"])
+            row["ratio_median"], row["ratio_p5"], row["ratio_p95"] = C.interval(
+                r["ratio_m"]
+            )
         else:
             row["h800_equiv_count"] = float(n_ref)
             row["ratio_point"] = row["ratio_median"] = row["ratio_p5"] = \

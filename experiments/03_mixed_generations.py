@@ -90,14 +90,22 @@ rows = []
 curves = {}
 for new_key, old_key in PAIRS:
     t = time.perf_counter()
-    base = jc.best_plan(cal.params, cl(new_key, N_NEW), w, k=1, space=jc.PlanSpace.create(**C.PLANS))[0]
+    base = jc.best_plan(
+        cal.params, cl(new_key, N_NEW), w, k=1, space=jc.PlanSpace.create(**C.PLANS)
+    )[0]
     base_m = ens_tok(cl(new_key, N_NEW), base.plan)
     # alone: each old chip's own throughput (for the "ideal addition" reference)
     for mode in ("data", "pipeline"):
         xs, ys, ms = [], [], []
         if mode == "data":
             for k in OLD_DATA:
-                old = jc.best_plan(cal.params, cl(old_key, k), w, k=1, space=jc.PlanSpace.create(**C.PLANS))
+                old = jc.best_plan(
+                    cal.params,
+                    cl(old_key, k),
+                    w,
+                    k=1,
+                    space=jc.PlanSpace.create(**C.PLANS),
+                )
                 if not old:
                     continue
                 old = old[0]
@@ -114,7 +122,9 @@ for new_key, old_key in PAIRS:
                     old.tokens_per_s, tok / base.tokens_per_s, m / base_m,
                     1 + old.tokens_per_s / base.tokens_per_s))
         else:
-            pl_all = jc.enumerate_plans(w, N_NEW, chips[new_key], jc.PlanSpace.create(**C.PLANS))
+            pl_all = jc.enumerate_plans(
+                w, N_NEW, chips[new_key], jc.PlanSpace.create(**C.PLANS)
+            )
             sel = (np.asarray(pl_all.dp) * np.asarray(pl_all.tp) == PIPE_GROUP)
             pbase = jc.best_plan(cal.params, cl(new_key, N_NEW), w, k=1,
                                  plans=C.subset_plans(pl_all, sel))[0]
@@ -184,8 +194,8 @@ for new_key, old_key in PAIRS:
             f"({100 * worst['old_frac']:.0f} %): ×{worst['speedup_median']:.2f} "
             f"[{worst['speedup_p5']:.2f}, {worst['speedup_p95']:.2f}]"
             + (f"; does not fit in memory with {nofit} old chips." if nofit else "."))
-body = f"""**Question.** Does adding older chips (V100, P100) to {N_NEW} A100/A800 speed up
-{MODEL} training, and in which mixing mode?
+body = f"""**Question.** Does adding older chips (V100, P100) to {N_NEW} A100/A800
+speed up {MODEL} training, and in which mixing mode?
 
 **Finding.** (per pair and mode: speed relative to the {N_NEW} new chips alone, median
 [5–95 %] over the ensemble)

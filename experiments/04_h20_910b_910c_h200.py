@@ -154,8 +154,8 @@ for model, _ in MODELS:
         f"{r['chip']} {r['count']:,} chips {r['days_median']:.0f} d "
         f"[{r['days_p5']:.0f}, {r['days_p95']:.0f}] for {r['capex_musd']:.0f} MUSD"
         for r in rs))
-body = f"""**Question.** Under the 2026-01 rule (H200 licensed with a 25 % tariff), which of
-H20, Ascend 910B, Ascend 910C and H200 trains each model fastest for
+body = f"""**Question.** Under the 2026-01 rule (H200 licensed with a 25 % tariff),
+which of H20, Ascend 910B, Ascend 910C and H200 trains each model fastest for
 {BUDGET_USD / 1e6:.0f} MUSD of capex (tariff included)?
 
 **Finding.** (fastest first; days median [5–95 %] over the ensemble)

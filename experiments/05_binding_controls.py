@@ -9,8 +9,9 @@ far (re-optimisation)?
 Data: ``scenarios/exp_05_2023_10.toml`` and ``exp_05_2025_04.toml`` (candidates H20,
 L20, A800, H800, H100 and the domestic Ascend 910B, entered as owned-with-price so
 the US regime does not apply to it, with an illustrative supply cap of 4,096 — with
-unlimited supply it is the optimum under every swept threshold and nothing binds), ``data/regimes/2023-10.toml`` and
-``2025-04.toml``, ``data/chips.csv``; parameters from ``_common.load_calibration``.
+unlimited supply it is the optimum under every swept threshold and nothing binds),
+``data/regimes/2023-10.toml`` and ``2025-04.toml``, ``data/chips.csv``; parameters from
+``_common.load_calibration``.
 
 Method: ``policy_sensitivity`` (envelope-theorem derivative of the relaxed optimum
 with respect to every threshold leaf; only chips within a few smoothing temperatures
@@ -109,7 +110,7 @@ for name, th, label, values in SWEEPS:
 
 # %%
 fig, axes = plt.subplots(2, len(SWEEPS), figsize=(3.6 * len(SWEEPS), 6), sharex="col")
-for j, (name, th, label, values) in enumerate(SWEEPS):
+for j, (name, th, label, _values) in enumerate(SWEEPS):
     _, pts = sweep_out[(name, th)]
     actual = float(jc.regime_thresholds(jc.load_regime(scens[name].regime)).values[th])
     if pts.size:
@@ -133,19 +134,24 @@ sens_lines = [f"- `{r['threshold']}` ({r['scenario']}, value {r['value']:.4g}): 
     "- every derivative is zero: no candidate chip sits within a few smoothing "
     "temperatures of any threshold, so no threshold binds locally."]
 sweep_lines = []
-for name, th, label, values in SWEEPS:
+for _name, th, _label, _values in SWEEPS:
     rs = [r for r in rows if r["threshold"] == th and r["cluster"] != "infeasible"]
     if not rs:
         continue
     first, last = rs[0], rs[-1]
-    changes = [f"{b['value']:.4g}: {b['cluster']}"
-               for a, b in zip(rs, rs[1:], strict=False) if a["cluster"] != b["cluster"]]
+    changes = [
+        f"{b['value']:.4g}: {b['cluster']}"
+        for a, b in zip(rs, rs[1:], strict=False)
+        if a["cluster"] != b["cluster"]
+    ]
     sweep_lines.append(
         f"- **{label}** ({values[0]:.4g} → {values[-1]:.4g}): optimal time "
         f"{first['days_median']:.1f} [{first['days_p5']:.1f}, {first['days_p95']:.1f}] "
         f"→ {last['days_median']:.1f} [{last['days_p5']:.1f}, {last['days_p95']:.1f}] "
-        f"days; the optimum changes at " + ("; ".join(changes) if changes
-                                            else "no swept value (does not bind)") + ".")
+        f"days; the optimum changes at "
+        + ("; ".join(changes) if changes else "no swept value (does not bind)")
+        + "."
+    )
 b23, b25 = base["exp_05_2023_10"].clusters[0], base["exp_05_2025_04"].clusters[0]
 body = f"""**Question.** Which threshold of the 2023-10 and 2025-04 regimes limits the
 optimal time-to-train of Llama-2-70B (2 T tokens, 300 MUSD, 20 MW)?

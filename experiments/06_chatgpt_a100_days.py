@@ -92,7 +92,8 @@ for target in targets:
 # %%
 grid = np.asarray([512 * 2 ** (k / 2) for k in range(11)])
 grid = np.unique([C.nearest_valid_count(w, a100, g) for g in grid])
-cv = throughput_curves(cal.params, w, [a100], [grid], space=jc.PlanSpace.create(**C.PLANS))[0]
+cv = throughput_curves(cal.params, w, [a100], [grid],
+                       space=jc.PlanSpace.create(**C.PLANS))[0]
 ok = cv.tokens_per_s > 0
 fig, ax = plt.subplots(figsize=(6.5, 4))
 ax.loglog(cv.counts[ok], tokens / cv.tokens_per_s[ok] / DAY_S, "-o", ms=3,
@@ -112,8 +113,8 @@ fig.tight_layout()
 
 # %%
 r0, r1 = rows
-body = f"""**Question.** A public estimate says {targets[0]:.0f}–{targets[1]:.0f} A100 train a
-ChatGPT-class model. How long does a GPT-3-175B-class model take on
+body = f"""**Question.** A public estimate says {targets[0]:.0f}–{targets[1]:.0f} A100
+train a ChatGPT-class model. How long does a GPT-3-175B-class model take on
 {tokens:.3g} tokens with the best plan?
 
 **Finding.** {r0['chips']} A100 (nearest valid count to {r0['target_chips']}):
@@ -129,15 +130,16 @@ MFU is {r0['paper_flop_days_median']:.1f} [{r0['paper_flop_days_p5']:.1f},
 {r1['paper_flop_days_median']:.1f} [{r1['paper_flop_days_p5']:.1f},
 {r1['paper_flop_days_p95']:.1f}] days on {r1['chips']} A100. So at the
 estimate's cluster sizes a GPT-3-class run on {tokens:.3g} tokens takes
-{r1['days_p5']:.0f}–{r0['days_p95']:.0f} days (5–95 % over both sizes); the estimate says
-nothing about the (unpublished) token budget of the actual ChatGPT base model, which
-scales the days linearly.
+{r1['days_p5']:.0f}–{r0['days_p95']:.0f} days (5–95 % over both sizes); the estimate
+says nothing about the (unpublished) token budget of the actual ChatGPT base model,
+which scales the days linearly.
 
 Sources: {C.claims()['gpt3_tokens']['source']} ({C.claims()['gpt3_tokens']['locator']};
-{C.claims()['gpt3_train_flop']['locator']}). Estimate: {C.claims()['chatgpt_estimate_low']['source']}.
+{C.claims()['gpt3_train_flop']['locator']}).
+Estimate: {C.claims()['chatgpt_estimate_low']['source']}.
 """
 seconds = time.perf_counter() - T0
-out = C.write_report(SLUG, "06 — GPT-3-175B-class on 5k / 10k A100: days to train", body,
-                     rows, fig, seconds=seconds, calibration=cal)
+out = C.write_report(SLUG, "06 — GPT-3-175B-class on 5k / 10k A100: days to train",
+                     body, rows, fig, seconds=seconds, calibration=cal)
 print(body)
 print(f"wrote {out} in {seconds:.1f} s")

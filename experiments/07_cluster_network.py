@@ -81,7 +81,14 @@ for mname, tok_key in MODELS:
             t = time.perf_counter()
             cl = jc.ClusterSpec(chip=chip.replace(scaleout_bytes_per_s=nic),
                                 num_chips=float(n))
-            best = jc.best_plan(cal.params, cl, w, k=1, tokens=tokens, space=jc.PlanSpace.create(**C.PLANS))[0]
+            best = jc.best_plan(
+                cal.params,
+                cl,
+                w,
+                k=1,
+                tokens=tokens,
+                space=jc.PlanSpace.create(**C.PLANS),
+            )[0]
             st = np.asarray(C.ensemble_step_times(cal.ensemble, cl, w,
                                                   best.plan).total_s)
             if ref_plan is None:

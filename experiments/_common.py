@@ -34,8 +34,8 @@ OUT_ROOT = ROOT / "experiments" / "out"
 CALIBRATION_PATH = ROOT / "data" / "calibration" / "default.json"
 CLAIMS_PATH = ROOT / "experiments" / "claims.csv"
 SEED = 0
-#: Options of the searched plans: the gradient reduction overlapped bucket by bucket with
-#: the backward pass, the recipe default of the Megatron-Core frameworks (NeMo,
+#: Options of the searched plans: the gradient reduction overlapped bucket by bucket
+#: with the backward pass, the recipe default of the Megatron-Core frameworks (NeMo,
 #: Megatron-Bridge; see data/benchmarks/software_rules.csv, column dp_comm_overlap).
 PLANS = {"dp_overlap": True}
 
@@ -146,7 +146,11 @@ def interval(x) -> tuple[float, float, float]:
     a = a[np.isfinite(a)]
     if a.size == 0:
         return (float("nan"),) * 3
-    return (float(np.median(a)), float(np.percentile(a, 5)), float(np.percentile(a, 95)))
+    return (
+        float(np.median(a)),
+        float(np.percentile(a, 5)),
+        float(np.percentile(a, 95)),
+    )
 
 
 def fmt_interval(x, fmt: str = ".3g") -> str:
@@ -214,7 +218,9 @@ def write_report(slug: str, title: str, body: str, rows: Sequence[dict], fig,
         for c in cols:
             v = r.get(c, "")
             s = f"{v:.6g}" if isinstance(v, float) else str(v)
-            vals.append('"' + s.replace('"', "'") + '"' if ("," in s or '"' in s) else s)
+            vals.append(
+                '"' + s.replace('"', "'") + '"' if ("," in s or '"' in s) else s
+            )
         lines.append(",".join(vals))
     atomic_write_text(out / "table.csv", "\n".join(lines) + "\n")
     if fig is not None:

@@ -124,7 +124,7 @@ from jaxcost.policy.export_control import (
 )
 from jaxcost.policy.mix import ClusterResult, MixResult, chip_mix, pareto_front
 from jaxcost.policy.scenario import Scenario, load_scenario
-from jaxcost.policy.sensitivity import policy_sensitivity, threshold_sweep
+from jaxcost.policy.sensitivity import threshold_sweep
 from jaxcost.search.plans import Objective, PlanResult, best_plan
 from jaxcost.search.score import plan_time_s
 from jaxcost.search.space import PlanSpace, enumerate_plans
@@ -244,7 +244,6 @@ __all__ = [
     "best_plan",
     "chip_mix",
     "pareto_front",
-    "policy_sensitivity",
     "threshold_sweep",
     "Scenario",
     "load_scenario",

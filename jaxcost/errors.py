@@ -60,7 +60,8 @@ class ScenarioError(JaxcostError):
 
 
 class InfeasibleError(ScenarioError):
-    """The optimisation problem has no feasible point; the message names the binding constraint."""
+    """The optimisation problem has no feasible point; the message names the binding
+    constraint."""
 
 
 class ParamsError(JaxcostError):

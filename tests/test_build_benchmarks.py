@@ -43,7 +43,10 @@ def test_row_fills_fill_blank_or_unstated_and_keep_the_original(tmp_path):
                  'E3,vpp,12,"default"\n')
     B.apply_row_fills(df, f)
     assert df.at[0, "precision"] == "FP8" and df.at[2, "vpp"] == 12.0
-    assert "'(not stated)'" in df.at[0, "derivation"] and "footnote" in df.at[0, "derivation"]
+    assert (
+        "'(not stated)'" in df.at[0, "derivation"]
+        and "footnote" in df.at[0, "derivation"]
+    )
 
 
 def test_row_fills_refuse_to_overwrite_a_printed_value(tmp_path):

@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import make_chip
 from jax.test_util import check_grads
-from test_roofline import make_chip
 
 from jaxcost.model.collectives import (
     Collective,
@@ -87,7 +87,9 @@ def test_ideal_two_level_and_flat_scaleout():
     ag = all_gather_time(pp, chip, v, 32.0)
     expect = 7 / 8 * v / W_UP + 3 / 4 * v / (8 * W_OUT)
     np.testing.assert_allclose(ag, expect, rtol=1e-12)
-    np.testing.assert_allclose(all_reduce_time(pp, chip, v, 32.0), 2 * expect, rtol=1e-12)
+    np.testing.assert_allclose(
+        all_reduce_time(pp, chip, v, 32.0), 2 * expect, rtol=1e-12
+    )
     # one rank per domain: flat ring over the NICs
     flat = all_gather_time(pp, chip, v, 4.0, ranks_per_domain=1.0)
     np.testing.assert_allclose(flat, 3 / 4 * v / W_OUT, rtol=1e-12)
@@ -117,18 +119,24 @@ def test_ranks_per_domain_megatron_order():
 def test_dispatcher_static_and_traced_codes_agree():
     chip = make_chip()
     pp = physical(default_params(), chip)
-    fns = {Collective.ALL_GATHER: all_gather_time,
-           Collective.REDUCE_SCATTER: reduce_scatter_time,
-           Collective.ALL_REDUCE: all_reduce_time, Collective.ALL_TO_ALL: all_to_all_time}
+    fns = {
+        Collective.ALL_GATHER: all_gather_time,
+        Collective.REDUCE_SCATTER: reduce_scatter_time,
+        Collective.ALL_REDUCE: all_reduce_time,
+        Collective.ALL_TO_ALL: all_to_all_time,
+    }
     codes = jnp.array([int(k) for k in Collective])
     traced = jax.jit(jax.vmap(lambda c: collective_time(c, pp, chip, 3e8, 16.0)))(codes)
     for i, kind in enumerate(Collective):
         static = collective_time(kind, pp, chip, 3e8, 16.0)
         np.testing.assert_allclose(traced[i], static, rtol=1e-12)
         if kind in fns:
-            np.testing.assert_allclose(static, fns[kind](pp, chip, 3e8, 16.0), rtol=1e-12)
-    np.testing.assert_allclose(traced[4], send_recv_time(pp, chip, 3e8, cross_domain=1.0),
-                               rtol=1e-12)
+            np.testing.assert_allclose(
+                static, fns[kind](pp, chip, 3e8, 16.0), rtol=1e-12
+            )
+    np.testing.assert_allclose(
+        traced[4], send_recv_time(pp, chip, 3e8, cross_domain=1.0), rtol=1e-12
+    )
 
 
 def test_bus_bandwidth_conversions():
@@ -138,13 +146,15 @@ def test_bus_bandwidth_conversions():
     np.testing.assert_allclose(bus_bandwidth_factor(Collective.SEND_RECV, n), 1.0)
     bb = nccl_bus_bandwidth(Collective.ALL_REDUCE, v, t, n)
     np.testing.assert_allclose(bb, 1.75e11, rtol=1e-12)
-    np.testing.assert_allclose(time_from_bus_bandwidth(Collective.ALL_REDUCE, v, bb, n), t,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        time_from_bus_bandwidth(Collective.ALL_REDUCE, v, bb, n), t, rtol=1e-12
+    )
     # in the ideal limit all-reduce busbw equals the link bandwidth (nccl-tests meaning)
     chip, pp = make_chip(), ideal_pp()
     tt = all_reduce_time(pp, chip, v, n)
-    np.testing.assert_allclose(nccl_bus_bandwidth(Collective.ALL_REDUCE, v, tt, n), W_UP,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        nccl_bus_bandwidth(Collective.ALL_REDUCE, v, tt, n), W_UP, rtol=1e-12
+    )
 
 
 def test_monotone_in_bandwidth_and_grads_finite():

@@ -70,7 +70,9 @@ def test_busbw_si_matches_reference(frames, row_id):
     ref = _ref("collectives").loc[row_id]
     row = frames["collectives"].set_index("row_id").loc[row_id]
     # GB/s is decimal: x 1e9, exact up to float rounding.
-    np.testing.assert_allclose(row["busbw_bytes_per_s"], ref["busbw_GBps"] * 1e9, rtol=1e-12)
+    np.testing.assert_allclose(
+        row["busbw_bytes_per_s"], ref["busbw_GBps"] * 1e9, rtol=1e-12
+    )
     if not math.isnan(ref["time_us"]):
         np.testing.assert_allclose(row["time_s"], ref["time_us"] * 1e-6, rtol=1e-12)
 
@@ -92,7 +94,9 @@ def test_training_run_si_and_derived_step_time(frames):
     ref = _ref("e2e_training")
     np.testing.assert_allclose(df.loc["E0001", "flop_per_s_per_chip"],
                                ref.loc["E0001", "tflops_per_chip"] * 1e12, rtol=1e-12)
-    np.testing.assert_allclose(df.loc["E0001", "mfu_peak_flop_per_s"], 989e12, rtol=1e-12)
+    np.testing.assert_allclose(
+        df.loc["E0001", "mfu_peak_flop_per_s"], 989e12, rtol=1e-12
+    )
     # E0240: step time derived from tokens/s and the global batch (tokens).
     r = ref.loc["E0240"]
     expected = r["gbs_tokens"] / (r["tokens_per_s_per_chip"] * r["n_chips"])
@@ -174,7 +178,11 @@ def run_batch(frames):
 def test_usable_rows_per_chip_do_not_regress(run_batch):
     keys, counts = np.unique(np.array(run_batch.chip_keys), return_counts=True)
     usable = dict(zip(keys.tolist(), counts.tolist(), strict=True))
-    short = {k: (usable.get(k, 0), n) for k, n in _USABLE_FLOOR.items() if usable.get(k, 0) < n}
+    short = {
+        k: (usable.get(k, 0), n)
+        for k, n in _USABLE_FLOOR.items()
+        if usable.get(k, 0) < n
+    }
     assert not short, f"usable rows (now, floor) fell for {short}"
     assert not [e for e in run_batch.excluded if e[1].startswith("rejected")]
 
@@ -183,7 +191,9 @@ def test_model_aliases_name_models_csv_rows():
     from jaxcost.model.workload import load_models
 
     models = load_models()
-    al = pd.read_csv("data/benchmarks/model_aliases.csv", dtype=str, keep_default_na=False)
+    al = pd.read_csv(
+        "data/benchmarks/model_aliases.csv", dtype=str, keep_default_na=False
+    )
     assert list(al.columns) == ["model_label", "model_name", "notes"]
     assert al["model_label"].is_unique
     assert set(al["model_name"]) <= set(models)

@@ -1,9 +1,11 @@
 """Smoke test of the experiment helpers: one tiny piece of an experiment, not the
 scripts (those take minutes; run them with ``python experiments/NN_*.py``)."""
 
+import operator
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
@@ -41,9 +43,19 @@ def test_ensemble_brackets_a_tiny_configuration(tmp_path, monkeypatch):
     t = np.asarray(st.total_s)
     assert t.shape == (cal.size,) and np.all(np.isfinite(t)) and np.all(t > 0)
     med, lo, hi = C.interval(t)
-    assert lo <= med <= hi
-    # members differ (an ensemble, not copies); tokens/s per chip is physical
+    # members differ (an ensemble, not copies)
     assert hi > lo
+    # the extreme members, recomputed one at a time by the library (jit, no vmap), give
+    # the same step times: same float64 operations, so rtol=1e-12
+    one = jax.jit(lambda p: jc.predict_step_time(p, cluster, w, plan).total_s)
+    for i in (int(np.argmin(t)), int(np.argmax(t))):
+        member = jax.tree.map(operator.itemgetter(i), cal.ensemble)
+        np.testing.assert_allclose(float(one(member)), t[i], rtol=1e-12)
+    # the calibrated point prediction lies inside the bootstrap ensemble's 5-95 %
+    # interval (the members are refits around it; outside means a broken ensemble)
+    point = float(jc.predict_step_time(cal.params, cluster, w, plan).total_s)
+    assert lo <= point <= hi, (lo, point, hi)
+    # tokens/s per chip is physical
     tok = C.tokens_per_step(w) / t / n
     assert np.all(tok < float(chip.peak_flop_per_s_bf16)
                   / float(jc.model_flop_per_token(w)))

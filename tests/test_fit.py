@@ -11,11 +11,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import synthetic_batches
 
 from jaxcost import calibrate as F
 from jaxcost.cli import main
 from jaxcost.errors import NumericalError
-from jaxcost.model.collectives import collective_time
 from jaxcost.model.hardware import load_chips
 from jaxcost.model.params import (
     default_params,
@@ -24,7 +24,6 @@ from jaxcost.model.params import (
     save_params,
     with_offsets,
 )
-from jaxcost.model.roofline import op_time
 
 CHIPS = load_chips()
 KEYS = ("A100-SXM", "H100-SXM")
@@ -45,50 +44,8 @@ def _truth():
 
 def _synthetic(truth):
     """GEMM, HBM-stream and all-reduce rows generated with roofline / collectives."""
-    kern, coll = synthetic_batches(truth)
+    kern, coll = synthetic_batches(truth, CHIPS, KEYS)
     return F.build_fit_data(CHIPS, kernels=kern, collectives=coll)
-
-
-def synthetic_batches(truth):
-    """The kernel and collective batches of :func:`_synthetic`."""
-    sizes = 2.0 ** np.arange(8, 15)
-    k_rows, c_rows = [], []
-    for key in KEYS:
-        chip = CHIPS[key]
-        pp = physical(truth, chip)
-        for s in sizes:
-            flop, nb = 2 * s**3, 3 * s * s * 2.0
-            t = float(op_time(pp, chip, flop, nb, 0))
-            k_rows.append((key, 0, flop, flop / t, np.nan, s))
-        t = float(op_time(pp, chip, 0.0, F.HBM_STREAM_BYTES, 2))
-        k_rows.append((key, 4, np.nan, np.nan, F.HBM_STREAM_BYTES / t, np.nan))
-        for b in 2.0 ** np.arange(12, 32, 2):
-            for ranks, nodes in ((8.0, 1.0), (16.0, 2.0)):  # one node; two nodes
-                c_rows.append((key, b, float(collective_time(
-                    2, pp, chip, b, ranks, ranks_per_domain=ranks / nodes)),
-                    ranks, nodes))
-    kern = SimpleNamespace(
-        row_ids=tuple(f"K{i}" for i in range(len(k_rows))),
-        chip_keys=tuple(r[0] for r in k_rows),
-        groups=tuple(f"g{r[0]}" for r in k_rows),
-        kind=np.array([r[1] for r in k_rows]),
-        precision=np.full(len(k_rows), 3),
-        flop=np.array([r[2] for r in k_rows]),
-        flop_per_s=np.array([r[3] for r in k_rows]),
-        bytes_per_s=np.array([r[4] for r in k_rows]),
-        time_s=np.array([r[2] / r[3] for r in k_rows]),
-        m=np.array([r[5] for r in k_rows]), n=np.array([r[5] for r in k_rows]),
-        k=np.array([r[5] for r in k_rows]))
-    coll = SimpleNamespace(
-        row_ids=tuple(f"C{i}" for i in range(len(c_rows))),
-        chip_keys=tuple(r[0] for r in c_rows),
-        groups=tuple(f"c{r[0]}" for r in c_rows),
-        kind=np.zeros(len(c_rows), int),
-        num_ranks=np.array([r[3] for r in c_rows]),
-        num_nodes=np.array([r[4] for r in c_rows]),
-        message_bytes=np.array([r[1] for r in c_rows]),
-        time_s=np.array([r[2] for r in c_rows]))
-    return kern, coll
 
 
 OPTS = F.FitOptions(prior_weight=1e-8, adam_steps=150, lbfgs_steps=100, chunk=250)
@@ -222,7 +179,9 @@ def test_predict_subprocess_bad_input_and_fit_bad_input(tmp_path, params_json):
 
 def test_predict_fills_blank_plan(tmp_path, params_json):
     runs = tmp_path / "runs.csv"
-    runs.write_text(RUN_HEADER + GOOD_ROW + "r2,m,24,2048,16,2048,50304,64,8,A100-SXM,,,\n")
+    runs.write_text(
+        RUN_HEADER + GOOD_ROW + "r2,m,24,2048,16,2048,50304,64,8,A100-SXM,,,\n"
+    )
     out = tmp_path / "pred.csv"
     assert main(["predict", str(runs), "--out", str(out),
                  "--params", str(params_json)]) == 0
@@ -327,8 +286,10 @@ def test_shipped_calibration_coverage_matches_its_residuals():
     prov = json.loads((root / "data" / "calibration" / "default.json").read_text())[
         "provenance"]
     b = root / "data" / "benchmarks"
-    fd, _ = F.load_fit_files([str(b / f"{k}.csv") for k in
-                              ("training_runs", "collectives", "kernels")], load_chips())
+    fd, _ = F.load_fit_files(
+        [str(b / f"{k}.csv") for k in ("training_runs", "collectives", "kernels")],
+        load_chips(),
+    )
     rows = F.interval_coverage(np.asarray(prov["step_log_residuals"]), fd)
     stored = {(r["level"], r["key"]): r for r in prov["cv_interval_coverage"]}
     assert len(stored) == len(rows)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_fit import synthetic_batches
+from helpers import synthetic_batches
 
 from jaxcost import calibrate as F
 from jaxcost.calibrate import RunBatch
@@ -68,7 +68,8 @@ def _runs(truth):
 @pytest.fixture(scope="module")
 def run_fit():
     truth = _truth()
-    kern, coll = synthetic_batches(truth)  # kernel + collective rows, A100 and H100
+    # kernel + collective rows, A100 and H100
+    kern, coll = synthetic_batches(truth, CHIPS, ("A100-SXM", "H100-SXM"))
     fd = F.build_fit_data(CHIPS, runs=_runs(truth), kernels=kern, collectives=coll)
     opts = F.FitOptions(prior_weight=1e-8, adam_steps=300, lbfgs_steps=300, chunk=600)
     return truth, fd, F.fit_params(fd, options=opts)

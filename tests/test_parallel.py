@@ -139,7 +139,9 @@ def test_enumerate_allow_tp_beyond_scaleup(a100):
     kw = dict(zero_stages=(1,), recompute=(Recompute.SELECTIVE,), mbs=(1,), vpp=(1,),
               cp=(1,))
     small = enumerate_plans(w, 64, a100, PlanSpace.create(**kw))
-    big = enumerate_plans(w, 64, a100, PlanSpace.create(allow_tp_beyond_scaleup=True, **kw))
+    big = enumerate_plans(
+        w, 64, a100, PlanSpace.create(allow_tp_beyond_scaleup=True, **kw)
+    )
     assert np.asarray(small.tp).max() <= 8 < np.asarray(big.tp).max()
 
 
@@ -177,12 +179,16 @@ def test_stack_and_index():
 def test_balanced_pipeline_admits_uneven_layer_splits():
     # 94 layers (Qwen3-235B-like) divide by no pp > 2 that divides 64 chips; a balanced
     # split needs only one layer per virtual stage
-    w = load_models()["korthikanti-22b"].replace(num_layers=94.0, global_batch_seqs=64.0)
+    w = load_models()["korthikanti-22b"].replace(
+        num_layers=94.0, global_batch_seqs=64.0
+    )
     kw = dict(zero_stages=(1,), recompute=(Recompute.FULL,), mbs=(1,), vpp=(1, 4),
               cp=(1,))
     uni = enumerate_plans(w, 64, None, PlanSpace.create(**kw))  # the default: uniform
     bal = enumerate_plans(w, 64, None, PlanSpace.create(pp_balance=True, **kw))
-    auto = enumerate_plans(w, 64, None, PlanSpace.create(pp_balance="auto", **kw))  # where uneven
+    auto = enumerate_plans(
+        w, 64, None, PlanSpace.create(pp_balance="auto", **kw)
+    )  # where uneven
     even = np.mod(94.0, np.asarray(auto.pp) * np.asarray(auto.vpp)) == 0
     np.testing.assert_array_equal(np.asarray(auto.pp_balance) == 1.0,
                                   ~even & (np.asarray(auto.pp) > 1))

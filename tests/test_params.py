@@ -7,7 +7,7 @@ import math
 import jax
 import numpy as np
 import pytest
-from test_roofline import make_chip
+from helpers import make_chip
 
 from jaxcost.errors import ParamsError
 from jaxcost.model.params import (

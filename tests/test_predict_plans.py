@@ -13,8 +13,8 @@ import pytest
 from jaxcost import calibrate
 from jaxcost.errors import DataError
 from jaxcost.model.hardware import load_chips
-from jaxcost.model.plan import Recompute
 from jaxcost.model.params import default_params
+from jaxcost.model.plan import Recompute
 from jaxcost.search.space import PlanSpace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +66,9 @@ def test_explicit_plan_that_does_not_fit_is_flagged(tmp_path):
     b = calibrate.predict_run_batch(p, chips, huge)
     assert bool(a["pred_fits"][0]) and not bool(b["pred_fits"][0])
     # 176B parameters unsharded: weights + grads + Adam state alone exceed 2 TB
-    assert b["pred_mem_bytes_per_chip"][0] > 2e12 > 1e12 > a["pred_mem_bytes_per_chip"][0]
+    assert (
+        b["pred_mem_bytes_per_chip"][0] > 2e12 > 1e12 > a["pred_mem_bytes_per_chip"][0]
+    )
     assert np.isfinite(b["pred_step_time_s"][0])  # timed, but flagged
 
 

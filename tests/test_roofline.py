@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import make_chip
 from jax.test_util import check_grads
 
-from jaxcost.model.hardware import ChipSpec
 from jaxcost.model.params import default_params, physical
 from jaxcost.model.roofline import (
     arithmetic_intensity,
@@ -19,20 +19,6 @@ from jaxcost.model.roofline import (
     roofline_upper,
     smooth_max,
 )
-
-
-def make_chip(**kw):
-    """A synthetic chip with round numbers (not a published part)."""
-    base = dict(name="Test chip", key="TEST", vendor="test", family="testfam",
-                datacenter=True, peak_flop_per_s_bf16=200e12, peak_flop_per_s_fp8=0.0,
-                peak_op_per_s_int8=0.0, peak_flop_per_s_fp32=20e12,
-                peak_flop_per_s_fp64=0.0, peak_flop_per_s_fp4=0.0,
-                hbm_capacity_bytes=64e9, hbm_bytes_per_s=1e12,
-                scaleup_bytes_per_s=200e9, scaleup_domain_size=8.0,
-                scaleout_bytes_per_s=25e9, io_bidir_bytes_per_s=0.0,
-                die_area_m2=8e-4, tdp_w=400.0, price_usd=1e4, year=2022.0)
-    base.update(kw)
-    return ChipSpec(**base)
 
 
 def ideal_pp(p=64.0):
@@ -71,7 +57,11 @@ def test_compute_memory_time_and_bounds():
 def test_smooth_max_between_bounds_and_limits(a, b):
     for p in (1.0, 2.0, 4.0, 16.0):
         s = smooth_max(a, b, p)
-        assert roofline_lower(a, b) * (1 - 1e-12) <= s <= roofline_upper(a, b) * (1 + 1e-12)
+        assert (
+            roofline_lower(a, b) * (1 - 1e-12)
+            <= s
+            <= roofline_upper(a, b) * (1 + 1e-12)
+        )
     np.testing.assert_allclose(smooth_max(a, b, 1.0), a + b, rtol=1e-12)
     # tends to max: (2)^(1/p) bound at a == b
     np.testing.assert_allclose(smooth_max(a, b, 2000.0), max(a, b), rtol=1e-3)

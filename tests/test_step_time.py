@@ -26,12 +26,15 @@ _SCALED = ("peak_flop_per_s_bf16", "hbm_bytes_per_s", "scaleup_bytes_per_s",
 def _case(kind: str):
     """(chip, model, 48 enumerated valid plans) of the 22B GPT on 32 A100, dense or as
     an 8-expert top-2 MoE variant (same static fields: one compilation for both); every
-    other plan uses the unfused attention kernel, so both kernels meet the properties."""
+    other plan uses the unfused attention kernel, so both kernels meet the
+    properties."""
     chip = load_chips()["A100-SXM"]
     w = load_models()["korthikanti-22b"].replace(global_batch_seqs=64.0)
     if kind == "moe":
         w = w.replace(num_experts=8.0, top_k=2.0, num_dense_layers=0.0)
-    plans = enumerate_plans(w, 32, chip, PlanSpace.create(mbs=(1, 2), vpp=(1, 2), cp=(1, 2)))
+    plans = enumerate_plans(
+        w, 32, chip, PlanSpace.create(mbs=(1, 2), vpp=(1, 2), cp=(1, 2))
+    )
     idx = np.linspace(0, plans.dp.shape[0] - 1, N_PLANS).astype(int)
     plans = jax.tree.map(lambda x: jnp.asarray(x[idx]), plans)
     plans = plans.replace(flash_attn=jnp.asarray(np.arange(N_PLANS) % 2, dtype=float))
@@ -171,7 +174,9 @@ def test_hetero_faster_group_helps_in_both_modes():
 
 
 def _one(params, chip, w, plan, n):
-    return predict_step_time(params, ClusterSpec(chip=chip, num_chips=float(n)), w, plan)
+    return predict_step_time(
+        params, ClusterSpec(chip=chip, num_chips=float(n)), w, plan
+    )
 
 
 @pytest.mark.parametrize("leaf, part, plain, overlapped, degrees", [

@@ -49,8 +49,8 @@ def _plan(**kw):
 
 def test_narayanan_eq3_by_hand():
     w = MODELS["narayanan-gpt3-175b"]
-    B, s, l, h, V = 1536.0, 2048.0, 96.0, 12288.0, 51200.0
-    expected = 96 * B * s * l * h * h * (1 + s / (6 * h) + V / (16 * l * h))
+    B, s, L, h, V = 1536.0, 2048.0, 96.0, 12288.0, 51200.0  # Megatron's l is L here
+    expected = 96 * B * s * L * h * h * (1 + s / (6 * h) + V / (16 * L * h))
     np.testing.assert_allclose(narayanan_flop_per_step(w), expected, rtol=1e-12)
 
 
@@ -74,8 +74,8 @@ def test_gpt_param_count_megatron_formula():
     # Megatron: P = 12·l·h²·(1 + 13/(12h)) + (V + s)·h for a tied GPT model, plus the
     # final LayerNorm (2h) that the formula omits.
     w = MODELS["narayanan-gpt3-175b"]
-    l, h, V, s = 96.0, 12288.0, 51200.0, 2048.0
-    expected = 12 * l * h * h * (1 + 13 / (12 * h)) + (V + s) * h + 2 * h
+    L, h, V, s = 96.0, 12288.0, 51200.0, 2048.0  # Megatron's l is L here
+    expected = 12 * L * h * h * (1 + 13 / (12 * h)) + (V + s) * h + 2 * h
     np.testing.assert_allclose(param_count(w), expected, rtol=1e-12)
 
 
@@ -185,7 +185,9 @@ def test_first_stage_holds_pp_microbatches():
     w = MODELS["korthikanti-530b"]
     a1 = memory_bytes(w, _plan(tp=8, pp=5, recompute=Recompute.SELECTIVE)).activations
     a2 = memory_bytes(w, _plan(tp=8, pp=35, recompute=Recompute.SELECTIVE)).activations
-    per_layer = activation_bytes_per_layer(w, _plan(tp=8, recompute=Recompute.SELECTIVE))
+    per_layer = activation_bytes_per_layer(
+        w, _plan(tp=8, recompute=Recompute.SELECTIVE)
+    )
     np.testing.assert_allclose(a1, 105 * per_layer, rtol=1e-12)
     np.testing.assert_allclose(a2, 105 * per_layer, rtol=1e-12)
 

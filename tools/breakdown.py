@@ -2,8 +2,10 @@
 
 Prints, for each requested row, predicted / measured value of its target (step time,
 tokens/s, MFU, ...), the predicted step time and its parts (compute, exposed
-TP/CP/EP/PP/DP communication, bubble, optimizer, overhead), all in seconds. Usage: ``python tools/breakdown.py [--params P.json] ROW_ID...`` (default the
-shipped calibration; a group name selects all of its rows).
+TP/CP/EP/PP/DP communication, bubble, optimizer, overhead), all in seconds.
+
+Usage: ``python tools/breakdown.py [--params P.json] ROW_ID...`` (default the shipped
+calibration; a group name selects all of its rows).
 """
 import argparse
 from pathlib import Path

@@ -2,7 +2,8 @@
 
 Inputs (read-only):
   * the reference benchmarks: ``<reference>/{e2e_training,collectives,kernels}.csv``
-    (default ``/work/shared/reference/benchmarks``, or ``$JAXCOST_REFERENCE_BENCHMARKS``);
+    (default ``/work/shared/reference/benchmarks``, or
+    ``$JAXCOST_REFERENCE_BENCHMARKS``);
   * additions: ``data/benchmarks/additions/{e2e_training,collectives,kernels}*.csv``
     (same columns as the reference files; the file name prefix says which);
   * ``data/benchmarks/chip_aliases.csv`` (chip label as printed -> chip key);
@@ -24,11 +25,12 @@ Inputs (read-only):
 Every source column is kept. The build adds SI columns (via ``jaxcost.data``), maps
 chip labels to keys (rows whose chip is not in the database keep a blank ``chip_key``
 and a note), fills blank architecture columns from the model's published architecture
-in ``data/models.csv`` (never overwriting a printed value; disagreements are noted), fills
-batch columns that the row's own notes state, derives
+in ``data/models.csv`` (never overwriting a printed value; disagreements are noted),
+fills batch columns that the row's own notes state, derives
 ``step_time_s`` where the source gives tokens/s and the batch, sets ``weight`` and
 ``target``, and appends ``[build]`` notes for inconsistencies it finds. The result is
-validated with ``jaxcost.io.benchmarks.load_benchmarks`` before it is written (atomically).
+validated with ``jaxcost.io.benchmarks.load_benchmarks`` before it is written
+(atomically).
 
 Usage:  python tools/build_benchmarks.py [--reference DIR] [--check]
   --check: build in memory and compare with the files on disk (exit 1 if they differ).
@@ -53,7 +55,8 @@ from jaxcost.model.parallel import uneven_layer_split
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "data" / "benchmarks"
 MODELS_CSV = ROOT / "data" / "models.csv"
-#: training-run column <- data/models.csv column (ffn_hidden is the expert FFN of MoE rows).
+#: training-run column <- data/models.csv column (ffn_hidden is the expert FFN of MoE
+#: rows).
 ARCH_COLUMNS = {
     "layers": "num_layers",
     "hidden": "d_model",
@@ -103,7 +106,9 @@ def read_inputs(kind: str, reference: Path) -> pd.DataFrame:
     df = pd.concat(frames, ignore_index=True)
     dup = df["row_id"][df["row_id"].duplicated()]
     if len(dup):
-        sys.exit(f"{name}: duplicated row_id {list(dup)} across reference and additions")
+        sys.exit(
+            f"{name}: duplicated row_id {list(dup)} across reference and additions"
+        )
     # object dtype for text so that notes can be appended
     for c in df.columns:
         if not pd.api.types.is_numeric_dtype(df[c]):
@@ -112,11 +117,14 @@ def read_inputs(kind: str, reference: Path) -> pd.DataFrame:
 
 
 def map_chips(df: pd.DataFrame, aliases: pd.DataFrame, chip_keys: set[str]) -> None:
-    """Replace ``chip_key`` by the alias table's key; blank it (with a note) if unknown."""
+    """Replace ``chip_key`` by the alias table's key; blank it (with a note) if
+    unknown."""
     table = dict(zip(aliases["chip_label"], aliases["chip_key"], strict=True))
     unknown = sorted(set(df["chip"]) - set(table))
     if unknown:
-        sys.exit(f"chip labels missing from data/benchmarks/chip_aliases.csv: {unknown}")
+        sys.exit(
+            f"chip labels missing from data/benchmarks/chip_aliases.csv: {unknown}"
+        )
     for i in df.index:
         ref_key = df.at[i, "chip_key"]
         key = table[df.at[i, "chip"]]
@@ -129,28 +137,39 @@ def map_chips(df: pd.DataFrame, aliases: pd.DataFrame, chip_keys: set[str]) -> N
             _note(df, i, f"chip label ambiguous (reference key '{ref_key}'): chip_key "
                          "left blank, excluded from fitting.")
         elif key != ref_key:
-            _note(df, i, f"chip_key {key} from the chip label (reference key {ref_key}).")
+            _note(
+                df, i, f"chip_key {key} from the chip label (reference key {ref_key})."
+            )
         df.at[i, "chip_key"] = key
 
 
-def load_model_table(aliases_path: Path, models_path: Path) -> dict[str, tuple[str, dict]]:
-    """Benchmark model label -> (models.csv name, architecture values) from the alias table."""
+def load_model_table(
+    aliases_path: Path, models_path: Path
+) -> dict[str, tuple[str, dict]]:
+    """Benchmark model label -> (models.csv name, architecture values) from the alias
+    table."""
     aliases = pd.read_csv(aliases_path, dtype=str, keep_default_na=False)
     for col in ("model_label", "model_name", "notes"):
         if col not in aliases.columns:
             sys.exit(f"{aliases_path}: missing column '{col}'")
-    models = pd.read_csv(models_path, dtype=str, keep_default_na=False).set_index("name")
+    models = pd.read_csv(models_path, dtype=str, keep_default_na=False).set_index(
+        "name"
+    )
     table = {}
     for k, (label, name) in enumerate(zip(aliases["model_label"], aliases["model_name"],
                                           strict=True)):
         if label in table:
             sys.exit(f"{aliases_path}: row {k + 2}: duplicated model_label '{label}'")
         if name not in models.index:
-            sys.exit(f"{aliases_path}: row {k + 2}, column 'model_name': '{name}' is not a "
-                     f"name in {models_path.name}")
+            sys.exit(
+                f"{aliases_path}: row {k + 2}, column 'model_name': '{name}' is not a "
+                f"name in {models_path.name}"
+            )
         m = models.loc[name]
         moe = int(m["num_experts"]) > 1
-        vals = {col: float(m[src]) for col, src in ARCH_COLUMNS.items() if src is not None}
+        vals = {
+            col: float(m[src]) for col, src in ARCH_COLUMNS.items() if src is not None
+        }
         vals["ffn_hidden"] = float(m["moe_d_ff"] if moe else m["d_ff"])
         if not moe:  # dense rows leave experts/topk blank (read as 1)
             del vals["experts"], vals["topk"]
@@ -162,10 +181,10 @@ def load_model_table(aliases_path: Path, models_path: Path) -> dict[str, tuple[s
 def fill_architecture(df: pd.DataFrame, table: dict[str, tuple[str, dict]]) -> None:
     """Fill blank architecture cells from data/models.csv via the model alias table.
 
-    A printed value is never overwritten; where it differs from the table, the row's value
-    is kept and a note names both. ``head_dim`` is filled only where the row's hidden and
-    heads equal the table's (else D/N is implied). Adds ``arch_model`` (the models.csv
-    name) and ``head_dim`` columns.
+    A printed value is never overwritten; where it differs from the table, the row's
+    value is kept and a note names both. ``head_dim`` is filled only where the row's
+    hidden and heads equal the table's (else D/N is implied). Adds ``arch_model`` (the
+    models.csv name) and ``head_dim`` columns.
     """
     arch_model, head_dim = [], []
     for i in df.index:
@@ -193,8 +212,12 @@ def fill_architecture(df: pd.DataFrame, table: dict[str, tuple[str, dict]]) -> N
             df.at[i, "provenance"] = (f"{df.at[i, 'provenance']}; architecture from "
                                       f"data/models.csv ({name})")
         if differ:
-            _note(df, i, f"row differs from data/models.csv ({name}): {'; '.join(differ)}; "
-                         "row values kept.")
+            _note(
+                df,
+                i,
+                f"row differs from data/models.csv ({name}): {'; '.join(differ)}; "
+                "row values kept.",
+            )
     df.insert(df.columns.get_loc("model") + 1, "arch_model", arch_model)
     df.insert(df.columns.get_loc("kv_heads") + 1, "head_dim", head_dim)
 
@@ -213,8 +236,10 @@ def apply_row_fills(df: pd.DataFrame, path: Path) -> None:
         i = hit[0]
         old = df.at[i, f["column"]]
         if not (_blank(old) or str(old).strip().lower().startswith("(not stated")):
-            raise SystemExit(f"{path}: row {k + 2}: {f['row_id']} {f['column']} has the "
-                             f"printed value {old!r}; a fill may not overwrite it")
+            raise SystemExit(
+                f"{path}: row {k + 2}: {f['row_id']} {f['column']} has the "
+                f"printed value {old!r}; a fill may not overwrite it"
+            )
         value: object = f["value"]
         if df[f["column"]].dtype.kind in "fi":  # a numeric column takes a number
             value = float(value)
@@ -308,10 +333,14 @@ def infer_pp_layout(df: pd.DataFrame) -> None:
             continue
         if uneven_layer_split(float(layers), float(pp), vpp):
             df.at[i, "pp_layout"] = "balanced"
-            _derive(df, i, f"pp_layout balanced: {float(layers):g} layers do not divide "
-                           f"into pp x vpp = {float(pp) * vpp:g} stages, so the run "
-                           "splits them unevenly (the head and embedding stages get "
-                           "fewer)")
+            _derive(
+                df,
+                i,
+                f"pp_layout balanced: {float(layers):g} layers do not divide "
+                f"into pp x vpp = {float(pp) * vpp:g} stages, so the run "
+                "splits them unevenly (the head and embedding stages get "
+                "fewer)",
+            )
 
 
 def _int_or_none(x):
@@ -326,7 +355,9 @@ def fill_from_notes(df: pd.DataFrame) -> None:
             m = re.search(r"\bGBS[ =]?(\d+)", notes)
             if m:
                 df.at[i, "gbs_seqs"] = float(m.group(1))
-                _derive(df, i, f"gbs_seqs = {m.group(1)} from notes ('GBS {m.group(1)}')")
+                _derive(
+                    df, i, f"gbs_seqs = {m.group(1)} from notes ('GBS {m.group(1)}')"
+                )
         if _blank(df.at[i, "mbs"]):
             m = re.search(r"\bLBS[ =]?(\d+)", notes)
             if m:
@@ -340,18 +371,27 @@ def fill_from_notes(df: pd.DataFrame) -> None:
                 _derive(df, i, f"gbs_seqs = LBS x GAS x dp = {df.at[i, 'mbs']:g} x "
                                f"{m.group(1)} x {df.at[i, 'dp']:g} (notes)")
         seq = df.at[i, "seq_len"]
-        if _blank(df.at[i, "gbs_seqs"]) and not _blank(df.at[i, "gbs_tokens"]) and not _blank(seq):
+        if (
+            _blank(df.at[i, "gbs_seqs"])
+            and not _blank(df.at[i, "gbs_tokens"])
+            and not _blank(seq)
+        ):
             g = df.at[i, "gbs_tokens"] / seq
             if g == round(g):
                 df.at[i, "gbs_seqs"] = g
                 _derive(df, i, "gbs_seqs = gbs_tokens / seq_len")
-        if _blank(df.at[i, "gbs_tokens"]) and not _blank(df.at[i, "gbs_seqs"]) and not _blank(seq):
+        if (
+            _blank(df.at[i, "gbs_tokens"])
+            and not _blank(df.at[i, "gbs_seqs"])
+            and not _blank(seq)
+        ):
             df.at[i, "gbs_tokens"] = df.at[i, "gbs_seqs"] * seq
             _derive(df, i, "gbs_tokens = gbs_seqs x seq_len")
 
 
 def check_plans(df: pd.DataFrame) -> None:
-    """Flag printed dp that contradicts n_chips / (tp*pp*cp); the printed dp goes to notes."""
+    """Flag printed dp that contradicts n_chips / (tp*pp*cp); the printed dp goes to
+    notes."""
     for i in df.index:
         tp, pp, dp, n = (df.at[i, c] for c in ("tp", "pp", "dp", "n_chips"))
         cp = 1.0 if _blank(df.at[i, "cp"]) else df.at[i, "cp"]
@@ -363,63 +403,107 @@ def check_plans(df: pd.DataFrame) -> None:
             df.at[i, "dp"] = float("nan")
         m = re.search(r"\bGA=(\d+)", str(df.at[i, "notes"] or ""))
         mbs, gbs = df.at[i, "mbs"], df.at[i, "gbs_seqs"]
-        if m and not _blank(mbs) and not _blank(gbs) and mbs * int(m.group(1)) * dp != gbs:
-            _note(df, i, f"inconsistent batch: mbs x GA x dp = {mbs:g} x {m.group(1)} x "
-                         f"{dp:g} = {mbs * int(m.group(1)) * dp:g} but gbs_seqs = {gbs:g}.")
+        if (
+            m
+            and not _blank(mbs)
+            and not _blank(gbs)
+            and mbs * int(m.group(1)) * dp != gbs
+        ):
+            _note(
+                df,
+                i,
+                f"inconsistent batch: mbs x GA x dp = {mbs:g} x {m.group(1)} x "
+                f"{dp:g} = {mbs * int(m.group(1)) * dp:g} but gbs_seqs = {gbs:g}.",
+            )
 
 
 def derive_step_time(df: pd.DataFrame) -> None:
     """step_time_s = gbs_tokens / (tokens_per_s_per_chip * n_chips) where blank."""
     for i in df.index:
-        tok, tps, n, st = (df.at[i, c] for c in
-                           ("gbs_tokens", "tokens_per_s_per_chip", "n_chips", "step_time_s"))
+        tok, tps, n, st = (
+            df.at[i, c]
+            for c in ("gbs_tokens", "tokens_per_s_per_chip", "n_chips", "step_time_s")
+        )
         if any(_blank(v) for v in (tok, tps, n)):
             continue
         der = tok / (tps * n)
         if _blank(st):
             df.at[i, "step_time_s"] = der
-            _derive(df, i, "step_time_s = gbs_tokens / (tokens_per_s_per_chip x n_chips); "
-                           f"provenance before: {df.at[i, 'provenance']}")
+            _derive(
+                df,
+                i,
+                "step_time_s = gbs_tokens / (tokens_per_s_per_chip x n_chips); "
+                f"provenance before: {df.at[i, 'provenance']}",
+            )
             df.at[i, "provenance"] = "derived"
         elif abs(der / st - 1) > FLAG_RTOL:
-            _note(df, i, f"step_time_s {st:g} disagrees with gbs_tokens/(tokens/s x n) = "
-                         f"{der:.4g}.")
+            _note(
+                df,
+                i,
+                f"step_time_s {st:g} disagrees with gbs_tokens/(tokens/s x n) = "
+                f"{der:.4g}.",
+            )
 
 
 def check_utilisation(df: pd.DataFrame, chips: pd.DataFrame) -> None:
     """Flag MFU/HFU that disagree with tflops/peak, and FLOP/s above the chip's peak."""
-    peak = dict(zip(chips["key"], pd.to_numeric(chips["peak_flop_per_s_bf16"]), strict=True))
-    peak8 = dict(zip(chips["key"], pd.to_numeric(chips["peak_flop_per_s_fp8"]), strict=True))
+    peak = dict(
+        zip(chips["key"], pd.to_numeric(chips["peak_flop_per_s_bf16"]), strict=True)
+    )
+    peak8 = dict(
+        zip(chips["key"], pd.to_numeric(chips["peak_flop_per_s_fp8"]), strict=True)
+    )
     for i in df.index:
         tf, pk = df.at[i, "tflops_per_chip"], df.at[i, "mfu_peak_tflops"]
         for col in ("mfu", "hfu"):
             u = df.at[i, col]
-            if not any(_blank(v) for v in (tf, pk, u)) and abs(tf / pk / u - 1) > FLAG_RTOL:
-                _note(df, i, f"{col} {u:g} disagrees with tflops_per_chip/mfu_peak_tflops = "
-                             f"{tf / pk:.3f}.")
+            if (
+                not any(_blank(v) for v in (tf, pk, u))
+                and abs(tf / pk / u - 1) > FLAG_RTOL
+            ):
+                _note(
+                    df,
+                    i,
+                    f"{col} {u:g} disagrees with tflops_per_chip/mfu_peak_tflops = "
+                    f"{tf / pk:.3f}.",
+                )
         key = df.at[i, "chip_key"]
         if _blank(tf) or _blank(key) or key not in peak:
             continue
         fp8 = "fp8" in str(df.at[i, "precision"] or "").lower()
         cap = peak8[key] if fp8 and peak8[key] > 0 else peak[key]
         if tf * units.TERA > cap:
-            _note(df, i, f"tflops_per_chip {tf:g} exceeds the chip's dense "
-                         f"{'FP8' if fp8 else 'BF16'} peak {cap / units.TERA:g} TFLOP/s.")
+            _note(
+                df,
+                i,
+                f"tflops_per_chip {tf:g} exceeds the chip's dense "
+                f"{'FP8' if fp8 else 'BF16'} peak {cap / units.TERA:g} TFLOP/s.",
+            )
 
 
 def weight_and_target(df: pd.DataFrame) -> None:
     """weight: 0.3 for campaign averages (GPU-hour statements), else 1.0; target."""
     weights, targets = [], []
     for i in df.index:
-        text = f"{df.at[i, 'derivation'] or ''} {df.at[i, 'tflops_def'] or ''} {df.at[i, 'group']}"
+        text = (f"{df.at[i, 'derivation'] or ''} {df.at[i, 'tflops_def'] or ''} "
+                f"{df.at[i, 'group']}")
         campaign = "campaign average" in text or "gpuhours" in text
         weights.append(0.3 if campaign else 1.0)
         key = df.at[i, "chip_key"]
         ascend = str(df.at[i, "chip"]).lower().startswith(("ascend", "910")) or (
             not _blank(key) and str(key).startswith("Ascend")
         )
-        order = (["tokens_per_s_per_chip"] if ascend else
-                 ["step_time_s", "tokens_per_s_per_chip", "mfu", "hfu", "flop_per_s_per_chip"])
+        order = (
+            ["tokens_per_s_per_chip"]
+            if ascend
+            else [
+                "step_time_s",
+                "tokens_per_s_per_chip",
+                "mfu",
+                "hfu",
+                "flop_per_s_per_chip",
+            ]
+        )
         t = next((c for c in order if not _blank(df.at[i, c])), None)
         targets.append(t)
     df["weight"] = weights
@@ -442,17 +526,27 @@ def collective_kind(text: str) -> str:
 
 def check_collectives(df: pd.DataFrame) -> None:
     for i in df.index:
-        b, t, alg, bus, n = (df.at[i, c] for c in
-                             ("message_bytes", "time_us", "algbw_GBps", "busbw_GBps", "n_ranks"))
+        b, t, alg, bus, n = (
+            df.at[i, c]
+            for c in ("message_bytes", "time_us", "algbw_GBps", "busbw_GBps", "n_ranks")
+        )
         if not any(_blank(v) for v in (b, t, alg)) and alg >= 1.0:
             a = b / (t * units.MICRO) / units.GIGA
             if abs(a / alg - 1) > FLAG_RTOL:
-                _note(df, i, f"algbw {alg:g} GB/s disagrees with message_bytes/time = {a:.4g}.")
+                _note(
+                    df,
+                    i,
+                    f"algbw {alg:g} GB/s disagrees with message_bytes/time = {a:.4g}.",
+                )
         if (df.at[i, "collective_kind"] == "all_reduce"
                 and not any(_blank(v) for v in (alg, bus, n)) and bus >= 1.0):
             exp = alg * 2 * (n - 1) / n
             if abs(exp / bus - 1) > FLAG_RTOL:
-                _note(df, i, f"busbw {bus:g} GB/s disagrees with algbw*2(n-1)/n = {exp:.4g}.")
+                _note(
+                    df,
+                    i,
+                    f"busbw {bus:g} GB/s disagrees with algbw*2(n-1)/n = {exp:.4g}.",
+                )
 
 
 def kernel_kind(kernel: str, groups) -> str:
@@ -467,7 +561,9 @@ def kernel_kind(kernel: str, groups) -> str:
         return "hbm_stream"
     if s.startswith("transformer_layer"):
         return "transformer_layer"
-    sys.exit(f"kernel '{kernel}': no kernel_kind rule; extend tools/build_benchmarks.py")
+    sys.exit(
+        f"kernel '{kernel}': no kernel_kind rule; extend tools/build_benchmarks.py"
+    )
 
 
 def precision_kind(text) -> str | None:
@@ -476,8 +572,15 @@ def precision_kind(text) -> str | None:
     s = str(text).lower()
     if "bf16 matmul" in s:
         return "fp16_bf16"
-    for pat, k in (("fp8", "fp8"), ("tf32", "tf32"), ("fp64", "fp64"), ("fp32", "fp32"),
-                   ("bf16", "fp16_bf16"), ("fp16", "fp16_bf16"), ("mixed", "fp16_bf16")):
+    for pat, k in (
+        ("fp8", "fp8"),
+        ("tf32", "tf32"),
+        ("fp64", "fp64"),
+        ("fp32", "fp32"),
+        ("bf16", "fp16_bf16"),
+        ("fp16", "fp16_bf16"),
+        ("mixed", "fp16_bf16"),
+    ):
         if pat in s:
             return k
     return None
@@ -488,19 +591,29 @@ def check_kernel_peaks(df: pd.DataFrame, chips: pd.DataFrame) -> None:
             "fp32": "peak_flop_per_s_fp32", "fp64": "peak_flop_per_s_fp64"}
     table = chips.set_index("key")
     for i in df.index:
-        key, pk, fps = df.at[i, "chip_key"], df.at[i, "precision_kind"], df.at[i, "flop_per_s"]
+        key, pk, fps = (
+            df.at[i, "chip_key"],
+            df.at[i, "precision_kind"],
+            df.at[i, "flop_per_s"],
+        )
         if _blank(key) or pk not in cols or _blank(fps):
             continue
         cap = pd.to_numeric(table.at[key, cols[pk]], errors="coerce")
         if cap and cap > 0 and fps > cap * (1 + 1e-9):
-            _note(df, i, f"{fps / units.TERA:g} TFLOP/s exceeds the chip's dense {pk} peak "
-                         f"{cap / units.TERA:g} TFLOP/s in data/chips.csv.")
+            _note(
+                df,
+                i,
+                f"{fps / units.TERA:g} TFLOP/s exceeds the chip's dense {pk} peak "
+                f"{cap / units.TERA:g} TFLOP/s in data/chips.csv.",
+            )
 
 
 def build(reference: Path) -> dict[str, pd.DataFrame]:
     chips = jd.load_chips_frame()
     keys = set(chips["key"])
-    aliases = jd.load_csv(BENCH / "chip_aliases.csv", jd.CHIP_ALIASES_SCHEMA, chips=None)
+    aliases = jd.load_csv(
+        BENCH / "chip_aliases.csv", jd.CHIP_ALIASES_SCHEMA, chips=None
+    )
     out = {}
 
     df = read_inputs("training_runs", reference)
@@ -515,7 +628,9 @@ def build(reference: Path) -> dict[str, pd.DataFrame]:
     df = jd.add_si_columns(df, "training_runs")
     check_utilisation(df, chips)
     weight_and_target(df)
-    cols = [c for c in df.columns if c not in ("derivation", "notes", "weight", "target")]
+    cols = [
+        c for c in df.columns if c not in ("derivation", "notes", "weight", "target")
+    ]
     out["training_runs"] = df[cols + ["derivation", "notes", "weight", "target"]]
 
     df = read_inputs("collectives", reference)
@@ -528,8 +643,14 @@ def build(reference: Path) -> dict[str, pd.DataFrame]:
 
     df = read_inputs("kernels", reference)
     map_chips(df, aliases, keys)
-    df.insert(df.columns.get_loc("kernel") + 1, "kernel_kind",
-              [kernel_kind(str(k), g) for k, g in zip(df["kernel"], df["groups"], strict=True)])
+    df.insert(
+        df.columns.get_loc("kernel") + 1,
+        "kernel_kind",
+        [
+            kernel_kind(str(k), g)
+            for k, g in zip(df["kernel"], df["groups"], strict=True)
+        ],
+    )
     df.insert(df.columns.get_loc("precision") + 1, "precision_kind",
               [precision_kind(p) for p in df["precision"]])
     df = jd.add_si_columns(df, "kernels")
@@ -554,12 +675,19 @@ def main(argv: list[str] | None = None) -> int:
             target = BENCH / f"{kind}.csv"
             if args.check:
                 same = target.exists() and target.read_bytes() == staged.read_bytes()
-                print(f"{target.relative_to(ROOT)}: {'up to date' if same else 'DIFFERS'}")
+                print(
+                    f"{target.relative_to(ROOT)}: {'up to date' if same else 'DIFFERS'}"
+                )
                 status |= 0 if same else 1
             else:
                 jd.write_csv_atomic(df, target)
-                n_key = int(pd.Series(df["chip_key"]).map(lambda x: not _blank(x)).sum())
-                print(f"{target.relative_to(ROOT)}: {len(df)} rows, {n_key} with a known chip")
+                n_key = int(
+                    pd.Series(df["chip_key"]).map(lambda x: not _blank(x)).sum()
+                )
+                print(
+                    f"{target.relative_to(ROOT)}: {len(df)} rows, "
+                    f"{n_key} with a known chip"
+                )
     return status
 
 

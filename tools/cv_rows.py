@@ -41,4 +41,6 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "experiments/out/cv_rows.csv")
+    main(
+        Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "experiments/out/cv_rows.csv"
+    )

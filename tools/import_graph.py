@@ -76,7 +76,9 @@ def scan(path: Path):
                 if a.name.startswith("jaxcost"):
                     edges.add(a.name)
         if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in top_level:
-            mod = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+            mod = (
+                node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+            )
             if mod.split(".")[0] not in LAZY_OK:
                 inner.append(node.lineno)
     has_all = any(isinstance(n, ast.Assign) and any(

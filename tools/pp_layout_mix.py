@@ -32,9 +32,12 @@ def main(path: str, max_plans_auto: int) -> None:
         print(f"pp_layout={layout} max_plans={cap}: {time.perf_counter() - t:.1f} s "
               f"(curves {res.seconds['curves']:.1f} s)")
         for c in res.clusters:
-            print(f"  {c.time_to_train_s / 86400:6.2f} d  surrogate "
-                  f"{c.surrogate_tokens_per_s:.3g} tok/s  exact {c.tokens_per_s:.3g} tok/s  "
-                  f"({c.throughput_model})  {c.label}")
+            print(
+                f"  {c.time_to_train_s / 86400:6.2f} d  surrogate "
+                f"{c.surrogate_tokens_per_s:.3g} tok/s  "
+                f"exact {c.tokens_per_s:.3g} tok/s  "
+                f"({c.throughput_model})  {c.label}"
+            )
 
 
 if __name__ == "__main__":

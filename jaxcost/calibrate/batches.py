@@ -41,8 +41,18 @@ from jaxcost.model.plan import ParallelPlan, Recompute, stack_plans
 from jaxcost.model.workload import TransformerConfig, load_models, stack_models
 
 #: Plan columns of the training-run schema: given cells constrain a plan search.
-PLAN_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "sp", "zero_fsdp",
-                "recompute")
+PLAN_COLUMNS = (
+    "tp",
+    "pp",
+    "dp",
+    "cp",
+    "ep",
+    "vpp",
+    "mbs",
+    "sp",
+    "zero_fsdp",
+    "recompute",
+)
 
 __all__ = [
     "PLAN_COLUMNS",
@@ -70,7 +80,8 @@ class RunBatch:
       target_kind: index into :data:`TARGET_KINDS`, ``(n,)`` int.
       weight: fitting weight, ``(n,)``.
       plan_missing: True where the source leaves tp, pp or dp blank, ``(n,)`` bool.
-      peak_flop_per_s: the peak the source divided by for MFU/HFU (NaN if none), ``(n,)``.
+      peak_flop_per_s: the peak the source divided by for MFU/HFU (NaN if none),
+        ``(n,)``.
       scaleout_bytes_per_s: the measured cluster's NIC bandwidth per chip and direction
         (NaN: the chip's), ``(n,)``.
       excluded: (row_id, reason) of the input rows left out (static).
@@ -93,10 +104,19 @@ class RunBatch:
     scaleout_bytes_per_s: jax.Array
     excluded: tuple[tuple[str, str], ...] = struct.field(pytree_node=False)
     given: tuple[tuple[tuple[str, str], ...], ...] = struct.field(
-        pytree_node=False, default=())
+        pytree_node=False, default=()
+    )
 
 
-_MODEL_REQUIRED = ("layers", "hidden", "heads", "seq_len", "vocab", "gbs_seqs", "n_chips")
+_MODEL_REQUIRED = (
+    "layers",
+    "hidden",
+    "heads",
+    "seq_len",
+    "vocab",
+    "gbs_seqs",
+    "n_chips",
+)
 
 
 def fit_exclusions(df: pd.DataFrame, chips: Any = None) -> pd.Series:
@@ -161,7 +181,9 @@ def _arch_labels(r, models) -> dict:
     return out
 
 
-def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False) -> RunBatch:
+def runs_to_arrays(
+    df: pd.DataFrame, chips: Any = None, *, strict: bool = False
+) -> RunBatch:
     """Convert validated training runs to a :class:`RunBatch`.
 
     Rows that cannot be fitted (see :func:`fit_exclusions`) are left out and listed in
@@ -238,7 +260,8 @@ def runs_to_arrays(df: pd.DataFrame, chips: Any = None, *, strict: bool = False)
             if strict:
                 raise DataError(
                     f"run rejected by the model/plan builders: {msg}",
-                    row=row_label(pos), column="row_id",
+                    row=row_label(pos),
+                    column="row_id",
                 ) from None
             excluded.append((rid, f"rejected by builders: {msg}"))
             continue
@@ -306,7 +329,8 @@ class CollectiveBatch:
 
 
 def collectives_to_arrays(df: pd.DataFrame) -> CollectiveBatch:
-    """Convert validated collective rows with a known chip to a :class:`CollectiveBatch`.
+    """Convert validated collective rows with a known chip to a
+    :class:`CollectiveBatch`.
 
     Rows with a blank ``chip_key`` are left out.
     """
@@ -316,7 +340,9 @@ def collectives_to_arrays(df: pd.DataFrame) -> CollectiveBatch:
     t = column_or_nan(d, "time_s").to_numpy()
     alg = column_or_nan(d, "algbw_bytes_per_s").to_numpy()
     bus = column_or_nan(d, "busbw_bytes_per_s").to_numpy()
-    kind = np.array([COLLECTIVE_KINDS.index(k) for k in d["collective_kind"]], dtype=np.int32)
+    kind = np.array(
+        [COLLECTIVE_KINDS.index(k) for k in d["collective_kind"]], dtype=np.int32
+    )
     is_ar = kind == COLLECTIVE_KINDS.index("all_reduce")
     with np.errstate(divide="ignore", invalid="ignore"):
         alg_from_bus = bus * n / (2.0 * (n - 1.0))
@@ -394,7 +420,7 @@ def kernels_to_arrays(df: pd.DataFrame) -> KernelBatch:
         m=jnp.asarray(column_or_nan(d, "m").to_numpy()),
         n=jnp.asarray(column_or_nan(d, "n").to_numpy()),
         k=jnp.asarray(column_or_nan(d, "k").to_numpy()),
-        implementations=tuple("" if is_blank(x) else str(x)
-                              for x in d["implementation"]),
+        implementations=tuple(
+            "" if is_blank(x) else str(x) for x in d["implementation"]
+        ),
     )
-

@@ -75,8 +75,9 @@ class BootstrapResult:
     seconds: float
 
 
-def group_folds(data: FitData, num_folds: int | None = None
-                ) -> tuple[tuple[str, ...], ...]:
+def group_folds(
+    data: FitData, num_folds: int | None = None
+) -> tuple[tuple[str, ...], ...]:
     """Folds of training-run groups: one group per fold (``num_folds=None``,
     leave-one-group-out) or ``num_folds`` folds of groups dealt round-robin in sorted
     order (deterministic)."""
@@ -97,14 +98,19 @@ def _group_masks(data: FitData, held: Sequence[Sequence[str]]) -> dict[str, jax.
         if getattr(data, d) is None:
             continue
         g = np.asarray(data.label(d, "group"), dtype=object)
-        out[d] = jnp.asarray(np.stack([~np.isin(g, list(h)) for h in held])
-                             .astype(float))
+        out[d] = jnp.asarray(
+            np.stack([~np.isin(g, list(h)) for h in held]).astype(float)
+        )
     return out
 
 
-def cross_validate(data: FitData, *, num_folds: int | None = None,
-                   options: FitOptions = FitOptions(),
-                   params0: CostParams | None = None) -> CVResult:
+def cross_validate(
+    data: FitData,
+    *,
+    num_folds: int | None = None,
+    options: FitOptions | None = None,
+    params0: CostParams | None = None,
+) -> CVResult:
     """Grouped cross-validation: each fold's groups are removed from every dataset,
     the model is fitted on the rest (all folds in one vmapped run) and the held-out
     training rows are predicted.
@@ -112,6 +118,7 @@ def cross_validate(data: FitData, *, num_folds: int | None = None,
     Returns:
       CVResult with out-of-fold APE of step time overall, per family, chip and group.
     """
+    options = FitOptions() if options is None else options
     t0 = time.perf_counter()
     folds = group_folds(data, num_folds)
     with x64():
@@ -119,22 +126,31 @@ def cross_validate(data: FitData, *, num_folds: int | None = None,
         m0 = pack_params(initial_params(data, params0), data)
         mb = jnp.broadcast_to(m0, (len(folds),) + m0.shape)
         m, _ = optimize_packed(data, mb, masks, options, batched=True, desc="cv")
-        res = np.asarray(jax.jit(jax.vmap(
-            lambda q, dat: log_residuals_packed(q, dat)["runs"],
-            in_axes=(0, None)))(m, data))
+        res = np.asarray(
+            jax.jit(
+                jax.vmap(
+                    lambda q, dat: log_residuals_packed(q, dat)["runs"],
+                    in_axes=(0, None),
+                )
+            )(m, data)
+        )
     g = np.asarray(data.label("runs", "group"), dtype=object)
     oof = np.full(g.shape, np.nan)
     for f, held in enumerate(folds):
         sel = np.isin(g, list(held))
         oof[sel] = res[f, sel]
     step = oof * step_sign(data)
-    return CVResult(folds=folds, step_log_residuals=step,
-                    metrics=error_table(step, data),
-                    seconds=time.perf_counter() - t0)
+    return CVResult(
+        folds=folds,
+        step_log_residuals=step,
+        metrics=error_table(step, data),
+        seconds=time.perf_counter() - t0,
+    )
 
 
-def bootstrap_weights(data: FitData, num_resamples: int, *, seed: int = 0
-                      ) -> dict[str, np.ndarray]:
+def bootstrap_weights(
+    data: FitData, num_resamples: int, *, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Grouped bootstrap multiplicities ``(B, n)`` per dataset: in each dataset, its
     groups are drawn with replacement (as many draws as groups) and each row gets the
     count of its group."""
@@ -151,9 +167,14 @@ def bootstrap_weights(data: FitData, num_resamples: int, *, seed: int = 0
     return out
 
 
-def bootstrap(data: FitData, num_resamples: int = 100, *, seed: int = 0,
-              options: FitOptions | None = None,
-              params0: CostParams | None = None) -> BootstrapResult:
+def bootstrap(
+    data: FitData,
+    num_resamples: int = 100,
+    *,
+    seed: int = 0,
+    options: FitOptions | None = None,
+    params0: CostParams | None = None,
+) -> BootstrapResult:
     """Refit on ``num_resamples`` grouped bootstrap resamples, all in one vmapped run.
 
     Each resample starts from ``params0`` (pass the full-data fit: the resamples then
@@ -165,18 +186,21 @@ def bootstrap(data: FitData, num_resamples: int = 100, *, seed: int = 0,
       BootstrapResult with a ``(B,)`` ensemble of parameters.
     """
     if num_resamples < 2:
-        raise DataError(f"num_resamples={num_resamples} must be >= 2",
-                        column="bootstrap")
+        raise DataError(
+            f"num_resamples={num_resamples} must be >= 2", column="bootstrap"
+        )
     if options is None:
         options = FitOptions(adam_steps=0, lbfgs_steps=BOOTSTRAP_LBFGS_STEPS)
     t0 = time.perf_counter()
     with x64():
-        w = {d: jnp.asarray(v) for d, v in bootstrap_weights(data, num_resamples,
-                                                              seed=seed).items()}
+        w = {
+            d: jnp.asarray(v)
+            for d, v in bootstrap_weights(data, num_resamples, seed=seed).items()
+        }
         m0 = pack_params(initial_params(data, params0), data)
         mb = jnp.broadcast_to(m0, (num_resamples,) + m0.shape)
         m, hist = optimize_packed(data, mb, w, options, batched=True, desc="bootstrap")
         p = unpack_params(m, data)
-    return BootstrapResult(params=p, losses=np.asarray(hist)[:, -1],
-                           seconds=time.perf_counter() - t0)
-
+    return BootstrapResult(
+        params=p, losses=np.asarray(hist)[:, -1], seconds=time.perf_counter() - t0
+    )

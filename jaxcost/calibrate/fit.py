@@ -306,7 +306,7 @@ def optimize_packed(data: FitData, params0: jax.Array, mult: dict[str, jax.Array
     return p, history
 
 
-def fit_params(data: FitData, *, options: FitOptions = FitOptions(),
+def fit_params(data: FitData, *, options: FitOptions | None = None,
         params0: CostParams | None = None) -> FitResult:
     """Fit ``CostParams`` to all rows of ``data`` (x64 enabled inside).
 
@@ -321,6 +321,7 @@ def fit_params(data: FitData, *, options: FitOptions = FitOptions(),
     Raises:
       NumericalError: the loss or its gradient became non-finite.
     """
+    options = FitOptions() if options is None else options
     t0 = time.perf_counter()
     with x64():
         p0 = initial_params(data, params0)

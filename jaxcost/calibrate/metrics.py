@@ -42,14 +42,18 @@ def error_table(step_log_residuals: np.ndarray, data: FitData) -> tuple[ErrorRow
     """Median and mean APE of step time: overall, per family, per chip, per group."""
     ape = _ape(np.asarray(step_log_residuals, dtype=float))
     lab = dict(dict(data.labels)["runs"])
-    rows = [ErrorRow("overall", "all", int(ape.size), float(np.median(ape)),
-                     float(np.mean(ape)))]
+    rows = [
+        ErrorRow(
+            "overall", "all", int(ape.size), float(np.median(ape)), float(np.mean(ape))
+        )
+    ]
     for level, col in (("family", "family"), ("chip", "chip"), ("group", "group")):
         keys = np.asarray(lab[col], dtype=object)
         for k in sorted(set(lab[col])):
             a = ape[keys == k]
-            rows.append(ErrorRow(level, k, int(a.size), float(np.median(a)),
-                                 float(np.mean(a))))
+            rows.append(
+                ErrorRow(level, k, int(a.size), float(np.median(a)), float(np.mean(a)))
+            )
     return tuple(rows)
 
 
@@ -57,8 +61,10 @@ def format_error_table(rows: Sequence[ErrorRow], title: str) -> str:
     """Plain-text table of :class:`ErrorRow` (APE in percent)."""
     lines = [title, f"{'level':<8} {'key':<28} {'n':>4} {'median%':>8} {'mean%':>8}"]
     for r in rows:
-        lines.append(f"{r.level:<8} {r.key:<28} {r.n:>4} {100 * r.median_ape:>8.1f} "
-                     f"{100 * r.mean_ape:>8.1f}")
+        lines.append(
+            f"{r.level:<8} {r.key:<28} {r.n:>4} {100 * r.median_ape:>8.1f} "
+            f"{100 * r.mean_ape:>8.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -72,9 +78,11 @@ class CoverageRow:
     coverage: float  # fraction of rows whose measurement lies inside their interval
 
 
-def interval_coverage(step_log_residuals: np.ndarray, data: FitData,
-                      interval: tuple[float, float] = (0.05, 0.95)
-                      ) -> tuple[CoverageRow, ...]:
+def interval_coverage(
+    step_log_residuals: np.ndarray,
+    data: FitData,
+    interval: tuple[float, float] = (0.05, 0.95),
+) -> tuple[CoverageRow, ...]:
     """How often a measured step time falls inside the residual interval, held out.
 
     ``jaxcost predict`` widens a prediction T by the ``interval`` quantiles of the
@@ -104,8 +112,11 @@ def interval_coverage(step_log_residuals: np.ndarray, data: FitData,
     for level in ("family", "chip"):
         keys = np.asarray(lab[level], dtype=object)
         for k in sorted(set(lab[level])):
-            rows.append(CoverageRow(level, k, int(np.sum(keys == k)),
-                                    float(np.mean(inside[keys == k]))))
+            rows.append(
+                CoverageRow(
+                    level, k, int(np.sum(keys == k)), float(np.mean(inside[keys == k]))
+                )
+            )
     return tuple(rows)
 
 
@@ -115,4 +126,3 @@ def format_coverage_table(rows: Sequence[CoverageRow], title: str) -> str:
     for r in rows:
         lines.append(f"{r.level:<8} {r.key:<28} {r.n:>4} {100 * r.coverage:>9.1f}")
     return "\n".join(lines)
-

@@ -40,10 +40,15 @@ __all__ = [
 ]
 
 
-def predict_run_batch(params: CostParams, chips: Mapping[str, ChipSpec], runs, *,
-                      ensemble: CostParams | None = None,
-                      log_residuals_pool: np.ndarray | None = None,
-                      interval: tuple[float, float] = (0.05, 0.95)) -> dict:
+def predict_run_batch(
+    params: CostParams,
+    chips: Mapping[str, ChipSpec],
+    runs,
+    *,
+    ensemble: CostParams | None = None,
+    log_residuals_pool: np.ndarray | None = None,
+    interval: tuple[float, float] = (0.05, 0.95),
+) -> dict:
     """Predicted step time, tokens/s per chip and MFU of every row of a ``RunBatch``
     (its plans as given), with an interval on the step time.
 
@@ -61,10 +66,15 @@ def predict_run_batch(params: CostParams, chips: Mapping[str, ChipSpec], runs, *
       fit is timed but flagged False).
     """
     with x64():
-        fd = build_fit_data(chips, runs=runs.replace(
-            plan_missing=jnp.zeros_like(jnp.asarray(runs.plan_missing))))
-        fd = fd.replace(runs=fd.runs.replace(target_kind=jnp.zeros_like(
-            fd.runs.target_kind)))
+        fd = build_fit_data(
+            chips,
+            runs=runs.replace(
+                plan_missing=jnp.zeros_like(jnp.asarray(runs.plan_missing))
+            ),
+        )
+        fd = fd.replace(
+            runs=fd.runs.replace(target_kind=jnp.zeros_like(fd.runs.target_kind))
+        )
 
         def times(m):
             return run_values(m, fd)[1]
@@ -77,27 +87,35 @@ def predict_run_batch(params: CostParams, chips: Mapping[str, ChipSpec], runs, *
         chip = run_chips(fd)
         mf = np.asarray(jax.vmap(model_flop_per_token)(w)) * tokens
         mfu = mf / (t * n * np.asarray(chip.peak_flop_per_s_bf16))
-        mem = np.asarray(jax.vmap(lambda w_, p_: memory_bytes(w_, p_).total)(
-            w, fd.runs.plan))
+        mem = np.asarray(
+            jax.vmap(lambda w_, p_: memory_bytes(w_, p_).total)(w, fd.runs.plan)
+        )
         cap = np.asarray(chip.hbm_capacity_bytes) * USABLE_HBM_FRAC
         logs = np.log(t)[None, :]
         if ensemble is not None:
             mb = jax.vmap(lambda e: pack_params(e, fd))(ensemble)
             logs = np.log(np.asarray(jax.jit(jax.vmap(times))(mb)))
-    pool = (np.zeros(1) if log_residuals_pool is None
-            else np.asarray(log_residuals_pool, dtype=float))
+    pool = (
+        np.zeros(1)
+        if log_residuals_pool is None
+        else np.asarray(log_residuals_pool, dtype=float)
+    )
     pool = pool[np.isfinite(pool)]
     samples = logs[:, None, :] + pool[None, :, None]
     samples = samples.reshape(-1, samples.shape[-1])
     lo, hi = np.quantile(samples, interval, axis=0)
-    return {"pred_step_time_s": t, "pred_tokens_per_s_per_chip": tokens / (t * n),
-            "pred_mfu": mfu, "pred_step_time_s_lo": np.exp(lo),
-            "pred_step_time_s_hi": np.exp(hi), "pred_mem_bytes_per_chip": mem,
-            "pred_fits": mem <= cap}
+    return {
+        "pred_step_time_s": t,
+        "pred_tokens_per_s_per_chip": tokens / (t * n),
+        "pred_mfu": mfu,
+        "pred_step_time_s_lo": np.exp(lo),
+        "pred_step_time_s_hi": np.exp(hi),
+        "pred_mem_bytes_per_chip": mem,
+        "pred_fits": mem <= cap,
+    }
 
 
-def row_plan_space(given: dict[str, str], base: PlanSpace | None = None
-                   ) -> PlanSpace:
+def row_plan_space(given: dict[str, str], base: PlanSpace | None = None) -> PlanSpace:
     """The plan space of a row whose plan is partly given: given cells are fixed.
 
     ``given`` maps plan columns of the training-run schema (``PLAN_COLUMNS``) to their
@@ -118,8 +136,9 @@ def row_plan_space(given: dict[str, str], base: PlanSpace | None = None
             except ValueError:
                 v = math.nan
             if not (math.isfinite(v) and v >= 1 and v == int(v)):
-                raise DataError(f"expected a whole number >= 1, got {given[col]!r}",
-                                column=col)
+                raise DataError(
+                    f"expected a whole number >= 1, got {given[col]!r}", column=col
+                )
             changes[col] = (int(v),)
     if "zero_fsdp" in given:
         changes["zero_stages"] = (zero_stage(given["zero_fsdp"]),)
@@ -135,15 +154,20 @@ def searched_columns(given: dict[str, str]) -> str:
     return ",".join(c for c in PLAN_COLUMNS if c not in given)
 
 
-def best_plans_for_missing(params: CostParams, chips: Mapping[str, ChipSpec],
-                           runs: RunBatch, *, space: PlanSpace | None = None,
-                           progress: bool = False
-                           ) -> tuple[RunBatch, tuple[str, ...], tuple[str, ...]]:
+def best_plans_for_missing(
+    params: CostParams,
+    chips: Mapping[str, ChipSpec],
+    runs: RunBatch,
+    *,
+    space: PlanSpace | None = None,
+    progress: bool = False,
+) -> tuple[RunBatch, tuple[str, ...], tuple[str, ...]]:
     """Fill the blank plans of a ``RunBatch`` with the fastest valid plan.
 
     For each row with ``plan_missing``, the one plan search
     (:func:`jaxcost.search.plans.best_plan`: every plan of the row's space that is
-    valid and fits in memory, scored by :func:`jaxcost.search.score.plan_time_s_physical`)
+    valid and fits in memory, scored by
+    :func:`jaxcost.search.score.plan_time_s_physical`)
     runs on the row's own cluster (chip, chip count, scale-out network) at the row's
     GEMM precision. The plan cells the row gives are constraints
     (:func:`row_plan_space`); only the blank ones are searched.
@@ -164,28 +188,46 @@ def best_plans_for_missing(params: CostParams, chips: Mapping[str, ChipSpec],
             try:
                 row_space = row_plan_space(given, space)
             except DataError as err:
-                raise DataError(err.detail, row=f"row_id {runs.row_ids[i]}",
-                                column=err.column) from None
+                raise DataError(
+                    err.detail, row=f"row_id {runs.row_ids[i]}", column=err.column
+                ) from None
             w = jax.tree.map(lambda x, i=i: np.asarray(x)[i], runs.workload)
-            chip = with_network(chips[runs.chip_keys[i]],
-                                np.asarray(runs.scaleout_bytes_per_s)[i])
+            chip = with_network(
+                chips[runs.chip_keys[i]], np.asarray(runs.scaleout_bytes_per_s)[i]
+            )
             n = int(round(float(np.asarray(runs.num_chips)[i])))
             cluster = ClusterSpec(chip=chip, num_chips=float(n))
-            precision = (Precision.FP8 if runs.precision[i] == "fp8"
-                         else Precision.BF16)
-            found = best_plan(params, cluster, w, k=1, space=row_space,
-                              precision=precision, progress=progress)
+            precision = Precision.FP8 if runs.precision[i] == "fp8" else Precision.BF16
+            found = best_plan(
+                params,
+                cluster,
+                w,
+                k=1,
+                space=row_space,
+                precision=precision,
+                progress=progress,
+            )
             if not found:
                 fixed = ", ".join(f"{k}={v}" for k, v in sorted(given.items()))
-                raise PlanError(f"no valid parallel plan of this model on {n} "
-                                f"{chip.key} (divisibility or memory)"
-                                + (f" with the given {fixed}" if fixed else ""),
-                                row=f"row_id {runs.row_ids[i]}", column="tp")
+                raise PlanError(
+                    f"no valid parallel plan of this model on {n} "
+                    f"{chip.key} (divisibility or memory)"
+                    + (f" with the given {fixed}" if fixed else ""),
+                    row=f"row_id {runs.row_ids[i]}",
+                    column="tp",
+                )
             best = found[0].plan
             for f in plan.__dataclass_fields__:
                 getattr(plan, f)[i] = float(np.asarray(getattr(best, f)))
             searched[i] = searched_columns(given)
-    text = tuple(plan_to_str(jax.tree.map(lambda x, i=i: x[i], plan))
-                 for i in range(missing.size))
-    return (runs.replace(plan=jax.tree.map(jnp.asarray, plan),
-                         plan_missing=np.zeros_like(missing)), text, tuple(searched))
+    text = tuple(
+        plan_to_str(jax.tree.map(lambda x, i=i: x[i], plan))
+        for i in range(missing.size)
+    )
+    return (
+        runs.replace(
+            plan=jax.tree.map(jnp.asarray, plan), plan_missing=np.zeros_like(missing)
+        ),
+        text,
+        tuple(searched),
+    )

@@ -97,8 +97,9 @@ class FitOptions:
     progress: bool = False
 
 
-def physical_from_matrix(m: jax.Array, data: FitData, fam_idx, chip_idx
-                          ) -> PhysicalParams:
+def physical_from_matrix(
+    m: jax.Array, data: FitData, fam_idx, chip_idx
+) -> PhysicalParams:
     nf = len(data.family_keys)
     raw = m[0][None, :] + m[1 + fam_idx] + m[1 + nf + chip_idx]
     return to_physical(RawParams(**{n: raw[:, j] for j, n in enumerate(PARAM_NAMES)}))
@@ -111,19 +112,24 @@ def pack_params(params: CostParams, data: FitData) -> jax.Array:
     zero = zero_offsets()
 
     def row(r: RawParams) -> jax.Array:
-        return jnp.stack([jnp.asarray(getattr(r, n), dtype=float) for n in PARAM_NAMES],
-                         axis=-1)
+        return jnp.stack(
+            [jnp.asarray(getattr(r, n), dtype=float) for n in PARAM_NAMES], axis=-1
+        )
 
-    rows = ([row(params.global_raw)]
-            + [row(params.family.get(k, zero)) for k in data.family_keys]
-            + [row(params.chip.get(k, zero)) for k in data.chip_keys])
+    rows = (
+        [row(params.global_raw)]
+        + [row(params.family.get(k, zero)) for k in data.family_keys]
+        + [row(params.chip.get(k, zero)) for k in data.chip_keys]
+    )
     return jnp.stack(rows, axis=-2)
 
 
-def unpack_params(m: jax.Array, data: FitData, base: CostParams | None = None
-                  ) -> CostParams:
+def unpack_params(
+    m: jax.Array, data: FitData, base: CostParams | None = None
+) -> CostParams:
     """Inverse of :func:`pack_params` (leading batch axes allowed); offsets of ``base``
     for families / chips not in ``data`` are kept."""
+
     def rec(v: jax.Array) -> RawParams:
         return RawParams(**{n: v[..., j] for j, n in enumerate(PARAM_NAMES)})
 
@@ -145,8 +151,13 @@ def prior_tables(data: FitData) -> tuple[jax.Array, jax.Array]:
     s0 = np.asarray([float(getattr(sg, n)) for n in PARAM_NAMES])
     nf, nc = len(data.family_keys), len(data.chip_keys)
     mu = np.concatenate([mu0[None], np.zeros((nf + nc, len(PARAM_NAMES)))])
-    sig = np.concatenate([s0[None], np.tile(FAMILY_SIGMA_SCALE * s0, (nf, 1)),
-                          np.tile(CHIP_SIGMA_SCALE * s0, (nc, 1))])
+    sig = np.concatenate(
+        [
+            s0[None],
+            np.tile(FAMILY_SIGMA_SCALE * s0, (nf, 1)),
+            np.tile(CHIP_SIGMA_SCALE * s0, (nc, 1)),
+        ]
+    )
     return mu, sig
 
 
@@ -166,8 +177,9 @@ def _row_chips(data: FitData, chip_idx) -> ChipSpec:
 def with_network(chip: ChipSpec, nic) -> ChipSpec:
     """``chip`` with the scale-out bandwidth ``nic`` of a run's cluster where it is
     given (NaN: the chip's own); scalars or ``(n,)`` arrays."""
-    return chip.replace(scaleout_bytes_per_s=jnp.where(
-        jnp.isnan(nic), chip.scaleout_bytes_per_s, nic))
+    return chip.replace(
+        scaleout_bytes_per_s=jnp.where(jnp.isnan(nic), chip.scaleout_bytes_per_s, nic)
+    )
 
 
 def cluster_chips(data: FitData) -> ChipSpec:
@@ -186,8 +198,11 @@ def run_chips(data: FitData) -> ChipSpec:
     fp8 = jnp.asarray(np.asarray([p == "fp8" for p in data.precision_runs]))
     f8 = jnp.asarray(chip.peak_flop_per_s_fp8)
     use = fp8 & (f8 > 0)
-    return chip.replace(peak_flop_per_s_bf16=jnp.where(use, jnp.where(use, f8, 1.0),
-                                                       chip.peak_flop_per_s_bf16))
+    return chip.replace(
+        peak_flop_per_s_bf16=jnp.where(
+            use, jnp.where(use, f8, 1.0), chip.peak_flop_per_s_bf16
+        )
+    )
 
 
 def _kernel_times(m: jax.Array, data: FitData) -> jax.Array:
@@ -209,8 +224,9 @@ def _collective_times(m: jax.Array, data: FitData) -> jax.Array:
         k = jnp.where(jnp.isnan(rpd), default, rpd)
         return collective_time(code, pp_i, chip_i, nb, n, ranks_per_domain=k)
 
-    return jax.vmap(one)(pp, chip, r.code, r.num_bytes, r.group_size,
-                         r.ranks_per_domain)
+    return jax.vmap(one)(
+        pp, chip, r.code, r.num_bytes, r.group_size, r.ranks_per_domain
+    )
 
 
 def run_values(m: jax.Array, data: FitData) -> tuple[jax.Array, jax.Array]:
@@ -218,13 +234,15 @@ def run_values(m: jax.Array, data: FitData) -> tuple[jax.Array, jax.Array]:
     r = data.runs
     pp = physical_from_matrix(m, data, r.fam_idx, r.chip_idx)
     chip = cluster_chips(data)
-    fp8 = jnp.asarray(np.asarray([p == "fp8" for p in data.precision_runs],
-                                 dtype=float))
+    fp8 = jnp.asarray(
+        np.asarray([p == "fp8" for p in data.precision_runs], dtype=float)
+    )
 
     def total(pp_i, chip_i, w, plan, n, f8):
         # f8: traced precision flag (1 = FP8 GEMMs), see step_time.gemm_peak_flop_per_s
-        st = predict_step_time_physical(pp_i, ClusterSpec(chip=chip_i, num_chips=n),
-                                        w, plan, precision=f8)
+        st = predict_step_time_physical(
+            pp_i, ClusterSpec(chip=chip_i, num_chips=n), w, plan, precision=f8
+        )
         return st.total_s
 
     t = jax.vmap(total)(pp, chip, r.workload, r.plan, r.num_chips, fp8)
@@ -243,9 +261,14 @@ def _target_from_time(t: jax.Array, data: FitData, chip: ChipSpec) -> jax.Array:
     k = r.target_kind
     return jnp.select(
         [k == 0, k == 1, k == 2, k == 3],
-        [t, tokens / per_chip_s, model_flop / (per_chip_s * peak),
-         hw_flop / (per_chip_s * peak)],
-        model_flop / per_chip_s)
+        [
+            t,
+            tokens / per_chip_s,
+            model_flop / (per_chip_s * peak),
+            hw_flop / (per_chip_s * peak),
+        ],
+        model_flop / per_chip_s,
+    )
 
 
 def log_residuals(params: CostParams, data: FitData) -> dict[str, jax.Array]:
@@ -258,8 +281,7 @@ def log_residuals_packed(m: jax.Array, data: FitData) -> dict[str, jax.Array]:
     if data.kernels is not None:
         out["kernels"] = jnp.log(_kernel_times(m, data) / data.kernels.obs)
     if data.collectives is not None:
-        out["collectives"] = jnp.log(_collective_times(m, data)
-                                     / data.collectives.obs)
+        out["collectives"] = jnp.log(_collective_times(m, data) / data.collectives.obs)
     if data.runs is not None:
         v, _ = run_values(m, data)
         out["runs"] = jnp.log(v / data.runs.obs)
@@ -273,11 +295,14 @@ def step_sign(data: FitData) -> np.ndarray:
 
 
 def base_weights(data: FitData) -> dict[str, jax.Array]:
-    return {d: getattr(data, d).weight for d in DATASETS if getattr(data, d) is not None}
+    return {
+        d: getattr(data, d).weight for d in DATASETS if getattr(data, d) is not None
+    }
 
 
-def loss_packed(m: jax.Array, mult: dict[str, jax.Array], data: FitData, tables,
-          options: FitOptions) -> jax.Array:
+def loss_packed(
+    m: jax.Array, mult: dict[str, jax.Array], data: FitData, tables, options: FitOptions
+) -> jax.Array:
     """Loss of the packed parameter matrix ``m`` (see :func:`pack_params`).
 
     ``mult``: per-dataset row multiplicities (bootstrap counts, fold masks);
@@ -298,4 +323,3 @@ def initial_params(data: FitData, params: CostParams | None = None) -> CostParam
     p = default_params() if params is None else params
     p = jax.tree.map(lambda x: jnp.asarray(x, dtype=float), p)
     return with_offsets(p, families=data.family_keys, chips=data.chip_keys)
-

@@ -53,27 +53,49 @@ DATASETS = ("kernels", "collectives", "runs")
 
 
 #: Target kinds of training rows (same order as ``data.TARGET_KINDS``).
-TARGET_KINDS = ("step_time_s", "tokens_per_s_per_chip", "mfu", "hfu",
-                "flop_per_s_per_chip")
+TARGET_KINDS = (
+    "step_time_s",
+    "tokens_per_s_per_chip",
+    "mfu",
+    "hfu",
+    "flop_per_s_per_chip",
+)
 
 
 TIME_TARGET = 0
 
 
 # Collective kinds of ``data.COLLECTIVE_KINDS`` that the alpha-beta model covers.
-_COLLECTIVE_CODES = {"all_reduce": Collective.ALL_REDUCE,
-                     "all_gather": Collective.ALL_GATHER,
-                     "reduce_scatter": Collective.REDUCE_SCATTER,
-                     "all_to_all": Collective.ALL_TO_ALL,
-                     "send_recv": Collective.SEND_RECV}
+_COLLECTIVE_CODES = {
+    "all_reduce": Collective.ALL_REDUCE,
+    "all_gather": Collective.ALL_GATHER,
+    "reduce_scatter": Collective.REDUCE_SCATTER,
+    "all_to_all": Collective.ALL_TO_ALL,
+    "send_recv": Collective.SEND_RECV,
+}
 
 
-_DATA_COLLECTIVE_KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all",
-                          "send_recv", "memcpy_h2d", "memcpy_d2h", "memcpy_d2d", "other")
+_DATA_COLLECTIVE_KINDS = (
+    "all_reduce",
+    "all_gather",
+    "reduce_scatter",
+    "all_to_all",
+    "send_recv",
+    "memcpy_h2d",
+    "memcpy_d2h",
+    "memcpy_d2d",
+    "other",
+)
 
 
-_DATA_KERNEL_KINDS = ("gemm", "moe_gemm", "attention", "mla", "hbm_stream",
-                      "transformer_layer")
+_DATA_KERNEL_KINDS = (
+    "gemm",
+    "moe_gemm",
+    "attention",
+    "mla",
+    "hbm_stream",
+    "transformer_layer",
+)
 
 
 _DATA_PRECISIONS = ("fp64", "fp32", "tf32", "fp16_bf16", "fp8")
@@ -192,12 +214,14 @@ def _index(values: Sequence[str], table: Sequence[str]) -> np.ndarray:
 def _check_chips(keys, chips, dataset):
     for k in keys:
         if k not in chips:
-            raise UnknownChipError(f"unknown chip key '{k}'", file=dataset,
-                                   column="chip_key")
+            raise UnknownChipError(
+                f"unknown chip key '{k}'", file=dataset, column="chip_key"
+            )
 
 
-def build_fit_data(chips: Mapping[str, ChipSpec], *, runs=None, collectives=None,
-                   kernels=None) -> FitData:
+def build_fit_data(
+    chips: Mapping[str, ChipSpec], *, runs=None, collectives=None, kernels=None
+) -> FitData:
     """Select the fittable rows of ``data.RunBatch`` / ``CollectiveBatch`` /
     ``KernelBatch`` and turn them into :class:`FitData`.
 
@@ -228,7 +252,9 @@ def build_fit_data(chips: Mapping[str, ChipSpec], *, runs=None, collectives=None
         flop = np.asarray(kernels.flop, dtype=float)
         t = np.asarray(kernels.time_s, dtype=float)
         bw = np.asarray(kernels.bytes_per_s, dtype=float)
-        m, n, k = (np.asarray(x, dtype=float) for x in (kernels.m, kernels.n, kernels.k))
+        m, n, k = (
+            np.asarray(x, dtype=float) for x in (kernels.m, kernels.n, kernels.k)
+        )
         sel, rec = [], {"flop": [], "bytes": [], "kind": [], "fp8": [], "obs": []}
         for i, rid in enumerate(kernels.row_ids):
             kname = _DATA_KERNEL_KINDS[int(kind[i])]
@@ -242,15 +268,20 @@ def build_fit_data(chips: Mapping[str, ChipSpec], *, runs=None, collectives=None
                 elif not (math.isfinite(t[i]) and t[i] > 0):
                     why = "no time or FLOP/s"
                 elif kname == "attention" and _unfused_attention(kernels, i):
-                    why = ("unfused attention (score matrix through HBM), not the "
-                           "flash-style attention op of the step model")
+                    why = (
+                        "unfused attention (score matrix through HBM), not the "
+                        "flash-style attention op of the step model"
+                    )
                 else:
                     if kname == "attention":
                         nb, ok = 0.0, OpKind.ATTENTION
                     else:
                         groups = flop[i] / (2.0 * m[i] * n[i] * k[i])
-                        nb = (m[i] * k[i] + k[i] * n[i] + m[i] * n[i]) * groups \
+                        nb = (
+                            (m[i] * k[i] + k[i] * n[i] + m[i] * n[i])
+                            * groups
                             * _ELEM_BYTES[pname]
+                        )
                         ok = OpKind.MATMUL
                     rec["flop"].append(flop[i])
                     rec["bytes"].append(nb)
@@ -276,12 +307,19 @@ def build_fit_data(chips: Mapping[str, ChipSpec], *, runs=None, collectives=None
             keys = [kernels.chip_keys[i] for i in sel]
             _check_chips(keys, chips, "kernels")
             used_keys += keys
-            klab = {"row_id": tuple(kernels.row_ids[i] for i in sel),
-                    "group": tuple(kernels.groups[i] for i in sel), "chip": tuple(keys)}
-            krows = {"flop": np.asarray(rec["flop"]), "num_bytes": np.asarray(rec["bytes"]),
-                     "op_kind": np.asarray(rec["kind"], np.int32),
-                     "fp8": np.asarray(rec["fp8"]), "obs": np.asarray(rec["obs"]),
-                     "weight": np.ones(len(sel))}
+            klab = {
+                "row_id": tuple(kernels.row_ids[i] for i in sel),
+                "group": tuple(kernels.groups[i] for i in sel),
+                "chip": tuple(keys),
+            }
+            krows = {
+                "flop": np.asarray(rec["flop"]),
+                "num_bytes": np.asarray(rec["bytes"]),
+                "op_kind": np.asarray(rec["kind"], np.int32),
+                "fp8": np.asarray(rec["fp8"]),
+                "obs": np.asarray(rec["obs"]),
+                "weight": np.ones(len(sel)),
+            }
 
     if collectives is not None:
         kind = np.asarray(collectives.kind)
@@ -313,12 +351,19 @@ def build_fit_data(chips: Mapping[str, ChipSpec], *, runs=None, collectives=None
             s = np.asarray(sel)
             with np.errstate(invalid="ignore", divide="ignore"):
                 rpd = np.where(np.isfinite(nn[s]) & (nn[s] >= 1), nr[s] / nn[s], np.nan)
-            clab = {"row_id": tuple(collectives.row_ids[i] for i in sel),
-                    "group": tuple(collectives.groups[i] for i in sel),
-                    "chip": tuple(keys)}
-            crows = {"code": np.asarray(codes, np.int32), "num_bytes": mb[s],
-                     "group_size": nr[s], "ranks_per_domain": rpd, "obs": t[s],
-                     "weight": np.ones(len(sel))}
+            clab = {
+                "row_id": tuple(collectives.row_ids[i] for i in sel),
+                "group": tuple(collectives.groups[i] for i in sel),
+                "chip": tuple(keys),
+            }
+            crows = {
+                "code": np.asarray(codes, np.int32),
+                "num_bytes": mb[s],
+                "group_size": nr[s],
+                "ranks_per_domain": rpd,
+                "obs": t[s],
+                "weight": np.ones(len(sel)),
+            }
 
     if runs is not None:
         missing = np.asarray(runs.plan_missing, dtype=bool)
@@ -335,18 +380,22 @@ def build_fit_data(chips: Mapping[str, ChipSpec], *, runs=None, collectives=None
             _check_chips(keys, chips, "runs")
             used_keys += keys
             take = lambda x: jnp.asarray(np.asarray(x)[s])  # noqa: E731
-            rlab = {"row_id": tuple(runs.row_ids[i] for i in sel),
-                    "group": tuple(runs.groups[i] for i in sel), "chip": tuple(keys)}
+            rlab = {
+                "row_id": tuple(runs.row_ids[i] for i in sel),
+                "group": tuple(runs.groups[i] for i in sel),
+                "chip": tuple(keys),
+            }
             prec_runs = tuple(runs.precision[i] for i in sel)
-            rrows = {"workload": jax.tree.map(take, runs.workload),
-                     "plan": jax.tree.map(take, runs.plan),
-                     "num_chips": np.asarray(runs.num_chips, float)[s],
-                     "target_kind": np.asarray(runs.target_kind, np.int32)[s],
-                     "peak_flop_per_s": np.asarray(runs.peak_flop_per_s, float)[s],
-                     "obs": np.asarray(runs.target_value, float)[s],
-                     "weight": np.asarray(runs.weight, float)[s],
-                     "scaleout_bytes_per_s":
-                         np.asarray(runs.scaleout_bytes_per_s, float)[s]}
+            rrows = {
+                "workload": jax.tree.map(take, runs.workload),
+                "plan": jax.tree.map(take, runs.plan),
+                "num_chips": np.asarray(runs.num_chips, float)[s],
+                "target_kind": np.asarray(runs.target_kind, np.int32)[s],
+                "peak_flop_per_s": np.asarray(runs.peak_flop_per_s, float)[s],
+                "obs": np.asarray(runs.target_value, float)[s],
+                "weight": np.asarray(runs.weight, float)[s],
+                "scaleout_bytes_per_s": np.asarray(runs.scaleout_bytes_per_s, float)[s],
+            }
 
     if krows is None and crows is None and rrows is None:
         raise DataError("no fittable benchmark row (every row was excluded)")
@@ -361,8 +410,10 @@ def build_fit_data(chips: Mapping[str, ChipSpec], *, runs=None, collectives=None
         return jnp.asarray(c), jnp.asarray(f)
 
     def arrays(d):
-        return {k: (v if k in ("workload", "plan") else jnp.asarray(v))
-                for k, v in d.items()}
+        return {
+            k: (v if k in ("workload", "plan") else jnp.asarray(v))
+            for k, v in d.items()
+        }
 
     kr = cr = rr = None
     if krows is not None:
@@ -374,12 +425,21 @@ def build_fit_data(chips: Mapping[str, ChipSpec], *, runs=None, collectives=None
     if rrows is not None:
         c, f = idx(rlab)
         rr = _RunRows(chip_idx=c, fam_idx=f, **arrays(rrows))
-    labels = tuple((d, None if lab is None else tuple(lab.items()))
-                   for d, lab in zip(DATASETS, (klab, clab, rlab), strict=True))
-    return FitData(kernels=kr, collectives=cr, runs=rr, chip_table=chip_table,
-                   chip_keys=chip_keys, family_keys=family_keys, labels=labels,
-                   precision_runs=prec_runs,
-                   excluded=tuple((d, tuple(excluded[d])) for d in DATASETS))
+    labels = tuple(
+        (d, None if lab is None else tuple(lab.items()))
+        for d, lab in zip(DATASETS, (klab, clab, rlab), strict=True)
+    )
+    return FitData(
+        kernels=kr,
+        collectives=cr,
+        runs=rr,
+        chip_table=chip_table,
+        chip_keys=chip_keys,
+        family_keys=family_keys,
+        labels=labels,
+        precision_runs=prec_runs,
+        excluded=tuple((d, tuple(excluded[d])) for d in DATASETS),
+    )
 
 
 def benchmark_kind(path: str) -> str:
@@ -403,13 +463,18 @@ def benchmark_kind(path: str) -> str:
         return "collectives"
     if "target" in header:
         return "training_runs"
-    raise JaxcostError("cannot tell the benchmark kind; expected a 'target', "
-                       "'collective_kind' or 'kernel_kind' column", file=path,
-                       row=1, column="target")
+    raise JaxcostError(
+        "cannot tell the benchmark kind; expected a 'target', "
+        "'collective_kind' or 'kernel_kind' column",
+        file=path,
+        row=1,
+        column="target",
+    )
 
 
-def load_fit_files(paths: Sequence[str], chips: Mapping[str, ChipSpec]
-                   ) -> tuple[FitData, dict[str, str]]:
+def load_fit_files(
+    paths: Sequence[str], chips: Mapping[str, ChipSpec]
+) -> tuple[FitData, dict[str, str]]:
     """``FitData`` of benchmark CSVs (at most one per kind, told apart by
     :func:`benchmark_kind`), and the SHA-256 of each file by base name (provenance).
 
@@ -418,17 +483,19 @@ def load_fit_files(paths: Sequence[str], chips: Mapping[str, ChipSpec]
         the builders reject; the message names the file.
     """
 
-
     batches: dict[str, Any] = {}
     hashes: dict[str, str] = {}
-    conv = {"training_runs": lambda d: runs_to_arrays(d, chips),
-            "collectives": collectives_to_arrays,
-            "kernels": kernels_to_arrays}
+    conv = {
+        "training_runs": lambda d: runs_to_arrays(d, chips),
+        "collectives": collectives_to_arrays,
+        "kernels": kernels_to_arrays,
+    }
     for path in paths:
         kind = benchmark_kind(path)
         if kind in batches:
-            raise JaxcostError(f"a second {kind} file; give one file per kind",
-                               file=path)
+            raise JaxcostError(
+                f"a second {kind} file; give one file per kind", file=path
+            )
         df = D.load_benchmarks(kind, path)
         try:
             batches[kind] = conv[kind](df)
@@ -437,10 +504,12 @@ def load_fit_files(paths: Sequence[str], chips: Mapping[str, ChipSpec]
         with open(path, "rb") as fh:
             hashes[os.path.basename(path)] = hashlib.sha256(fh.read()).hexdigest()
     try:
-        fd = build_fit_data(chips, runs=batches.get("training_runs"),
-                            collectives=batches.get("collectives"),
-                            kernels=batches.get("kernels"))
+        fd = build_fit_data(
+            chips,
+            runs=batches.get("training_runs"),
+            collectives=batches.get("collectives"),
+            kernels=batches.get("kernels"),
+        )
     except JaxcostError as err:
         raise err.in_file(", ".join(paths)) from None
     return fd, hashes
-

@@ -108,7 +108,14 @@ COLLECTIVE_KINDS = (
     "memcpy_d2d",
     "other",
 )
-KERNEL_KINDS = ("gemm", "moe_gemm", "attention", "mla", "hbm_stream", "transformer_layer")
+KERNEL_KINDS = (
+    "gemm",
+    "moe_gemm",
+    "attention",
+    "mla",
+    "hbm_stream",
+    "transformer_layer",
+)
 PRECISION_KINDS = ("fp64", "fp32", "tf32", "fp16_bf16", "fp8")
 
 _SOURCE = {
@@ -166,16 +173,17 @@ _MODEL_PLAN = {
     "recompute": Col("str"),
     # attention kernel: "flash" (fused, the default when blank or absent) or "unfused"
     # (the T×T scores pass through HBM; frameworks before 2023). Not in the reference
-    # schema; tools/build_benchmarks.py fills it from data/benchmarks/software_rules.csv.
+    # schema; tools/build_benchmarks.py fills it from
+    # data/benchmarks/software_rules.csv.
     "attention": Col("str", allowed=("flash", "unfused")),
     # MoE dispatch/combine: "nccl" (the framework's all-to-all, the default when blank
     # or absent) or "fused" (DeepEP-style kernels driving NVLink and RDMA at once).
     "ep_dispatcher": Col("str", allowed=("nccl", "fused")),
     # TP communication chunked and pipelined with the GEMMs: "yes" or "no" (default).
     "tp_comm_overlap": Col("str", allowed=("yes", "no")),
-    # gradient reduction launched bucket by bucket during the backward pass (Megatron-Core
-    # --overlap-grad-reduce, NeMo / Megatron-Bridge recipes, FSDP): "yes" or "no"
-    # (default).
+    # gradient reduction launched bucket by bucket during the backward pass
+    # (Megatron-Core --overlap-grad-reduce, NeMo / Megatron-Bridge recipes, FSDP):
+    # "yes" or "no" (default).
     "dp_comm_overlap": Col("str", allowed=("yes", "no")),
     # layers over pipeline stages: "uniform" (L/p each, the head on the last stage;
     # the default) or "balanced" (uneven whole layers so the head's stage is not the
@@ -186,9 +194,13 @@ _MODEL_PLAN = {
 
 #: Software-setting columns of a training run (not in the reference schema) and the
 #: value a blank or absent cell means.
-SOFTWARE_DEFAULTS = {"attention": "flash", "ep_dispatcher": "nccl",
-                     "tp_comm_overlap": "no", "dp_comm_overlap": "no",
-                     "pp_layout": "uniform"}
+SOFTWARE_DEFAULTS = {
+    "attention": "flash",
+    "ep_dispatcher": "nccl",
+    "tp_comm_overlap": "no",
+    "dp_comm_overlap": "no",
+    "pp_layout": "uniform",
+}
 
 _OUTCOMES = {
     "step_time_s": Col("float", positive=True),
@@ -222,7 +234,9 @@ RUNS_SCHEMA: dict[str, Col] = {
     "target": Col("str", allowed=TARGET_KINDS),
 }
 for _name in ("layers", "hidden", "heads", "seq_len", "vocab", "gbs_seqs", "n_chips"):
-    RUNS_SCHEMA[_name] = dataclasses.replace(RUNS_SCHEMA[_name], required=True, filled=True)
+    RUNS_SCHEMA[_name] = dataclasses.replace(
+        RUNS_SCHEMA[_name], required=True, filled=True
+    )
 
 #: Collective and copy bandwidths (``data/benchmarks/collectives.csv``).
 COLLECTIVES_SCHEMA: dict[str, Col] = {
@@ -270,7 +284,9 @@ KERNELS_SCHEMA: dict[str, Col] = {
     "causal": Col("bool"),
     "pass": Col("str", allowed=("fwd", "bwd", "fwd+bwd")),
     "value": Col("float", required=True, filled=True, positive=True),
-    "unit": Col("str", required=True, filled=True, allowed=("TFLOPS", "TB/s", "GB/s", "ms")),
+    "unit": Col(
+        "str", required=True, filled=True, allowed=("TFLOPS", "TB/s", "GB/s", "ms")
+    ),
     "secondary_value": Col("float", positive=True),
     "secondary_unit": Col("str"),
     "flop_per_s": Col("float", positive=True),
@@ -301,10 +317,12 @@ BENCHMARK_KINDS = tuple(_SCHEMAS)
 
 
 def benchmark_path(kind: str) -> Path:
-    """Path of the shipped benchmark CSV of ``kind`` (one of :data:`BENCHMARK_KINDS`)."""
+    """Path of the shipped benchmark CSV of ``kind`` (one of
+    :data:`BENCHMARK_KINDS`)."""
     if kind not in _SCHEMAS:
         raise DataError(
-            f"unknown benchmark kind '{kind}'; expected one of {', '.join(BENCHMARK_KINDS)}"
+            f"unknown benchmark kind '{kind}'; expected one of "
+            f"{', '.join(BENCHMARK_KINDS)}"
         )
     return data_dir() / "benchmarks" / f"{kind}.csv"
 
@@ -333,7 +351,9 @@ def _parse_column(raw: pd.Series, col: Col, name: str, file: str) -> pd.Series:
     """Convert one column of strings to its type, raising on the first bad cell."""
     if col.kind == "str":
         out = pd.Series(
-            [None if is_blank(x) else str(x).strip() for x in raw], index=raw.index, dtype=object
+            [None if is_blank(x) else str(x).strip() for x in raw],
+            index=raw.index,
+            dtype=object,
         )
         if col.allowed is not None:
             for i, v in enumerate(out):
@@ -341,7 +361,9 @@ def _parse_column(raw: pd.Series, col: Col, name: str, file: str) -> pd.Series:
                     raise DataError(
                         f"value '{v}' is not allowed; expected one of "
                         f"{', '.join(col.allowed)} or blank",
-                        file=file, row=row_label(i), column=name,
+                        file=file,
+                        row=row_label(i),
+                        column=name,
                     )
         return out
     if col.kind == "bool":
@@ -357,8 +379,11 @@ def _parse_column(raw: pd.Series, col: Col, name: str, file: str) -> pd.Series:
                 vals.append(False)
             else:
                 raise DataError(
-                    f"value '{x}' is not a boolean; expected True/False, yes/no or blank",
-                    file=file, row=row_label(i), column=name,
+                    f"value '{x}' is not a boolean; expected True/False, yes/no or "
+                    "blank",
+                    file=file,
+                    row=row_label(i),
+                    column=name,
                 )
         return pd.Series(vals, index=raw.index, dtype=object)
     # numeric
@@ -372,17 +397,23 @@ def _parse_column(raw: pd.Series, col: Col, name: str, file: str) -> pd.Series:
             raise DataError(
                 f"value '{x}' is not a number; expected "
                 f"{'a whole number' if col.kind == 'int' else 'a number'} or blank",
-                file=file, row=row_label(i), column=name,
+                file=file,
+                row=row_label(i),
+                column=name,
             ) from None
         if not math.isfinite(v):
             raise DataError(
                 f"value '{x}' is not finite; expected a finite number or blank",
-                file=file, row=row_label(i), column=name,
+                file=file,
+                row=row_label(i),
+                column=name,
             )
         if col.kind == "int" and v != round(v):
             raise DataError(
                 f"value '{x}' is not a whole number; expected a count",
-                file=file, row=row_label(i), column=name,
+                file=file,
+                row=row_label(i),
+                column=name,
             )
         if col.positive and v <= 0:
             raise DataError(
@@ -395,7 +426,9 @@ def _parse_column(raw: pd.Series, col: Col, name: str, file: str) -> pd.Series:
         if col.fraction and not (0.0 < v <= 1.0):
             raise DataError(
                 f"value '{x}' is not a fraction; expected 0 < value <= 1",
-                file=file, row=row_label(i), column=name,
+                file=file,
+                row=row_label(i),
+                column=name,
             )
         vals[i] = v
     return pd.Series(vals, index=raw.index, dtype=float)
@@ -481,12 +514,16 @@ def load_csv(
                 if is_blank(v):
                     raise DataError(
                         "blank cell; expected a value in every row",
-                        file=file, row=row_label(i), column=name,
+                        file=file,
+                        row=row_label(i),
+                        column=name,
                     )
     for name in df.columns:
         if name not in schema:
             df[name] = pd.Series(
-                [None if is_blank(x) else x for x in raw[name]], index=raw.index, dtype=object
+                [None if is_blank(x) else x for x in raw[name]],
+                index=raw.index,
+                dtype=object,
             )
     if "row_id" in df.columns:
         seen: dict[str, int] = {}
@@ -497,7 +534,9 @@ def load_csv(
                 raise DataError(
                     f"duplicated row_id '{v}' (first at {row_label(seen[v])}); "
                     "expected unique row ids",
-                    file=file, row=row_label(i), column="row_id",
+                    file=file,
+                    row=row_label(i),
+                    column="row_id",
                 )
             seen[v] = i
     if isinstance(chips, str) and chips == "default":
@@ -509,10 +548,16 @@ def load_csv(
                 raise UnknownChipError(
                     f"unknown chip key '{v}'; expected a key of data/chips.csv "
                     "(or blank, with a note, for a chip not in the database)",
-                    file=file, row=row_label(i), column="chip_key",
+                    file=file,
+                    row=row_label(i),
+                    column="chip_key",
                 )
     if {"tp", "pp", "dp", "n_chips"} <= set(df.columns):
-        cp = df["cp"].fillna(1.0) if "cp" in df.columns else pd.Series(1.0, index=df.index)
+        cp = (
+            df["cp"].fillna(1.0)
+            if "cp" in df.columns
+            else pd.Series(1.0, index=df.index)
+        )
         prod = df["tp"] * df["pp"] * df["dp"] * cp
         for i in range(len(df)):
             if np.isnan(prod.iloc[i]) or np.isnan(df["n_chips"].iloc[i]):
@@ -522,14 +567,18 @@ def load_csv(
                     f"tp*pp*dp*cp = {prod.iloc[i]:g} but n_chips = "
                     f"{df['n_chips'].iloc[i]:g}; expected the product of the parallel "
                     "degrees to equal the chip count",
-                    file=file, row=row_label(i), column="n_chips",
+                    file=file,
+                    row=row_label(i),
+                    column="n_chips",
                 )
     if "target" in df.columns:
         for i, t in enumerate(df["target"]):
             if t is not None and (t not in df.columns or is_blank(df[t].iloc[i])):
                 raise DataError(
                     f"target '{t}' names a blank column; expected a value in '{t}'",
-                    file=file, row=row_label(i), column=t,
+                    file=file,
+                    row=row_label(i),
+                    column=t,
                 )
     return df
 
@@ -551,14 +600,16 @@ def load_benchmarks(
     p = benchmark_path(kind) if path is None else Path(path)
     if kind not in _SCHEMAS:
         raise DataError(
-            f"unknown benchmark kind '{kind}'; expected one of {', '.join(BENCHMARK_KINDS)}"
+            f"unknown benchmark kind '{kind}'; expected one of "
+            f"{', '.join(BENCHMARK_KINDS)}"
         )
     df = load_csv(p, _SCHEMAS[kind], chips=chips)
     return add_si_columns(df, kind, file=str(p))
 
 
 def load_runs(path: str | os.PathLike, *, chips: Any = "default") -> pd.DataFrame:
-    """Load a user's training-run CSV (``jaxcost predict`` input): :data:`RUNS_SCHEMA`."""
+    """Load a user's training-run CSV (``jaxcost predict`` input):
+    :data:`RUNS_SCHEMA`."""
     df = load_csv(path, RUNS_SCHEMA, chips=chips)
     return add_si_columns(df, "training_runs", file=str(path))
 
@@ -567,9 +618,15 @@ def load_runs(path: str | os.PathLike, *, chips: Any = "default") -> pd.DataFram
 
 
 def _fill_si(
-    df: pd.DataFrame, si: str, quoted: pd.Series, file: str | None, *, rtol: float = 1e-6
+    df: pd.DataFrame,
+    si: str,
+    quoted: pd.Series,
+    file: str | None,
+    *,
+    rtol: float = 1e-6,
 ) -> None:
-    """Fill ``df[si]`` from ``quoted`` (already converted); check agreement where both."""
+    """Fill ``df[si]`` from ``quoted`` (already converted); check agreement where
+    both."""
     if si not in df.columns:
         df[si] = quoted.astype(float)
         return
@@ -581,7 +638,9 @@ def _fill_si(
         raise DataError(
             f"value {cur.iloc[i]:g} disagrees with the quoted column "
             f"({quoted.iloc[i]:g} after unit conversion); expected equal values",
-            file=file, row=row_label(i), column=si,
+            file=file,
+            row=row_label(i),
+            column=si,
         )
     df[si] = cur.where(cur.notna(), quoted)
 
@@ -592,7 +651,9 @@ def column_or_nan(df: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series(np.nan, index=df.index, dtype=float)
 
 
-def add_si_columns(df: pd.DataFrame, kind: str, *, file: str | None = None) -> pd.DataFrame:
+def add_si_columns(
+    df: pd.DataFrame, kind: str, *, file: str | None = None
+) -> pd.DataFrame:
     """Add (or check) the SI columns of a benchmark frame from its quoted columns.
 
     Decimal prefixes throughout (``units.TERA``, ``units.GIGA``): TFLOP/s x 1e12 ->
@@ -607,16 +668,31 @@ def add_si_columns(df: pd.DataFrame, kind: str, *, file: str | None = None) -> p
       ``flop_per_s``, ``bytes_per_s``, ``time_s`` (measurements) and
       ``spec_flop_per_s``/``spec_bytes_per_s`` (peaks quoted by the source).
 
-    Returns a copy; raises ``DataError`` where an SI cell disagrees with its quoted cell.
+    Returns a copy; raises ``DataError`` where an SI cell disagrees with its quoted
+    cell.
     """
     df = df.copy()
     if kind == "training_runs":
-        _fill_si(df, "flop_per_s_per_chip", column_or_nan(df, "tflops_per_chip") * units.TERA, file)
-        _fill_si(df, "mfu_peak_flop_per_s", column_or_nan(df, "mfu_peak_tflops") * units.TERA, file)
+        _fill_si(
+            df,
+            "flop_per_s_per_chip",
+            column_or_nan(df, "tflops_per_chip") * units.TERA,
+            file,
+        )
+        _fill_si(
+            df,
+            "mfu_peak_flop_per_s",
+            column_or_nan(df, "mfu_peak_tflops") * units.TERA,
+            file,
+        )
     elif kind == "collectives":
         _fill_si(df, "time_s", column_or_nan(df, "time_us") * units.MICRO, file)
-        _fill_si(df, "algbw_bytes_per_s", column_or_nan(df, "algbw_GBps") * units.GIGA, file)
-        _fill_si(df, "busbw_bytes_per_s", column_or_nan(df, "busbw_GBps") * units.GIGA, file)
+        _fill_si(
+            df, "algbw_bytes_per_s", column_or_nan(df, "algbw_GBps") * units.GIGA, file
+        )
+        _fill_si(
+            df, "busbw_bytes_per_s", column_or_nan(df, "busbw_GBps") * units.GIGA, file
+        )
         metric = (
             df["other_metric"].fillna("").astype(str)
             if "other_metric" in df.columns
@@ -626,11 +702,16 @@ def add_si_columns(df: pd.DataFrame, kind: str, *, file: str | None = None) -> p
             "equivalent bandwidth", regex=False
         )
         _fill_si(
-            df, "other_bytes_per_s", column_or_nan(df, "other_value").where(is_gbs) * units.GIGA, file
+            df,
+            "other_bytes_per_s",
+            column_or_nan(df, "other_value").where(is_gbs) * units.GIGA,
+            file,
         )
     elif kind == "kernels":
-        unit = df["unit"].fillna("").astype(str) if "unit" in df.columns else pd.Series(
-            "", index=df.index
+        unit = (
+            df["unit"].fillna("").astype(str)
+            if "unit" in df.columns
+            else pd.Series("", index=df.index)
         )
         val = column_or_nan(df, "value")
         sunit = (
@@ -652,9 +733,9 @@ def add_si_columns(df: pd.DataFrame, kind: str, *, file: str | None = None) -> p
         bw = bw.combine_first(sval.where(measured_bw, nan) * units.GIGA)
         t = t.combine_first(sval.where(sunit == "ms", nan) * units.MILLI)
         spec_flop = sval.where(is_spec & (unit == "TFLOPS"), nan) * units.TERA
-        spec_bw = (sval.where(is_spec & (unit == "GB/s"), nan) * units.GIGA).combine_first(
-            sval.where(is_spec & (unit == "TB/s"), nan) * units.TERA
-        )
+        spec_bw = (
+            sval.where(is_spec & (unit == "GB/s"), nan) * units.GIGA
+        ).combine_first(sval.where(is_spec & (unit == "TB/s"), nan) * units.TERA)
         _fill_si(df, "flop_per_s", flop, file)
         _fill_si(df, "bytes_per_s", bw, file)
         _fill_si(df, "time_s", t, file)
@@ -662,7 +743,8 @@ def add_si_columns(df: pd.DataFrame, kind: str, *, file: str | None = None) -> p
         _fill_si(df, "spec_bytes_per_s", spec_bw, file)
     else:
         raise DataError(
-            f"unknown benchmark kind '{kind}'; expected one of {', '.join(BENCHMARK_KINDS)}"
+            f"unknown benchmark kind '{kind}'; expected one of "
+            f"{', '.join(BENCHMARK_KINDS)}"
         )
     return df
 
@@ -726,11 +808,14 @@ def zero_stage(text: Any) -> int:
         return int(m.group(1))
     if s.isdigit():
         return int(s)
-    raise DataError(f"value '{text}' is not a ZeRO stage; expected e.g. ZeRO-1, zero1=8, FSDP")
+    raise DataError(
+        f"value '{text}' is not a ZeRO stage; expected e.g. ZeRO-1, zero1=8, FSDP"
+    )
 
 
 def recompute_code(text: Any) -> int:
-    """Recompute kind code (``parallel.Recompute`` value) from the ``recompute`` text."""
+    """Recompute kind code (``parallel.Recompute`` value) from the ``recompute``
+    text."""
     if is_blank(text):
         return 0
     s = str(text).strip().lower()
@@ -738,10 +823,11 @@ def recompute_code(text: Any) -> int:
         return 0
     if s.startswith("full"):
         return 2
-    # Fine-grained module recompute (Megatron-Core --recompute-modules): recomputing only
-    # norms and activation functions costs a few memory-bound passes, which the step
-    # model neglects (none); recomputing the whole MoE block repeats most of the layer's
-    # FLOP (full). Other selective recompute is the attention core (Korthikanti).
+    # Fine-grained module recompute (Megatron-Core --recompute-modules): recomputing
+    # only norms and activation functions costs a few memory-bound passes, which the
+    # step model neglects (none); recomputing the whole MoE block repeats most of the
+    # layer's FLOP (full). Other selective recompute is the attention core
+    # (Korthikanti).
     modules = s.split("(", 1)[1] if "(" in s else s
     if "moe layernorm" in modules or "whole moe block" in modules:
         return 2
@@ -749,11 +835,14 @@ def recompute_code(text: Any) -> int:
         return 0
     if s.startswith("selective"):
         return 1
-    raise DataError(f"value '{text}' is not a recompute mode; expected none, selective, full")
+    raise DataError(
+        f"value '{text}' is not a recompute mode; expected none, selective, full"
+    )
 
 
 def precision_kind(text: Any) -> str:
-    """Compute precision of a training run: ``fp8`` where FP8 is named, else fp16_bf16."""
+    """Compute precision of a training run: ``fp8`` where FP8 is named, else
+    fp16_bf16."""
     if is_blank(text):
         return "fp16_bf16"
     return "fp8" if "fp8" in str(text).lower() else "fp16_bf16"

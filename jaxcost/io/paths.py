@@ -12,8 +12,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["data_dir", "scenarios_dir", "default_scenario_path",
-           "default_calibration_path"]
+__all__ = [
+    "data_dir",
+    "scenarios_dir",
+    "default_scenario_path",
+    "default_calibration_path",
+]
 
 
 def _package_root() -> Path:

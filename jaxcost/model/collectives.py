@@ -4,8 +4,9 @@ Convention: ``num_bytes`` V is the **full (gathered) buffer per rank**: the outp
 all-gather, the input of a reduce-scatter, the buffer of an all-reduce (as in
 nccl-tests' "size"), the whole send buffer of an all-to-all, the message of a send/recv.
 Bandwidths are per chip and per direction; the effective bandwidth is the fitted
-efficiency times the link bandwidth, W_up = e_up * W_scaleup, W_out = e_out * W_scaleout,
-and the efficiency saturates with the buffer size like every efficiency in jaxcost,
+efficiency times the link bandwidth, W_up = e_up * W_scaleup,
+W_out = e_out * W_scaleout, and the efficiency saturates with the buffer size like
+every efficiency in jaxcost,
 e(V) = e_max V / (V + V_half) — in the formulas below V stands for V + V_half (V > 0;
 a zero-byte collective costs only its latency terms).
 
@@ -37,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcost.model.hardware import ChipSpec
+from jaxcost.model.numerics import safe_pow
 from jaxcost.model.params import PhysicalParams
 from jaxcost.model.roofline import smooth_max
 from jaxcost.model.types import ArrayLike
@@ -68,7 +70,9 @@ def _links(pp: PhysicalParams, chip: ChipSpec):
     # so does one whose scale-up bandwidth is unknown (NaN): a lower bound, never NaN
     no_up = ~(w_up_raw > 0)
     w_up_raw = jnp.where(no_up, 1.0, w_up_raw)  # no NaN in the unused branch (grads)
-    w_up = jnp.where(no_up, w_out_raw * pp.scaleout_bw_eff, w_up_raw * pp.scaleup_bw_eff)
+    w_up = jnp.where(
+        no_up, w_out_raw * pp.scaleout_bw_eff, w_up_raw * pp.scaleup_bw_eff
+    )
     a_up = jnp.where(no_up, pp.scaleout_latency_s, pp.scaleup_latency_s)
     w_out = w_out_raw * pp.scaleout_bw_eff
     return (jnp.maximum(w_up, _MIN_BYTES_PER_S), a_up,
@@ -115,7 +119,8 @@ def all_gather_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
 def reduce_scatter_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
                         group_size: ArrayLike, *,
                         ranks_per_domain: ArrayLike | None = None) -> jax.Array:
-    """Two-level ring reduce-scatter of a V-byte input buffer, s (same cost as all-gather)."""
+    """Two-level ring reduce-scatter of a V-byte input buffer, s (same cost as
+    all-gather)."""
     return all_gather_time(pp, chip, num_bytes, group_size,
                            ranks_per_domain=ranks_per_domain)
 
@@ -123,7 +128,8 @@ def reduce_scatter_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike
 def all_reduce_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
                     group_size: ArrayLike, *,
                     ranks_per_domain: ArrayLike | None = None) -> jax.Array:
-    """Two-level all-reduce (intra RS, inter AR, intra AG) of V bytes, s: 2x all-gather."""
+    """Two-level all-reduce (intra RS, inter AR, intra AG) of V bytes, s: 2x
+    all-gather."""
     return 2.0 * all_gather_time(pp, chip, num_bytes, group_size,
                                  ranks_per_domain=ranks_per_domain)
 
@@ -154,8 +160,8 @@ def all_to_all_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
     t_out = (n - k) / n * v / w_out
     f = jnp.asarray(fused)
     q = jnp.maximum(jnp.asarray(copies_per_row, dtype=jnp.result_type(float)), 1.0)
-    # floor on the base: finite gradients at one domain (where t_out is 0 anyway)
-    dedup = g * (1.0 - jnp.maximum(1.0 - 1.0 / g, 1e-30) ** q) / q
+    # base 0 at one domain (where t_out is 0 anyway): double where, finite gradients
+    dedup = g * (1.0 - safe_pow(1.0 - 1.0 / g, q)) / q
     t_seq = (t_up + t_out) / pp.a2a_bw_eff
     t_par = smooth_max(t_up, dedup * t_out, FUSED_A2A_SHARPNESS) / pp.fused_a2a_bw_eff
     return (1.0 - f) * t_seq + f * t_par + (k - 1.0) * a_up + (g - 1.0) * a_out

@@ -101,8 +101,13 @@ class ChipSpec:
     memory_type: str = struct.field(pytree_node=False, default="")
 
     @classmethod
-    def from_row(cls, mapping: Mapping[str, str], *, file: str | os.PathLike = "<row>",
-                 row: int = 0) -> ChipSpec:
+    def from_row(
+        cls,
+        mapping: Mapping[str, str],
+        *,
+        file: str | os.PathLike = "<row>",
+        row: int = 0,
+    ) -> ChipSpec:
         """Build and validate one chip from a CSV row; see :func:`_chip_from_row`."""
         return _chip_from_row(cls, mapping, file=file, row=row)
 
@@ -112,7 +117,8 @@ class ClusterSpec:
     """A homogeneous cluster: ``num_chips`` of one ``chip`` type.
 
     Heterogeneous clusters are lists of ``ClusterSpec`` groups (one per chip type) in
-    ``step_time``; a group's chips share a scale-up domain of ``chip.scaleup_domain_size``.
+    ``step_time``; a group's chips share a scale-up domain of
+    ``chip.scaleup_domain_size``.
 
     Attributes:
       chip: the chip type.
@@ -129,10 +135,15 @@ def stack_chips(chips: list[ChipSpec]) -> ChipSpec:
     Static fields of the result are taken from the first chip.
     """
     first = chips[0]
-    static = {f.name: getattr(first, f.name) for f in dataclasses.fields(ChipSpec)
-              if not f.metadata.get("pytree_node", True)}
-    stacked = jax.tree.map(lambda *x: jnp.stack([jnp.asarray(v) for v in x]),
-                           *[c.replace(**static) for c in chips])
+    static = {
+        f.name: getattr(first, f.name)
+        for f in dataclasses.fields(ChipSpec)
+        if not f.metadata.get("pytree_node", True)
+    }
+    stacked = jax.tree.map(
+        lambda *x: jnp.stack([jnp.asarray(v) for v in x]),
+        *[c.replace(**static) for c in chips],
+    )
     return stacked
 
 
@@ -170,40 +181,61 @@ def _parse_bool(text: str, *, file: str, row: int, column: str) -> bool:
         return True
     if low in ("false", "0", "no"):
         return False
-    raise DataError(f"expected True or False, got {text!r}", file=file, row=row,
-                    column=column)
+    raise DataError(
+        f"expected True or False, got {text!r}", file=file, row=row, column=column
+    )
 
 
-def _parse_number(text: str, *, file: str, row: int, column: str,
-                  required: bool) -> float:
+def _parse_number(
+    text: str, *, file: str, row: int, column: str, required: bool
+) -> float:
     raw = "" if text is None else str(text).strip()
     if raw == "":
         if required:
-            raise DataError("expected a positive number, got an empty cell",
-                            file=file, row=row, column=column)
+            raise DataError(
+                "expected a positive number, got an empty cell",
+                file=file,
+                row=row,
+                column=column,
+            )
         return math.nan
     try:
         value = float(raw)
     except ValueError:
-        raise DataError(f"expected a number in SI units, got {raw!r}", file=file,
-                        row=row, column=column) from None
+        raise DataError(
+            f"expected a number in SI units, got {raw!r}",
+            file=file,
+            row=row,
+            column=column,
+        ) from None
     if not math.isfinite(value):
-        raise DataError(f"expected a finite number, got {raw!r}", file=file, row=row,
-                        column=column)
+        raise DataError(
+            f"expected a finite number, got {raw!r}", file=file, row=row, column=column
+        )
     if required and value <= 0:
-        raise DataError(f"expected a positive number, got {raw}", file=file, row=row,
-                        column=column)
+        raise DataError(
+            f"expected a positive number, got {raw}", file=file, row=row, column=column
+        )
     if column in _POSITIVE_IF_GIVEN and value <= 0:
-        raise DataError(f"expected a positive number or an empty cell, got {raw}",
-                        file=file, row=row, column=column)
+        raise DataError(
+            f"expected a positive number or an empty cell, got {raw}",
+            file=file,
+            row=row,
+            column=column,
+        )
     if value < 0:
-        raise DataError(f"expected a non-negative number, got {raw}", file=file,
-                        row=row, column=column)
+        raise DataError(
+            f"expected a non-negative number, got {raw}",
+            file=file,
+            row=row,
+            column=column,
+        )
     return value
 
 
-def _chip_from_row(cls, mapping: Mapping[str, str], *,
-                   file: str | os.PathLike = "<row>", row: int = 0) -> ChipSpec:
+def _chip_from_row(
+    cls, mapping: Mapping[str, str], *, file: str | os.PathLike = "<row>", row: int = 0
+) -> ChipSpec:
     """Build and validate one ``ChipSpec`` from a CSV row (strings, SI units).
 
     Args:
@@ -222,17 +254,20 @@ def _chip_from_row(cls, mapping: Mapping[str, str], *,
     file = str(file)
     for column in CHIP_REQUIRED_COLUMNS:
         if column not in mapping:
-            raise DataError("missing required column", file=file, row=row,
-                            column=column)
+            raise DataError(
+                "missing required column", file=file, row=row, column=column
+            )
     for column in _TEXT_COLUMNS:
         if column == "datacenter":
             continue
         if not str(mapping[column] or "").strip():
-            raise DataError("expected a non-empty value", file=file, row=row,
-                            column=column)
+            raise DataError(
+                "expected a non-empty value", file=file, row=row, column=column
+            )
     values = {
-        column: _parse_number(mapping[column], file=file, row=row, column=column,
-                              required=required)
+        column: _parse_number(
+            mapping[column], file=file, row=row, column=column, required=required
+        )
         for column, required in _NUMERIC_COLUMNS.items()
     }
     return cls(
@@ -240,8 +275,9 @@ def _chip_from_row(cls, mapping: Mapping[str, str], *,
         key=mapping["key"].strip(),
         vendor=mapping["vendor"].strip(),
         family=mapping["family"].strip(),
-        datacenter=_parse_bool(mapping["datacenter"] or "", file=file, row=row,
-                               column="datacenter"),
+        datacenter=_parse_bool(
+            mapping["datacenter"] or "", file=file, row=row, column="datacenter"
+        ),
         memory_type=str(mapping.get("memory_type", "") or "").strip(),
         **values,
     )
@@ -264,22 +300,29 @@ def load_chips(path: str | os.PathLike | None = None) -> dict[str, ChipSpec]:
             header = reader.fieldnames or []
             for column in CHIP_REQUIRED_COLUMNS:
                 if column not in header:
-                    raise DataError("missing required column", file=file, row=1,
-                                    column=column)
+                    raise DataError(
+                        "missing required column", file=file, row=1, column=column
+                    )
             chips: dict[str, ChipSpec] = {}
             names: dict[str, int] = {}
             for line, mapping in enumerate(reader, start=2):
                 if None in mapping:
-                    raise DataError(f"expected {len(header)} cells, got more",
-                                    file=file, row=line)
+                    raise DataError(
+                        f"expected {len(header)} cells, got more", file=file, row=line
+                    )
                 chip = ChipSpec.from_row(mapping, file=file, row=line)
                 if chip.key in chips:
-                    raise DataError(f"duplicate key {chip.key!r}", file=file,
-                                    row=line, column="key")
+                    raise DataError(
+                        f"duplicate key {chip.key!r}", file=file, row=line, column="key"
+                    )
                 if chip.name.lower() in names:
-                    raise DataError(f"duplicate name {chip.name!r} (first on row "
-                                    f"{names[chip.name.lower()]})", file=file,
-                                    row=line, column="name")
+                    raise DataError(
+                        f"duplicate name {chip.name!r} (first on row "
+                        f"{names[chip.name.lower()]})",
+                        file=file,
+                        row=line,
+                        column="name",
+                    )
                 names[chip.name.lower()] = line
                 chips[chip.key] = chip
     except OSError as err:
@@ -314,8 +357,9 @@ def get_chip(key_or_name: str, chips: Mapping[str, ChipSpec] | None = None) -> C
         if low in (chip.key.lower(), chip.name.lower()):
             return chip
     norm = _norm(key_or_name)
-    found = [c for c in chips.values()
-             if norm and norm in (_norm(c.key), _norm(c.name))]
+    found = [
+        c for c in chips.values() if norm and norm in (_norm(c.key), _norm(c.name))
+    ]
     if len(found) == 1:
         return found[0]
     candidates = {c.key.lower(): c.key for c in chips.values()}
@@ -323,5 +367,6 @@ def get_chip(key_or_name: str, chips: Mapping[str, ChipSpec] | None = None) -> C
     close = difflib.get_close_matches(low, list(candidates), n=5, cutoff=0.5)
     keys = list(dict.fromkeys(candidates[c] for c in close))
     hint = f"; close matches: {', '.join(keys)}" if keys else ""
-    raise UnknownChipError(f"unknown chip {key_or_name!r}{hint} "
-                           f"(known keys: {', '.join(chips)})")
+    raise UnknownChipError(
+        f"unknown chip {key_or_name!r}{hint} (known keys: {', '.join(chips)})"
+    )

@@ -29,13 +29,15 @@ def num_microbatches(w: TransformerConfig, plan: ParallelPlan) -> jax.Array:
 
 # ------------------------------------------------------------------- conditions
 
+
 def _divides(a, b):
     """Elementwise: integer a divides integer b (numpy float arrays)."""
     return np.mod(b, a) == 0
 
 
-def plan_conditions(w: TransformerConfig, p: dict, n_chips: float, *,
-                max_tp: float | None):
+def plan_conditions(
+    w: TransformerConfig, p: dict, n_chips: float, *, max_tp: float | None
+):
     """Validity conditions as (name, mask, message(i)) triples over numpy arrays.
 
     ``p`` maps plan field -> numpy float array (P,). Masks are True where valid.
@@ -46,48 +48,96 @@ def plan_conditions(w: TransformerConfig, p: dict, n_chips: float, *,
     T = float(w.seq_len)
     B = float(w.global_batch_seqs)
     E = float(w.num_experts)
-    dp, tp, pp, cp, ep, vpp, mbs = (p[k] for k in ("dp", "tp", "pp", "cp", "ep",
-                                                    "vpp", "mbs"))
+    dp, tp, pp, cp, ep, vpp, mbs = (
+        p[k] for k in ("dp", "tp", "pp", "cp", "ep", "vpp", "mbs")
+    )
     chips = dp * tp * pp * cp
     m = B / (dp * mbs)
     g = lambda a, i: f"{a[i]:g}"  # noqa: E731
     conds = [
-        ("chips", chips == n_chips,
-         lambda i: f"dp·tp·pp·cp = {g(dp, i)}·{g(tp, i)}·{g(pp, i)}·{g(cp, i)} = "
-                   f"{g(chips, i)} != num_chips={n_chips:g}"),
-        ("tp_heads", _divides(tp, N),
-         lambda i: f"tp={g(tp, i)} does not divide num_heads={N:g}"),
-        ("tp_kv_heads", _divides(tp, K) | _divides(K, tp),
-         lambda i: f"tp={g(tp, i)} and num_kv_heads={K:g}: neither divides the other"),
+        (
+            "chips",
+            chips == n_chips,
+            lambda i: (
+                f"dp·tp·pp·cp = {g(dp, i)}·{g(tp, i)}·{g(pp, i)}·{g(cp, i)} = "
+                f"{g(chips, i)} != num_chips={n_chips:g}"
+            ),
+        ),
+        (
+            "tp_heads",
+            _divides(tp, N),
+            lambda i: f"tp={g(tp, i)} does not divide num_heads={N:g}",
+        ),
+        (
+            "tp_kv_heads",
+            _divides(tp, K) | _divides(K, tp),
+            lambda i: (
+                f"tp={g(tp, i)} and num_kv_heads={K:g}: neither divides the other"
+            ),
+        ),
     ]
     if max_tp is not None:
-        conds.append(("tp_domain", tp <= max_tp,
-                      lambda i: f"tp={g(tp, i)} exceeds max_tp={max_tp:g} "
-                                f"(scale-up domain)"))
+        conds.append(
+            (
+                "tp_domain",
+                tp <= max_tp,
+                lambda i: f"tp={g(tp, i)} exceeds max_tp={max_tp:g} (scale-up domain)",
+            )
+        )
     # a balanced split (pp_balance) gives stages unequal whole numbers of layers: it
     # needs only one layer per virtual stage
-    bal_ok = ((np.asarray(p.get("pp_balance", np.zeros_like(pp))) > 0.5)
-              & (pp * vpp <= L))
+    bal_ok = (np.asarray(p.get("pp_balance", np.zeros_like(pp))) > 0.5) & (
+        pp * vpp <= L
+    )
     conds += [
-        ("pp_layers", _divides(pp, L) | bal_ok,
-         lambda i: f"pp={g(pp, i)} does not divide num_layers={L:g}"),
-        ("vpp_pp", (vpp == 1) | (pp > 1),
-         lambda i: f"vpp={g(vpp, i)} > 1 needs pp > 1 (pp={g(pp, i)})"),
-        ("vpp_layers", (vpp == 1) | _divides(vpp, L / pp) | bal_ok,
-         lambda i: f"vpp={g(vpp, i)} does not divide layers per stage "
-                   f"num_layers/pp={L / pp[i]:g}"),
-        ("cp_seq", _divides(cp, T),
-         lambda i: f"cp={g(cp, i)} does not divide seq_len={T:g}"),
-        ("ep_experts", _divides(ep, E),
-         lambda i: f"ep={g(ep, i)} does not divide num_experts={E:g}"),
-        ("ep_dpcp", _divides(ep, dp * cp),
-         lambda i: f"ep={g(ep, i)} does not divide dp·cp={g(dp * cp, i)}"),
-        ("batch", _divides(dp * mbs, B),
-         lambda i: f"dp·mbs={g(dp * mbs, i)} does not divide "
-                   f"global_batch_seqs={B:g}"),
-        ("vpp_microbatches", (vpp == 1) | _divides(pp, m),
-         lambda i: f"vpp={g(vpp, i)} > 1 needs num_microbatches={m[i]:g} divisible "
-                   f"by pp={g(pp, i)}"),
+        (
+            "pp_layers",
+            _divides(pp, L) | bal_ok,
+            lambda i: f"pp={g(pp, i)} does not divide num_layers={L:g}",
+        ),
+        (
+            "vpp_pp",
+            (vpp == 1) | (pp > 1),
+            lambda i: f"vpp={g(vpp, i)} > 1 needs pp > 1 (pp={g(pp, i)})",
+        ),
+        (
+            "vpp_layers",
+            (vpp == 1) | _divides(vpp, L / pp) | bal_ok,
+            lambda i: (
+                f"vpp={g(vpp, i)} does not divide layers per stage "
+                f"num_layers/pp={L / pp[i]:g}"
+            ),
+        ),
+        (
+            "cp_seq",
+            _divides(cp, T),
+            lambda i: f"cp={g(cp, i)} does not divide seq_len={T:g}",
+        ),
+        (
+            "ep_experts",
+            _divides(ep, E),
+            lambda i: f"ep={g(ep, i)} does not divide num_experts={E:g}",
+        ),
+        (
+            "ep_dpcp",
+            _divides(ep, dp * cp),
+            lambda i: f"ep={g(ep, i)} does not divide dp·cp={g(dp * cp, i)}",
+        ),
+        (
+            "batch",
+            _divides(dp * mbs, B),
+            lambda i: (
+                f"dp·mbs={g(dp * mbs, i)} does not divide global_batch_seqs={B:g}"
+            ),
+        ),
+        (
+            "vpp_microbatches",
+            (vpp == 1) | _divides(pp, m),
+            lambda i: (
+                f"vpp={g(vpp, i)} > 1 needs num_microbatches={m[i]:g} divisible "
+                f"by pp={g(pp, i)}"
+            ),
+        ),
     ]
     return conds
 
@@ -96,15 +146,26 @@ def memory_condition(w, p: dict, chip: ChipSpec, usable_hbm_frac: float):
     plan = ParallelPlan(**{k: jnp.asarray(v) for k, v in p.items()})
     total = np.asarray(memory_bytes(w, plan).total)
     cap = float(chip.hbm_capacity_bytes) * usable_hbm_frac
-    return ("memory", total <= cap,
-            lambda i: f"memory {total[i] / GIB:.1f} GiB per chip exceeds "
-                      f"{usable_hbm_frac:g} × hbm {float(chip.hbm_capacity_bytes) / GIB:.1f}"
-                      f" GiB of {chip.key}")
+    return (
+        "memory",
+        total <= cap,
+        lambda i: (
+            f"memory {total[i] / GIB:.1f} GiB per chip exceeds "
+            f"{usable_hbm_frac:g} × hbm {float(chip.hbm_capacity_bytes) / GIB:.1f}"
+            f" GiB of {chip.key}"
+        ),
+    )
 
 
-def check_plan(w: TransformerConfig, plan: ParallelPlan, num_chips: int,
-               chip: ChipSpec | None = None, *, max_tp: float | None = None,
-               usable_hbm_frac: float = USABLE_HBM_FRAC) -> None:
+def check_plan(
+    w: TransformerConfig,
+    plan: ParallelPlan,
+    num_chips: int,
+    chip: ChipSpec | None = None,
+    *,
+    max_tp: float | None = None,
+    usable_hbm_frac: float = USABLE_HBM_FRAC,
+) -> None:
     """Raise ``PlanError`` if ``plan`` is invalid for model ``w`` on ``num_chips``.
 
     Conditions (in this order): dp·tp·pp·cp = num_chips; tp | N; tp | K or K | tp (KV
@@ -116,10 +177,15 @@ def check_plan(w: TransformerConfig, plan: ParallelPlan, num_chips: int,
     Raises:
       PlanError: one line naming the violated condition and the values.
     """
-    p = {k: np.atleast_1d(np.asarray(getattr(plan, k), dtype=float)) for k in PLAN_FIELDS}
+    p = {
+        k: np.atleast_1d(np.asarray(getattr(plan, k), dtype=float)) for k in PLAN_FIELDS
+    }
     if any(v.shape != (1,) for v in p.values()):
-        raise PlanError("check_plan takes one plan (scalar leaves); "
-                        "use enumerate_plans for batches", column="plan")
+        raise PlanError(
+            "check_plan takes one plan (scalar leaves); "
+            "use enumerate_plans for batches",
+            column="plan",
+        )
     conds = plan_conditions(w, p, float(num_chips), max_tp=max_tp)
     for name, ok, msg in conds:
         if not ok[0]:
@@ -134,7 +200,6 @@ def uneven_layer_split(layers, pp, vpp) -> np.ndarray:
     """Whether ``layers`` cannot be split evenly over pp > 1 stages of vpp chunks each
     (numpy, broadcasting): such a run must give its stages unequal numbers of layers."""
     pp = np.asarray(pp, dtype=float)
-    return (np.mod(np.asarray(layers, dtype=float), pp * np.asarray(vpp, dtype=float))
-            != 0) & (pp > 1)
-
-
+    return (
+        np.mod(np.asarray(layers, dtype=float), pp * np.asarray(vpp, dtype=float)) != 0
+    ) & (pp > 1)

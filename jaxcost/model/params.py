@@ -1,4 +1,5 @@
-"""Fitted cost parameters: ``CostParams`` (learnable, unconstrained) and ``PhysicalParams``.
+"""Fitted cost parameters: ``CostParams`` (learnable, unconstrained) and
+``PhysicalParams``.
 
 ``CostParams`` holds only learnable leaves, in unconstrained ("raw") space, in three
 levels: a global ``RawParams`` record, per-family offsets and per-chip offsets (dicts of
@@ -48,7 +49,6 @@ FAMILY_SIGMA_SCALE = 0.5
 #: (tighter than the family: a chip deviates less from its family than a family from
 #: the global mean).
 CHIP_SIGMA_SCALE = 0.25
-
 
 
 @struct.dataclass
@@ -187,60 +187,101 @@ def _read_priors(path: str | os.PathLike | None = None) -> dict[str, dict]:
         for i, row in enumerate(reader, start=2):
             name = row.get("name", "")
             if name not in PARAM_NAMES:
-                raise DataError(f"unknown parameter '{name}', expected one of "
-                                f"{', '.join(PARAM_NAMES)}", file=str(path), row=i,
-                                column="name")
+                raise DataError(
+                    f"unknown parameter '{name}', expected one of "
+                    f"{', '.join(PARAM_NAMES)}",
+                    file=str(path),
+                    row=i,
+                    column="name",
+                )
             transform = row.get("transform", "")
             if transform not in _TRANSFORMS:
-                raise DataError(f"transform '{transform}' not in {_TRANSFORMS}",
-                                file=str(path), row=i, column="transform")
+                raise DataError(
+                    f"transform '{transform}' not in {_TRANSFORMS}",
+                    file=str(path),
+                    row=i,
+                    column="transform",
+                )
             for col in ("value", "prior_sigma_raw"):
                 try:
                     v = float(row[col])
                 except (TypeError, ValueError):
-                    raise DataError(f"expected a number, got {row.get(col)!r}",
-                                    file=str(path), row=i, column=col) from None
+                    raise DataError(
+                        f"expected a number, got {row.get(col)!r}",
+                        file=str(path),
+                        row=i,
+                        column=col,
+                    ) from None
                 if not math.isfinite(v) or v <= 0:
-                    raise DataError(f"expected a positive finite number, got {v}",
-                                    file=str(path), row=i, column=col)
+                    raise DataError(
+                        f"expected a positive finite number, got {v}",
+                        file=str(path),
+                        row=i,
+                        column=col,
+                    )
             if not row.get("source", "").strip():
                 raise DataError("empty source", file=str(path), row=i, column="source")
             value = float(row["value"])
             if transform == "sigmoid" and value >= 1.0:
-                raise DataError(f"a fraction must lie in (0, 1), got {value}",
-                                file=str(path), row=i, column="value")
+                raise DataError(
+                    f"a fraction must lie in (0, 1), got {value}",
+                    file=str(path),
+                    row=i,
+                    column="value",
+                )
             if transform == "one_plus_softplus" and value <= 1.0:
-                raise DataError(f"expected a value > 1, got {value}", file=str(path),
-                                row=i, column="value")
-            out[name] = {"value": value, "transform": transform,
-                         "sigma": float(row["prior_sigma_raw"])}
+                raise DataError(
+                    f"expected a value > 1, got {value}",
+                    file=str(path),
+                    row=i,
+                    column="value",
+                )
+            out[name] = {
+                "value": value,
+                "transform": transform,
+                "sigma": float(row["prior_sigma_raw"]),
+            }
     missing = [n for n in PARAM_NAMES if n not in out]
     if missing:
-        raise DataError(f"missing rows for {', '.join(missing)}", file=str(path),
-                        column="name")
+        raise DataError(
+            f"missing rows for {', '.join(missing)}", file=str(path), column="name"
+        )
     wrong = [n for n in PARAM_NAMES if out[n]["transform"] != _FIELD_TRANSFORM[n]]
     if wrong:
-        raise DataError(f"transform of {', '.join(wrong)} must be "
-                        f"{[_FIELD_TRANSFORM[n] for n in wrong]}", file=str(path),
-                        column="transform")
+        raise DataError(
+            f"transform of {', '.join(wrong)} must be "
+            f"{[_FIELD_TRANSFORM[n] for n in wrong]}",
+            file=str(path),
+            column="transform",
+        )
     return out
 
 
 #: The constraint of each field (structural: part of the model, not data).
 _FIELD_TRANSFORM: dict[str, str] = {
-    "mm_eff_max": "sigmoid", "mm_half_flop": "exp",
-    "attn_eff_max": "sigmoid", "attn_half_flop": "exp",
-    "hbm_eff_max": "sigmoid", "hbm_half_bytes": "exp",
+    "mm_eff_max": "sigmoid",
+    "mm_half_flop": "exp",
+    "attn_eff_max": "sigmoid",
+    "attn_half_flop": "exp",
+    "hbm_eff_max": "sigmoid",
+    "hbm_half_bytes": "exp",
     "roofline_sharpness": "one_plus_softplus",
-    "scaleup_latency_s": "softplus", "scaleup_bw_eff": "sigmoid",
-    "scaleout_latency_s": "softplus", "scaleout_bw_eff": "sigmoid",
+    "scaleup_latency_s": "softplus",
+    "scaleup_bw_eff": "sigmoid",
+    "scaleout_latency_s": "softplus",
+    "scaleout_bw_eff": "sigmoid",
     "coll_half_bytes": "exp",
-    "a2a_bw_eff": "sigmoid", "fused_a2a_bw_eff": "sigmoid",
-    "tp_overlap_frac": "sigmoid", "tp_pipelined_overlap_frac": "sigmoid",
+    "a2a_bw_eff": "sigmoid",
+    "fused_a2a_bw_eff": "sigmoid",
+    "tp_overlap_frac": "sigmoid",
+    "tp_pipelined_overlap_frac": "sigmoid",
     "cp_overlap_frac": "sigmoid",
-    "ep_overlap_frac": "sigmoid", "pp_overlap_frac": "sigmoid",
-    "dp_overlap_frac": "sigmoid", "dp_bucketed_overlap_frac": "sigmoid",
-    "layer_overhead_s": "softplus", "moe_layer_overhead_s": "softplus",
+    "ep_overlap_frac": "sigmoid",
+    "pp_overlap_frac": "sigmoid",
+    "dp_overlap_frac": "sigmoid",
+    "dp_bucketed_overlap_frac": "sigmoid",
+    "layer_overhead_s": "softplus",
+    "moe_layer_overhead_s": "softplus",
     "optimizer_eff": "sigmoid",
     "overhead_frac": "sigmoid",
 }
@@ -258,8 +299,12 @@ def default_params(priors_file: str | os.PathLike | None = None) -> CostParams:
       ``CostParams`` with the prior values as global raw values and no offsets.
     """
     pri = _read_priors(priors_file)
-    raw = RawParams(**{n: jnp.asarray(_inverse(pri[n]["transform"], pri[n]["value"]))
-                       for n in PARAM_NAMES})
+    raw = RawParams(
+        **{
+            n: jnp.asarray(_inverse(pri[n]["transform"], pri[n]["value"]))
+            for n in PARAM_NAMES
+        }
+    )
     return CostParams(global_raw=raw, family={}, chip={})
 
 
@@ -271,8 +316,9 @@ def prior_sigmas(priors_file: str | os.PathLike | None = None) -> RawParams:
 
 def to_physical(raw: RawParams) -> PhysicalParams:
     """Map raw (unconstrained) values to constrained physical values."""
-    return PhysicalParams(**{n: _forward(_FIELD_TRANSFORM[n], getattr(raw, n))
-                             for n in PARAM_NAMES})
+    return PhysicalParams(
+        **{n: _forward(_FIELD_TRANSFORM[n], getattr(raw, n)) for n in PARAM_NAMES}
+    )
 
 
 def raw_for_chip(params: CostParams, chip: ChipSpec) -> RawParams:
@@ -296,8 +342,9 @@ def physical(params: CostParams, chip: ChipSpec) -> PhysicalParams:
     return to_physical(raw_for_chip(params, chip))
 
 
-def with_offsets(params: CostParams, *, families: tuple[str, ...] = (),
-                 chips: tuple[str, ...] = ()) -> CostParams:
+def with_offsets(
+    params: CostParams, *, families: tuple[str, ...] = (), chips: tuple[str, ...] = ()
+) -> CostParams:
     """Register zero offsets for new families / chip keys (existing ones are kept).
 
     A registered offset becomes a learnable leaf; its prior pulls it to 0.
@@ -311,8 +358,12 @@ def with_offsets(params: CostParams, *, families: tuple[str, ...] = (),
     return params.replace(family=fam, chip=chp)
 
 
-def log_prior(params: CostParams, *, defaults: CostParams | None = None,
-              sigmas: RawParams | None = None) -> jax.Array:
+def log_prior(
+    params: CostParams,
+    *,
+    defaults: CostParams | None = None,
+    sigmas: RawParams | None = None,
+) -> jax.Array:
     """Gaussian log prior (up to a constant) on the raw values.
 
     Global raw values ~ N(default, sigma); family offsets ~ N(0, FAMILY_SIGMA_SCALE *
@@ -324,16 +375,24 @@ def log_prior(params: CostParams, *, defaults: CostParams | None = None,
     def gauss(x, mu, s):
         return -0.5 * jnp.sum(((x - mu) / s) ** 2)
 
-    total = sum(gauss(getattr(params.global_raw, n), getattr(defaults.global_raw, n),
-                      getattr(sigmas, n)) for n in PARAM_NAMES)
+    total = sum(
+        gauss(
+            getattr(params.global_raw, n),
+            getattr(defaults.global_raw, n),
+            getattr(sigmas, n),
+        )
+        for n in PARAM_NAMES
+    )
     for off in params.family.values():
-        total = total + sum(gauss(getattr(off, n), 0.0,
-                                  FAMILY_SIGMA_SCALE * getattr(sigmas, n))
-                            for n in PARAM_NAMES)
+        total = total + sum(
+            gauss(getattr(off, n), 0.0, FAMILY_SIGMA_SCALE * getattr(sigmas, n))
+            for n in PARAM_NAMES
+        )
     for off in params.chip.values():
-        total = total + sum(gauss(getattr(off, n), 0.0,
-                                  CHIP_SIGMA_SCALE * getattr(sigmas, n))
-                            for n in PARAM_NAMES)
+        total = total + sum(
+            gauss(getattr(off, n), 0.0, CHIP_SIGMA_SCALE * getattr(sigmas, n))
+            for n in PARAM_NAMES
+        )
     return jnp.asarray(total)
 
 
@@ -367,27 +426,40 @@ def save_params(path: str | os.PathLike, params: CostParams, provenance: dict) -
 def _check_finite(rec: dict, path, where: str) -> None:
     for n, v in rec.items():
         try:
-            ok = isinstance(v, int | float) and not isinstance(v, bool) \
+            ok = (
+                isinstance(v, int | float)
+                and not isinstance(v, bool)
                 and math.isfinite(v)
+            )
         except OverflowError:  # an integer too large for a float
             ok = False
         if not ok:
-            raise ParamsError(f"expected a finite number, got {v!r}", file=str(path),
-                              row=f"key '{where}.{n}'")
+            raise ParamsError(
+                f"expected a finite number, got {v!r}",
+                file=str(path),
+                row=f"key '{where}.{n}'",
+            )
 
 
 def _record_from_json(rec, path, where: str) -> RawParams:
     if not isinstance(rec, dict):
-        raise ParamsError("expected an object of parameter values", file=str(path),
-                          row=f"key '{where}'")
+        raise ParamsError(
+            "expected an object of parameter values",
+            file=str(path),
+            row=f"key '{where}'",
+        )
     unknown = sorted(set(rec) - set(PARAM_NAMES))
     if unknown:
-        raise ParamsError(f"unknown parameter '{unknown[0]}'", file=str(path),
-                          row=f"key '{where}.{unknown[0]}'")
+        raise ParamsError(
+            f"unknown parameter '{unknown[0]}'",
+            file=str(path),
+            row=f"key '{where}.{unknown[0]}'",
+        )
     missing = [n for n in PARAM_NAMES if n not in rec]
     if missing:
-        raise ParamsError("missing parameter", file=str(path),
-                          row=f"key '{where}.{missing[0]}'")
+        raise ParamsError(
+            "missing parameter", file=str(path), row=f"key '{where}.{missing[0]}'"
+        )
     _check_finite(rec, path, where)
     return RawParams(**{n: jnp.asarray(float(rec[n])) for n in PARAM_NAMES})
 
@@ -405,23 +477,32 @@ def load_params(path: str | os.PathLike) -> tuple[CostParams, dict]:
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ParamsError(f"cannot read parameters JSON ({err})",
-                          file=str(path)) from None
+        raise ParamsError(
+            f"cannot read parameters JSON ({err})", file=str(path)
+        ) from None
     if not isinstance(doc, dict) or doc.get("format") != _FORMAT_NAME:
-        raise ParamsError(f"expected format '{_FORMAT_NAME}'", file=str(path),
-                          row="key 'format'")
+        raise ParamsError(
+            f"expected format '{_FORMAT_NAME}'", file=str(path), row="key 'format'"
+        )
     if doc.get("version") != PARAMS_FORMAT_VERSION:
-        raise ParamsError(f"expected version {PARAMS_FORMAT_VERSION}, got "
-                          f"{doc.get('version')!r}", file=str(path),
-                          row="key 'version'")
+        raise ParamsError(
+            f"expected version {PARAMS_FORMAT_VERSION}, got {doc.get('version')!r}",
+            file=str(path),
+            row="key 'version'",
+        )
     for section in ("family", "chip", "provenance"):
         if not isinstance(doc.get(section) or {}, dict):
-            raise ParamsError("expected an object", file=str(path),
-                              row=f"key '{section}'")
+            raise ParamsError(
+                "expected an object", file=str(path), row=f"key '{section}'"
+            )
     glob = _record_from_json(doc.get("global"), path, "global")
-    fam = {str(k): _record_from_json(v, path, f"family.{k}")
-           for k, v in (doc.get("family") or {}).items()}
-    chp = {str(k): _record_from_json(v, path, f"chip.{k}")
-           for k, v in (doc.get("chip") or {}).items()}
+    fam = {
+        str(k): _record_from_json(v, path, f"family.{k}")
+        for k, v in (doc.get("family") or {}).items()
+    }
+    chp = {
+        str(k): _record_from_json(v, path, f"chip.{k}")
+        for k, v in (doc.get("chip") or {}).items()
+    }
     prov = doc.get("provenance") or {}
     return CostParams(global_raw=glob, family=fam, chip=chp), prov

@@ -5,12 +5,12 @@ parallelism ``ep`` shards the experts *within* the dp·cp group, so ep divides d
 
 Symbols: d dp, t tp, p pp, c cp, e ep, v vpp (virtual stages per pipeline rank,
 interleaved 1F1B), b mbs (micro-batch, sequences), z ZeRO stage (0-3), r recompute
-(0 none, 1 selective, 2 full), sp sequence parallelism (1.0 on), flash_attn the attention
-kernel (1.0 fused flash-style, 0.0 unfused: the T×T scores go through HBM), fused_a2a
-the expert dispatcher (1.0 fused kernels, 0.0 NCCL all-to-all), tp_overlap the TP
-communication (1.0 pipelined with the GEMMs, 0.0 not), pp_balance the layer split over
-pipeline stages (1.0 balanced around the LM head, 0.0 uniform). m = B/(d·b) is the
-number of micro-batches per step.
+(0 none, 1 selective, 2 full), sp sequence parallelism (1.0 on), flash_attn the
+attention kernel (1.0 fused flash-style, 0.0 unfused: the T×T scores go through
+HBM), fused_a2a the expert dispatcher (1.0 fused kernels, 0.0 NCCL all-to-all),
+tp_overlap the TP communication (1.0 pipelined with the GEMMs, 0.0 not), pp_balance
+the layer split over pipeline stages (1.0 balanced around the LM head, 0.0 uniform).
+m = B/(d·b) is the number of micro-batches per step.
 
 This module holds the record, its builder, batching helpers and the text form; it
 imports no model so that :mod:`jaxcost.model.workload` can take plans without a cycle.
@@ -41,10 +41,28 @@ class Recompute(enum.Enum):
     FULL = 2
 
 
-_RECOMPUTE_TAGS = {Recompute.NONE: "none", Recompute.SELECTIVE: "sel",
-                   Recompute.FULL: "full"}
-PLAN_FIELDS = ("dp", "tp", "pp", "cp", "ep", "vpp", "mbs", "zero", "recompute", "sp",
-           "flash_attn", "fused_a2a", "tp_overlap", "pp_balance", "dp_overlap")
+_RECOMPUTE_TAGS = {
+    Recompute.NONE: "none",
+    Recompute.SELECTIVE: "sel",
+    Recompute.FULL: "full",
+}
+PLAN_FIELDS = (
+    "dp",
+    "tp",
+    "pp",
+    "cp",
+    "ep",
+    "vpp",
+    "mbs",
+    "zero",
+    "recompute",
+    "sp",
+    "flash_attn",
+    "fused_a2a",
+    "tp_overlap",
+    "pp_balance",
+    "dp_overlap",
+)
 
 
 @struct.dataclass
@@ -104,12 +122,25 @@ class ParallelPlan:
     dp_overlap: jax.Array | float = 0.0
 
     @classmethod
-    def create(cls, *, dp: int = 1, tp: int = 1, pp: int = 1, cp: int = 1,
-               ep: int = 1, vpp: int = 1, mbs: int = 1, zero: int = 0,
-               recompute: Recompute | int | str = Recompute.NONE,
-               sp: bool = True, flash_attn: bool = True,
-               fused_a2a: bool = False, tp_overlap: bool = False,
-               pp_balance: bool = False, dp_overlap: bool = False) -> ParallelPlan:
+    def create(
+        cls,
+        *,
+        dp: int = 1,
+        tp: int = 1,
+        pp: int = 1,
+        cp: int = 1,
+        ep: int = 1,
+        vpp: int = 1,
+        mbs: int = 1,
+        zero: int = 0,
+        recompute: Recompute | int | str = Recompute.NONE,
+        sp: bool = True,
+        flash_attn: bool = True,
+        fused_a2a: bool = False,
+        tp_overlap: bool = False,
+        pp_balance: bool = False,
+        dp_overlap: bool = False,
+    ) -> ParallelPlan:
         """Validate concrete degrees and build a plan with float leaves.
 
         Raises:
@@ -117,8 +148,15 @@ class ParallelPlan:
             unknown recompute value.
         """
         vals = {}
-        for field, value in (("dp", dp), ("tp", tp), ("pp", pp), ("cp", cp),
-                             ("ep", ep), ("vpp", vpp), ("mbs", mbs)):
+        for field, value in (
+            ("dp", dp),
+            ("tp", tp),
+            ("pp", pp),
+            ("cp", cp),
+            ("ep", ep),
+            ("vpp", vpp),
+            ("mbs", mbs),
+        ):
             vals[field] = _positive_int(field, value)
         try:
             z = float(zero)
@@ -127,13 +165,17 @@ class ParallelPlan:
         if z not in (0.0, 1.0, 2.0, 3.0):
             raise PlanError(f"zero={zero!r} must be 0, 1, 2 or 3", column="zero")
         rec = as_recompute(recompute)
-        return cls(**{k: float(v) for k, v in vals.items()}, zero=z,
-                   recompute=float(rec.value), sp=1.0 if sp else 0.0,
-                   flash_attn=1.0 if flash_attn else 0.0,
-                   fused_a2a=1.0 if fused_a2a else 0.0,
-                   tp_overlap=1.0 if tp_overlap else 0.0,
-                   pp_balance=1.0 if pp_balance else 0.0,
-                   dp_overlap=1.0 if dp_overlap else 0.0)
+        return cls(
+            **{k: float(v) for k, v in vals.items()},
+            zero=z,
+            recompute=float(rec.value),
+            sp=1.0 if sp else 0.0,
+            flash_attn=1.0 if flash_attn else 0.0,
+            fused_a2a=1.0 if fused_a2a else 0.0,
+            tp_overlap=1.0 if tp_overlap else 0.0,
+            pp_balance=1.0 if pp_balance else 0.0,
+            dp_overlap=1.0 if dp_overlap else 0.0,
+        )
 
 
 def _positive_int(field: str, value) -> int:
@@ -159,8 +201,10 @@ def as_recompute(value) -> Recompute:
             return Recompute(int(value))
         except (TypeError, ValueError):
             pass
-    raise PlanError(f"recompute={value!r} is not one of none/selective/full (0/1/2)",
-                    column="recompute")
+    raise PlanError(
+        f"recompute={value!r} is not one of none/selective/full (0/1/2)",
+        column="recompute",
+    )
 
 
 def num_chips(plan: ParallelPlan) -> jax.Array:
@@ -172,8 +216,9 @@ def stack_plans(plans: Sequence[ParallelPlan]) -> ParallelPlan:
     """Stack plans into one ``ParallelPlan`` with (P,) leaves."""
     if not plans:
         raise PlanError("stack_plans needs at least one plan", column="plans")
-    return jax.tree.map(lambda *x: jnp.stack([jnp.asarray(v, dtype=float) for v in x]),
-                        *plans)
+    return jax.tree.map(
+        lambda *x: jnp.stack([jnp.asarray(v, dtype=float) for v in x]), *plans
+    )
 
 
 def plan_at(plans: ParallelPlan, i: int) -> ParallelPlan:
@@ -183,9 +228,14 @@ def plan_at(plans: ParallelPlan, i: int) -> ParallelPlan:
 
 #: Plan-string suffixes of the on/off leaves: (field, suffix, whether the suffix means
 #: on). A suffix is written only when the leaf differs from its default.
-_SUFFIXES = (("sp", "-nosp", False), ("flash_attn", "-unfused", False),
-             ("fused_a2a", "-fa2a", True), ("tp_overlap", "-tpo", True),
-             ("pp_balance", "-ppb", True), ("dp_overlap", "-dpo", True))
+_SUFFIXES = (
+    ("sp", "-nosp", False),
+    ("flash_attn", "-unfused", False),
+    ("fused_a2a", "-fa2a", True),
+    ("tp_overlap", "-tpo", True),
+    ("pp_balance", "-ppb", True),
+    ("dp_overlap", "-dpo", True),
+)
 
 
 def plan_to_str(plan: ParallelPlan) -> str:
@@ -196,16 +246,20 @@ def plan_to_str(plan: ParallelPlan) -> str:
     with the gradient reduction overlapped bucket by bucket)."""
     v = {k: float(np.asarray(getattr(plan, k))) for k in PLAN_FIELDS}
     rec = _RECOMPUTE_TAGS[Recompute(int(round(v["recompute"])))]
-    s = "-".join(f"{k}{int(round(v[k]))}" for k in ("dp", "tp", "pp", "cp", "ep",
-                                                     "vpp", "mbs"))
+    s = "-".join(
+        f"{k}{int(round(v[k]))}" for k in ("dp", "tp", "pp", "cp", "ep", "vpp", "mbs")
+    )
     s += f"-z{int(round(v['zero']))}-r{rec}"
-    return s + "".join(suffix for field, suffix, on in _SUFFIXES
-                       if (v[field] > 0.5) == on)
+    return s + "".join(
+        suffix for field, suffix, on in _SUFFIXES if (v[field] > 0.5) == on
+    )
 
 
 _PLAN_RE = re.compile(
     r"^dp(\d+)-tp(\d+)-pp(\d+)-cp(\d+)-ep(\d+)-vpp(\d+)-mbs(\d+)-z(\d)-r(none|sel|full)"
-    + "".join(f"({suffix})?" for _, suffix, _ in _SUFFIXES) + "$")
+    + "".join(f"({suffix})?" for _, suffix, _ in _SUFFIXES)
+    + "$"
+)
 
 
 def plan_from_str(s: str) -> ParallelPlan:
@@ -216,11 +270,25 @@ def plan_from_str(s: str) -> ParallelPlan:
     """
     match = _PLAN_RE.match(s.strip())
     if not match:
-        raise PlanError(f"'{s}' is not a plan string like "
-                        "'dp8-tp4-pp2-cp1-ep1-vpp1-mbs1-z1-rsel'", column="plan")
+        raise PlanError(
+            f"'{s}' is not a plan string like 'dp8-tp4-pp2-cp1-ep1-vpp1-mbs1-z1-rsel'",
+            column="plan",
+        )
     dp, tp, pp, cp, ep, vpp, mbs, z = (int(x) for x in match.groups()[:8])
     rec = {tag: r for r, tag in _RECOMPUTE_TAGS.items()}[match.group(9)]
-    flags = {field: (match.group(10 + j) is not None) == on
-             for j, (field, _, on) in enumerate(_SUFFIXES)}
-    return ParallelPlan.create(dp=dp, tp=tp, pp=pp, cp=cp, ep=ep, vpp=vpp, mbs=mbs,
-                               zero=z, recompute=rec, **flags)
+    flags = {
+        field: (match.group(10 + j) is not None) == on
+        for j, (field, _, on) in enumerate(_SUFFIXES)
+    }
+    return ParallelPlan.create(
+        dp=dp,
+        tp=tp,
+        pp=pp,
+        cp=cp,
+        ep=ep,
+        vpp=vpp,
+        mbs=mbs,
+        zero=z,
+        recompute=rec,
+        **flags,
+    )

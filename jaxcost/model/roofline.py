@@ -6,7 +6,8 @@
     op_time        = smooth_max(T_compute, T_memory, p)   with fitted p in [1, inf)
 
 Efficiencies are smooth saturating curves of the op's size, never step tables:
-``e(x) = e_max * x / (x + x_half)``. Note that ``x / (C e(x)) = (x + x_half) / (C e_max)``:
+``e(x) = e_max * x / (x + x_half)``. Note that
+``x / (C e(x)) = (x + x_half) / (C e_max)``:
 the curve is a fixed cost plus a throughput term, which is how it is evaluated (finite
 at x = 0).
 
@@ -21,10 +22,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxcost.model.hardware import ChipSpec, Precision
+from jaxcost.model.numerics import clamp_tiny, pow2_scale, safe_pow
 from jaxcost.model.params import PhysicalParams
 from jaxcost.model.types import ArrayLike
-
-_TINY = 1e-30
 
 
 class OpKind(enum.IntEnum):
@@ -37,25 +37,26 @@ class OpKind(enum.IntEnum):
 
 def compute_time(flop: ArrayLike, peak_flop_per_s: ArrayLike,
                  efficiency: ArrayLike = 1.0) -> jax.Array:
-    """Compute time F / (C * e), in s."""
-    return jnp.asarray(flop) / jnp.maximum(jnp.asarray(peak_flop_per_s) *
-                                           jnp.asarray(efficiency), _TINY)
+    """Compute time F / (C * e), in s (C * e floored at ``tiny_like``)."""
+    return jnp.asarray(flop) / clamp_tiny(jnp.asarray(peak_flop_per_s) *
+                                          jnp.asarray(efficiency))
 
 
 def memory_time(num_bytes: ArrayLike, bytes_per_s: ArrayLike,
                 efficiency: ArrayLike = 1.0) -> jax.Array:
-    """Memory time Bytes / (W * e), in s."""
-    return jnp.asarray(num_bytes) / jnp.maximum(jnp.asarray(bytes_per_s) *
-                                                jnp.asarray(efficiency), _TINY)
+    """Memory time Bytes / (W * e), in s (W * e floored at ``tiny_like``)."""
+    return jnp.asarray(num_bytes) / clamp_tiny(jnp.asarray(bytes_per_s) *
+                                               jnp.asarray(efficiency))
 
 
 def arithmetic_intensity(flop: ArrayLike, num_bytes: ArrayLike) -> jax.Array:
     """FLOP per byte moved."""
-    return jnp.asarray(flop) / jnp.maximum(jnp.asarray(num_bytes), _TINY)
+    return jnp.asarray(flop) / clamp_tiny(num_bytes)
 
 
 def ridge_point(chip: ChipSpec, *, precision: str = "bf16") -> jax.Array:
-    """Arithmetic intensity at which compute and memory time are equal, C / W_hbm (FLOP/byte)."""
+    """Arithmetic intensity at which compute and memory time are equal, C / W_hbm
+    (FLOP/byte)."""
     return peak_flop_per_s(chip, precision=precision) / chip.hbm_bytes_per_s
 
 
@@ -75,22 +76,22 @@ def smooth_max(a: ArrayLike, b: ArrayLike, sharpness: ArrayLike) -> jax.Array:
     Equals a + b at p = 1 and tends to max(a, b) as p -> inf; always between the two
     bounds. Evaluated as m * ((a/m)^p + (b/m)^p)^(1/p) with m = max(a, b) (exact by
     homogeneity, so the gradient is finite at a == b and the same from either side);
-    0 at a = b = 0 with finite gradient.
+    0 at a = b = 0 with finite gradient (0). a and b are first scaled by the power of
+    two that brings m into [0.5, 1) (exact), so that m**2 in the backward pass neither
+    underflows nor overflows in float32 at any scale.
     """
     a = jnp.asarray(a)
     b = jnp.asarray(b)
     p = jnp.asarray(sharpness)
-    m = jnp.maximum(jnp.maximum(a, b), _TINY)
-    base = _safe_pow(a / m, p) + _safe_pow(b / m, p)
+    s = pow2_scale(jnp.maximum(a, b))
+    a, b = a * s, b * s
+    m_ab = jnp.maximum(a, b)
+    nonzero = m_ab > 0
+    m = jnp.where(nonzero, m_ab, 1.0)  # double where: a = b = 0 never divides by 0
+    base = safe_pow(a / m, p) + safe_pow(b / m, p)
     # the ratios lie in [0, 1] and one of them is 1 unless a = b = 0: base in [1, 2].
     pos = base > 0
-    return jnp.where(pos, m * jnp.where(pos, base, 1.0) ** (1.0 / p), 0.0)
-
-
-def _safe_pow(r: jax.Array, p: jax.Array) -> jax.Array:
-    """r ** p for r >= 0 with finite gradients at r = 0 (double where)."""
-    pos = r > 0
-    return jnp.where(pos, jnp.where(pos, r, 1.0) ** p, 0.0)
+    return jnp.where(pos, m * jnp.where(pos, base, 1.0) ** (1.0 / p), 0.0) / s
 
 
 def peak_flop_per_s(chip: ChipSpec, *, precision: Precision | str = Precision.BF16

@@ -40,7 +40,8 @@ For a homogeneous cluster and one plan (d dp, t tp, p pp, c cp, e ep, v vpp, b m
 
 Group placement follows the Megatron rank order (tp innermost, then cp, dp, pp
 outermost): a group whose members are ``stride`` ranks apart has
-clip(domain/stride, 1, n) members per scale-up domain (``collectives.ranks_per_domain``).
+clip(domain/stride, 1, n) members per scale-up domain
+(``collectives.ranks_per_domain``).
 
 Symbols: L layers, B global batch (sequences), T seq len, X one activation tensor of a
 micro-batch on a chip (bytes), C peak FLOP/s, W_hbm HBM bytes/s.
@@ -65,6 +66,7 @@ from jaxcost.model.collectives import (
     send_recv_time,
 )
 from jaxcost.model.hardware import ChipSpec, ClusterSpec, Precision
+from jaxcost.model.numerics import pow2_scale
 from jaxcost.model.parallel import USABLE_HBM_FRAC
 from jaxcost.model.params import CostParams, PhysicalParams, physical
 from jaxcost.model.plan import ParallelPlan
@@ -347,7 +349,8 @@ def predict_step_time_physical(pp: PhysicalParams, hardware: ClusterSpec,
         peak_total=chips * peak, hfu_factor=_hfu_factor(w, plan))
 
 
-def predict_step_time(params: CostParams, hardware: ClusterSpec | tuple[ClusterSpec, ...],
+def predict_step_time(params: CostParams,
+                      hardware: ClusterSpec | tuple[ClusterSpec, ...],
                       workload: TransformerConfig, plan: ParallelPlan | tuple, *,
                       precision: str = "bf16", mode: str = "pipeline") -> StepTime:
     """Predicted step time of ``workload`` run with ``plan`` on ``hardware``.
@@ -372,11 +375,22 @@ def predict_step_time(params: CostParams, hardware: ClusterSpec | tuple[ClusterS
                                       workload, plan, precision=precision)
 
 
+def _group_weights(x: jax.Array) -> jax.Array:
+    """softmax(k x / mean(x)) of non-negative x (uniform when all are 0).
+
+    x is first scaled by a power of two (exact: the same weights and gradients bit for
+    bit) so that x / mean(x) has a finite derivative in float32 at any scale; the
+    double where keeps all-zero x (dp = 1, cp = 1) finite.
+    """
+    xs = x * pow2_scale(jnp.mean(x))
+    mean = jnp.mean(xs)
+    return jax.nn.softmax(_GROUP_MAX_SHARPNESS * xs / jnp.where(mean > 0, mean, 1.0))
+
+
 def _soft_group_max(x: jax.Array) -> jax.Array:
-    """Softmax-weighted mean of positive x: between mean and max, exact when all equal."""
-    scale = jnp.maximum(jnp.mean(x), 1e-30)
-    wts = jax.nn.softmax(_GROUP_MAX_SHARPNESS * x / scale)
-    return jnp.sum(wts * x)
+    """Softmax-weighted mean of non-negative x: between mean and max, exact when all
+    equal (0 when all are 0)."""
+    return jnp.sum(_group_weights(x) * x)
 
 
 def predict_step_time_hetero(params: CostParams, clusters: tuple[ClusterSpec, ...],
@@ -400,10 +414,10 @@ def predict_step_time_hetero(params: CostParams, clusters: tuple[ClusterSpec, ..
     full batch, B_g = B thr_g / sum_h thr_h, then rebalanced a few times
     (B_g ∝ B_g / t_g) towards equal group step times, since a group's time is not
     proportional to its share (pipeline bubble); each group's step is predicted on
-    B_g (its own gradient reduction included), and the groups' gradients are then all-reduced
-    across groups (one rank per group per shard, ring over the groups). Groups must
-    may split the model differently (tp, pp): the cross-group exchange moves the
-    whole gradient over the links of the smallest group.
+    B_g (its own gradient reduction included), and the groups' gradients are then
+    all-reduced across groups (one rank per group per shard, ring over the groups).
+    Groups must may split the model differently (tp, pp): the cross-group exchange
+    moves the whole gradient over the links of the smallest group.
 
     Assumption (both modes): links between chips of different types run at the
     slower of the two scale-out networks, with that chip's fitted efficiency.
@@ -459,8 +473,7 @@ def _hetero_pipeline(pps, clusters, w, plans, precision) -> StepTime:
     p_total = jnp.sum(pgs)
     m = w.global_batch_seqs / (plans[0].dp * plans[0].mbs)
     bubble_s = (p_total - 1.0) / v * t_stage
-    idx_weights = jax.nn.softmax(_GROUP_MAX_SHARPNESS * stage
-                                 / jnp.maximum(jnp.mean(stage), 1e-30))
+    idx_weights = _group_weights(stage)
 
     def wsum(x):
         return jnp.sum(idx_weights * x)
@@ -468,8 +481,8 @@ def _hetero_pipeline(pps, clusters, w, plans, precision) -> StepTime:
     tp_l = jnp.stack([pt.tp_layer for pt in parts])
     cp_l = jnp.stack([pt.cp_layer for pt in parts])
     ep_l = jnp.stack([pt.ep_layer for pt in parts])
-    dp_s = _soft_group_max(jnp.stack([pt.dp_s for pt in parts_g]) + 1e-30)
-    cpg = _soft_group_max(jnp.stack([pt.cpgrad_s for pt in parts_g]) + 1e-30)
+    dp_s = _soft_group_max(jnp.stack([pt.dp_s for pt in parts_g]))
+    cpg = _soft_group_max(jnp.stack([pt.cpgrad_s for pt in parts_g]))
     opt_s = _soft_group_max(jnp.stack([pt.opt_s for pt in parts_g]))
     mems = jnp.stack([pt.mem for pt in parts_g])
     fits = jnp.prod(jnp.stack([_fits(pt.mem, pt.cap) for pt in parts_g]))
@@ -504,9 +517,11 @@ def _balanced_shares(pps, clusters, w, plans, precision):
     share = w.global_batch_seqs * thr / jnp.sum(thr)
 
     def on_share(share):
-        return [predict_step_time_physical(pp, cl, w.replace(global_batch_seqs=share[i]),
+        return [predict_step_time_physical(pp, cl,
+                                           w.replace(global_batch_seqs=share[i]),
                                            pl, precision=precision)
-                for i, (pp, cl, pl) in enumerate(zip(pps, clusters, plans, strict=True))]
+                for i, (pp, cl, pl)
+                in enumerate(zip(pps, clusters, plans, strict=True))]
 
     # A group's time is not proportional to its share (fewer micro-batches mean a
     # larger pipeline bubble), so rebalance a few times: share ∝ share / time, the
@@ -549,8 +564,7 @@ def hetero_data_parallel(phys: list[PhysicalParams], clusters: tuple[ClusterSpec
         for pp, cl in zip(pps, clusters, strict=True)])
     cross_s = jnp.max(cross)
     totals = jnp.stack([st.total_s for st in own])
-    wts = jax.nn.softmax(_GROUP_MAX_SHARPNESS * totals
-                         / jnp.maximum(jnp.mean(totals), 1e-30))
+    wts = _group_weights(totals)
 
     def wsum(name):
         return jnp.sum(wts * jnp.stack([getattr(st, name) for st in own]))

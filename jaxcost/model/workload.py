@@ -1,4 +1,5 @@
-"""Transformer accounting: parameters, FLOPs, bytes moved, memory, communication volumes.
+"""Transformer accounting: parameters, FLOPs, bytes moved, memory, communication
+volumes.
 
 This module owns what a training step *computes and stores*, for dense and
 mixture-of-experts (MoE) decoder-only transformers with multi-head or grouped-query
@@ -100,7 +101,6 @@ UNFUSED_SCORE_BYTES_PER_ELEM = 32.0
 _SCORE_FLOP_PER_ELEM = 5.0
 
 
-
 class Mlp(enum.Enum):
     """Kind of feed-forward block (and, with it, the architecture conventions)."""
 
@@ -197,17 +197,23 @@ class TransformerConfig:
         except ValueError:
             raise PlanError(
                 f"mlp={mlp!r} is not one of {[m.value for m in Mlp]}",
-                row=where, column="mlp") from None
+                row=where,
+                column="mlp",
+            ) from None
 
         def _int(field: str, value, minimum: int = 1) -> int:
             try:
                 f = float(value)
             except (TypeError, ValueError):
-                raise PlanError(f"{field}={value!r} is not a number", row=where,
-                                column=field) from None
+                raise PlanError(
+                    f"{field}={value!r} is not a number", row=where, column=field
+                ) from None
             if not math.isfinite(f) or f != round(f) or f < minimum:
-                raise PlanError(f"{field}={value!r} must be an integer >= {minimum}",
-                                row=where, column=field)
+                raise PlanError(
+                    f"{field}={value!r} must be an integer >= {minimum}",
+                    row=where,
+                    column=field,
+                )
             return int(round(f))
 
         num_layers = _int("num_layers", num_layers)
@@ -217,16 +223,23 @@ class TransformerConfig:
         global_batch_seqs = _int("global_batch_seqs", global_batch_seqs)
         vocab_size = _int("vocab_size", vocab_size)
         if d_ff is None:
-            d_ff = 4 * d_model if mlp is Mlp.GELU else 256 * math.ceil(
-                8 * d_model / 3 / 256)
+            d_ff = (
+                4 * d_model
+                if mlp is Mlp.GELU
+                else 256 * math.ceil(8 * d_model / 3 / 256)
+            )
         d_ff = _int("d_ff", d_ff)
-        num_kv_heads = _int("num_kv_heads",
-                            num_heads if num_kv_heads is None else num_kv_heads)
+        num_kv_heads = _int(
+            "num_kv_heads", num_heads if num_kv_heads is None else num_kv_heads
+        )
         if head_dim is None:
             if d_model % num_heads:
-                raise PlanError(f"num_heads={num_heads} does not divide "
-                                f"d_model={d_model}; give head_dim", row=where,
-                                column="head_dim")
+                raise PlanError(
+                    f"num_heads={num_heads} does not divide "
+                    f"d_model={d_model}; give head_dim",
+                    row=where,
+                    column="head_dim",
+                )
             head_dim = d_model // num_heads
         head_dim = _int("head_dim", head_dim)
         num_experts = _int("num_experts", num_experts)
@@ -235,26 +248,47 @@ class TransformerConfig:
         num_dense_layers = _int("num_dense_layers", num_dense_layers, minimum=0)
         num_shared_experts = _int("num_shared_experts", num_shared_experts, minimum=0)
         if num_heads % num_kv_heads:
-            raise PlanError(f"num_kv_heads={num_kv_heads} does not divide "
-                            f"num_heads={num_heads}", row=where, column="num_kv_heads")
+            raise PlanError(
+                f"num_kv_heads={num_kv_heads} does not divide num_heads={num_heads}",
+                row=where,
+                column="num_kv_heads",
+            )
         if top_k > num_experts:
-            raise PlanError(f"top_k={top_k} exceeds num_experts={num_experts}",
-                            row=where, column="top_k")
+            raise PlanError(
+                f"top_k={top_k} exceeds num_experts={num_experts}",
+                row=where,
+                column="top_k",
+            )
         if num_dense_layers > num_layers:
-            raise PlanError(f"num_dense_layers={num_dense_layers} exceeds "
-                            f"num_layers={num_layers}", row=where,
-                            column="num_dense_layers")
+            raise PlanError(
+                f"num_dense_layers={num_dense_layers} exceeds num_layers={num_layers}",
+                row=where,
+                column="num_dense_layers",
+            )
         if num_experts == 1 and (num_dense_layers or num_shared_experts):
-            raise PlanError("a dense model (num_experts=1) takes num_dense_layers=0 "
-                            "and num_shared_experts=0", row=where, column="num_experts")
+            raise PlanError(
+                "a dense model (num_experts=1) takes num_dense_layers=0 "
+                "and num_shared_experts=0",
+                row=where,
+                column="num_experts",
+            )
         return cls(
-            name=str(name), mlp=mlp, tied_embeddings=bool(tied_embeddings),
-            num_layers=float(num_layers), d_model=float(d_model), d_ff=float(d_ff),
-            num_heads=float(num_heads), num_kv_heads=float(num_kv_heads),
-            head_dim=float(head_dim), vocab_size=float(vocab_size),
-            seq_len=float(seq_len), global_batch_seqs=float(global_batch_seqs),
-            num_experts=float(num_experts), top_k=float(top_k),
-            moe_d_ff=float(moe_d_ff), num_dense_layers=float(num_dense_layers),
+            name=str(name),
+            mlp=mlp,
+            tied_embeddings=bool(tied_embeddings),
+            num_layers=float(num_layers),
+            d_model=float(d_model),
+            d_ff=float(d_ff),
+            num_heads=float(num_heads),
+            num_kv_heads=float(num_kv_heads),
+            head_dim=float(head_dim),
+            vocab_size=float(vocab_size),
+            seq_len=float(seq_len),
+            global_batch_seqs=float(global_batch_seqs),
+            num_experts=float(num_experts),
+            top_k=float(top_k),
+            moe_d_ff=float(moe_d_ff),
+            num_dense_layers=float(num_dense_layers),
             num_shared_experts=float(num_shared_experts),
             gated_mlp=0.0 if mlp is Mlp.GELU else 1.0,
             tied_frac=1.0 if tied_embeddings else 0.0,
@@ -301,6 +335,7 @@ class MemoryBreakdown:
 
 
 # --------------------------------------------------------------------------- params
+
 
 def _is_gelu(w: TransformerConfig) -> jax.Array | float:
     return 1.0 - w.gated_mlp
@@ -379,11 +414,15 @@ def _matmul_params_per_token(w: TransformerConfig) -> jax.Array:
     active MLP/expert matrices, router, LM head (no embedding lookup, biases, norms)."""
     attn = 2.0 * w.d_model * (w.num_heads + w.num_kv_heads) * w.head_dim
     dense = _mlp_mats(w) * w.d_model * w.d_ff
-    moe = (_mlp_mats(w) * w.d_model * w.moe_d_ff * (w.top_k + w.num_shared_experts)
-           + w.d_model * w.num_experts)
+    moe = (
+        _mlp_mats(w) * w.d_model * w.moe_d_ff * (w.top_k + w.num_shared_experts)
+        + w.d_model * w.num_experts
+    )
     f_moe = moe_layer_fraction(w)
-    return (w.num_layers * (attn + (1.0 - f_moe) * dense + f_moe * moe)
-            + w.vocab_size * w.d_model)
+    return (
+        w.num_layers * (attn + (1.0 - f_moe) * dense + f_moe * moe)
+        + w.vocab_size * w.d_model
+    )
 
 
 def tokens_per_step(w: TransformerConfig) -> float:
@@ -405,8 +444,10 @@ def model_flop_per_token(w: TransformerConfig) -> jax.Array:
     Returns:
       FLOP per token.
     """
-    return (6.0 * _matmul_params_per_token(w)
-            + 12.0 * w.num_layers * w.seq_len * w.num_heads * w.head_dim)
+    return (
+        6.0 * _matmul_params_per_token(w)
+        + 12.0 * w.num_layers * w.seq_len * w.num_heads * w.head_dim
+    )
 
 
 def narayanan_flop_per_step(w: TransformerConfig) -> jax.Array:
@@ -421,12 +462,19 @@ def narayanan_flop_per_step(w: TransformerConfig) -> jax.Array:
       Narayanan et al., Efficient Large-Scale Language Model Training on GPU Clusters
       Using Megatron-LM, SC21, arXiv:2104.04473, section 5.1, eq. (3).
     """
-    B, s, l, h, V = (w.global_batch_seqs, w.seq_len, w.num_layers, w.d_model,
-                     w.vocab_size)
-    return 96.0 * B * s * l * h**2 * (1.0 + s / (6.0 * h) + V / (16.0 * l * h))
+    B, s, n_layers, h, V = (
+        w.global_batch_seqs,
+        w.seq_len,
+        w.num_layers,
+        w.d_model,
+        w.vocab_size,
+    )
+    return (96.0 * B * s * n_layers * h**2
+            * (1.0 + s / (6.0 * h) + V / (16.0 * n_layers * h)))
 
 
 # --------------------------------------------------------------------- per-chip ops
+
 
 def _sp_div(plan: ParallelPlan) -> jax.Array:
     """Divisor of the sequence for norm/elementwise ops: t with SP, else 1."""
@@ -454,7 +502,8 @@ def layer_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
                   through HBM, UNFUSED_SCORE_BYTES_PER_ELEM / 3 bytes each forward;
                   zero with a flash-style kernel
       out_proj:   2·T_c·N·H·D/t
-      mlp_up:     2·T_c·D·F·m/t (m = 1 GELU, 2 SwiGLU: gate and up); mlp_down 2·T_c·F·D/t
+      mlp_up:     2·T_c·D·F·m/t (m = 1 GELU, 2 SwiGLU: gate and up); mlp_down
+                  2·T_c·F·D/t
       moe_router: 2·(T_c/t_sp)·D·E (router replicated; SP-sharded tokens)
       moe_up/down: as the MLP with F_e and (k + E_s) experts per token (capacity
                   factor 1: each chip processes T_c·k routed token copies after the
@@ -496,47 +545,85 @@ def layer_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
     ops = [
         norm(tok_sp),
         (2.0 * tok * D * qkv_out, y * (tok * D + D * qkv_out + tok * qkv_out)),
-        (4.0 * b * T * T * q_c * H / c,
-         y * (2.0 * tok * q_c * H + 2.0 * b * T * kv_c * H)),
+        (
+            4.0 * b * T * T * q_c * H / c,
+            y * (2.0 * tok * q_c * H + 2.0 * b * T * kv_c * H),
+        ),
         (2.0 * tok * q_c * H * D, y * (tok * q_c * H + q_c * H * D + tok * D)),
         resid(tok_sp),
         norm(tok_sp),
     ]
     F = w.d_ff
     ops += [
-        (f_dense * 2.0 * tok * D * m * F / t,
-         f_dense * y * (tok * D + D * m * F / t + tok * m * F / t)),
-        (f_dense * _ELEMENTWISE_FLOP_PER_ELEM * tok * F / t,
-         f_dense * y * (m + 1.0) * tok * F / t),
-        (f_dense * 2.0 * tok * F * D / t,
-         f_dense * y * (tok * F / t + F * D / t + tok * D)),
+        (
+            f_dense * 2.0 * tok * D * m * F / t,
+            f_dense * y * (tok * D + D * m * F / t + tok * m * F / t),
+        ),
+        (
+            f_dense * _ELEMENTWISE_FLOP_PER_ELEM * tok * F / t,
+            f_dense * y * (m + 1.0) * tok * F / t,
+        ),
+        (
+            f_dense * 2.0 * tok * F * D / t,
+            f_dense * y * (tok * F / t + F * D / t + tok * D),
+        ),
     ]
     Fe = w.moe_d_ff
     Ex = w.num_experts
     tok_e = tok * per_tok_experts  # token copies through experts on this chip
     ops += [
-        (f_moe * 2.0 * tok_sp * D * Ex,
-         f_moe * y * (tok_sp * D + D * Ex + tok_sp * Ex)),
-        (f_moe * 2.0 * tok_e * D * m * Fe / t,
-         f_moe * y * (tok_e * D + local_experts * D * m * Fe / t + tok_e * m * Fe / t)),
-        (f_moe * _ELEMENTWISE_FLOP_PER_ELEM * tok_e * Fe / t,
-         f_moe * y * (m + 1.0) * tok_e * Fe / t),
-        (f_moe * 2.0 * tok_e * Fe * D / t,
-         f_moe * y * (tok_e * Fe / t + local_experts * Fe * D / t + tok_e * D)),
+        (
+            f_moe * 2.0 * tok_sp * D * Ex,
+            f_moe * y * (tok_sp * D + D * Ex + tok_sp * Ex),
+        ),
+        (
+            f_moe * 2.0 * tok_e * D * m * Fe / t,
+            f_moe
+            * y
+            * (tok_e * D + local_experts * D * m * Fe / t + tok_e * m * Fe / t),
+        ),
+        (
+            f_moe * _ELEMENTWISE_FLOP_PER_ELEM * tok_e * Fe / t,
+            f_moe * y * (m + 1.0) * tok_e * Fe / t,
+        ),
+        (
+            f_moe * 2.0 * tok_e * Fe * D / t,
+            f_moe * y * (tok_e * Fe / t + local_experts * Fe * D / t + tok_e * D),
+        ),
         resid(tok_sp),
     ]
     unfused = 1.0 - jnp.asarray(plan.flash_attn)
     n_scores = b * q_c * T * T / c
-    ops += [(unfused * _SCORE_FLOP_PER_ELEM * n_scores,
-             unfused * UNFUSED_SCORE_BYTES_PER_ELEM / 3.0 * n_scores)]
+    ops += [
+        (
+            unfused * _SCORE_FLOP_PER_ELEM * n_scores,
+            unfused * UNFUSED_SCORE_BYTES_PER_ELEM / 3.0 * n_scores,
+        )
+    ]
     ops += [(0.0 * tok_sp, f_moe * y * (3.0 * w.top_k + 1.0) * tok_sp * D)]
     flop = jnp.stack([jnp.asarray(f, dtype=float) for f, _ in ops], axis=-1)
     nbytes = jnp.stack([jnp.asarray(bb, dtype=float) for _, bb in ops], axis=-1)
-    kind = jnp.asarray([KIND_MEMORY, KIND_MATMUL, KIND_ATTENTION, KIND_MATMUL,
-                        KIND_MEMORY, KIND_MEMORY, KIND_MATMUL, KIND_MEMORY,
-                        KIND_MATMUL, KIND_MATMUL, KIND_MATMUL, KIND_MEMORY,
-                        KIND_MATMUL, KIND_MEMORY, KIND_MEMORY, KIND_MEMORY],
-                       dtype=jnp.int32)
+    kind = jnp.asarray(
+        [
+            KIND_MEMORY,
+            KIND_MATMUL,
+            KIND_ATTENTION,
+            KIND_MATMUL,
+            KIND_MEMORY,
+            KIND_MEMORY,
+            KIND_MATMUL,
+            KIND_MEMORY,
+            KIND_MATMUL,
+            KIND_MATMUL,
+            KIND_MATMUL,
+            KIND_MEMORY,
+            KIND_MATMUL,
+            KIND_MEMORY,
+            KIND_MEMORY,
+            KIND_MEMORY,
+        ],
+        dtype=jnp.int32,
+    )
     kind = jnp.broadcast_to(kind, flop.shape)
     unfused_core = _ATTN_CORE_OP_MASK & (jnp.asarray(plan.flash_attn) < 0.5)[..., None]
     kind = jnp.where(unfused_core, KIND_MATMUL, kind).astype(jnp.int32)
@@ -551,8 +638,9 @@ def recompute_flop_frac(w: TransformerConfig, plan: ParallelPlan) -> jax.Array:
     with full recompute.
     """
     ops = layer_ops(w, plan)
-    sel = (jnp.sum(jnp.where(ATTN_CORE_MASK, ops.flop, 0.0), axis=-1)
-           / jnp.sum(ops.flop, axis=-1))
+    sel = jnp.sum(jnp.where(ATTN_CORE_MASK, ops.flop, 0.0), axis=-1) / jnp.sum(
+        ops.flop, axis=-1
+    )
     r = jnp.asarray(plan.recompute)
     return jnp.where(r > 1.5, 1.0, jnp.where(r > 0.5, sel, 0.0))
 
@@ -584,12 +672,16 @@ def head_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
     flop = jnp.stack([jnp.asarray(f, dtype=float) for f, _ in ops], axis=-1)
     nbytes = jnp.stack([jnp.asarray(bb, dtype=float) for _, bb in ops], axis=-1)
     kind = jnp.broadcast_to(
-        jnp.asarray([KIND_MEMORY, KIND_MEMORY, KIND_MATMUL, KIND_MEMORY],
-                    dtype=jnp.int32), flop.shape)
+        jnp.asarray(
+            [KIND_MEMORY, KIND_MEMORY, KIND_MATMUL, KIND_MEMORY], dtype=jnp.int32
+        ),
+        flop.shape,
+    )
     return LayerOps(flop=flop, bytes=nbytes, kind=kind)
 
 
 # ------------------------------------------------------------ memory and comm
+
 
 def _params_per_chip(w: TransformerConfig, plan: ParallelPlan):
     """(dense, expert) parameters held by one chip of the largest pipeline stage,
@@ -604,8 +696,7 @@ def _params_per_chip(w: TransformerConfig, plan: ParallelPlan):
     expert = _dense_mlp_params(w, w.moe_d_ff)
     routed_total = w.num_layers * f_moe * w.num_experts * expert
     layer_dense = _layer_params(w, active=False) - routed_total
-    emb_mats = jnp.where(jnp.asarray(p) > 1.5, 1.0,
-                         2.0 - w.tied_frac)
+    emb_mats = jnp.where(jnp.asarray(p) > 1.5, 1.0, 2.0 - w.tied_frac)
     emb = emb_mats * w.vocab_size * w.d_model + _is_gelu(w) * w.seq_len * w.d_model
     dense = (layer_dense / p + emb + _norm_params(w)) / t
     experts = routed_total / (p * t * e)
@@ -639,8 +730,9 @@ def activation_bytes_per_layer(w: TransformerConfig, plan: ParallelPlan) -> jax.
     sbh = s * b * h
     sp = jnp.asarray(plan.sp) > 0.5
     scores = (1.0 - jnp.asarray(plan.flash_attn)) * 5.0 * a * s / h
-    none = jnp.where(sp, sbh / t * (34.0 + scores),
-                     sbh * (10.0 + 24.0 / t + scores / t))
+    none = jnp.where(
+        sp, sbh / t * (34.0 + scores), sbh * (10.0 + 24.0 / t + scores / t)
+    )
     selective = jnp.where(sp, 34.0 * sbh / t, sbh * (10.0 + 24.0 / t))
     full = jnp.where(sp, 2.0 * sbh / t, 2.0 * sbh)
     r = jnp.asarray(plan.recompute)
@@ -656,8 +748,12 @@ def _in_flight_microbatches(w: TransformerConfig, plan: ParallelPlan) -> jax.Arr
     return jnp.minimum(p, m) * interleave
 
 
-def memory_bytes(w: TransformerConfig, plan: ParallelPlan, *,
-                 grad_bytes_per_param: float = BF16_BYTES) -> MemoryBreakdown:
+def memory_bytes(
+    w: TransformerConfig,
+    plan: ParallelPlan,
+    *,
+    grad_bytes_per_param: float = BF16_BYTES,
+) -> MemoryBreakdown:
     """Peak memory of one chip (first pipeline stage), bytes.
 
     weights = 2·P_c, grads = g·P_c, optimizer = 12·P_c (mixed-precision Adam), with
@@ -682,26 +778,40 @@ def memory_bytes(w: TransformerConfig, plan: ParallelPlan, *,
 
     def sharded(stage):
         on = z > stage - 0.5
-        return (jnp.where(on, dense / shard_dense, dense)
-                + jnp.where(on, experts / shard_exp, experts))
+        return jnp.where(on, dense / shard_dense, dense) + jnp.where(
+            on, experts / shard_exp, experts
+        )
 
     weights = BF16_BYTES * sharded(3)
     grads = grad_bytes_per_param * sharded(2)
     optimizer = ADAM_STATE_BYTES * sharded(1)
     s = w.seq_len / plan.cp
     sbh = s * plan.mbs * w.d_model
-    head_act = jnp.where(jnp.asarray(plan.pp) < 1.5,
-                         4.0 * sbh / plan.tp * (1.0 + w.vocab_size / w.d_model), 0.0)
-    acts = (w.num_layers / plan.pp * activation_bytes_per_layer(w, plan)
-            * _in_flight_microbatches(w, plan) + head_act)
+    head_act = jnp.where(
+        jnp.asarray(plan.pp) < 1.5,
+        4.0 * sbh / plan.tp * (1.0 + w.vocab_size / w.d_model),
+        0.0,
+    )
+    acts = (
+        w.num_layers
+        / plan.pp
+        * activation_bytes_per_layer(w, plan)
+        * _in_flight_microbatches(w, plan)
+        + head_act
+    )
     total = weights + grads + optimizer + acts
-    parts = dict(weights=weights, grads=grads, optimizer=optimizer, activations=acts,
-                 total=total)
+    parts = dict(
+        weights=weights, grads=grads, optimizer=optimizer, activations=acts, total=total
+    )
     return MemoryBreakdown(**{k: jnp.asarray(v, dtype=float) for k, v in parts.items()})
 
 
-def comm_volumes(w: TransformerConfig, plan: ParallelPlan, *,
-                 grad_bytes_per_param: float = BF16_BYTES) -> CommVolumes:
+def comm_volumes(
+    w: TransformerConfig,
+    plan: ParallelPlan,
+    *,
+    grad_bytes_per_param: float = BF16_BYTES,
+) -> CommVolumes:
     """Communication volumes per chip, bytes (Megatron conventions).
 
     X = b·(T/c)·D·2 bytes is one full activation tensor of a micro-batch on a chip.
@@ -728,30 +838,56 @@ def comm_volumes(w: TransformerConfig, plan: ParallelPlan, *,
     X = plan.mbs * w.seq_len / c * w.d_model * BF16_BYTES
     sp_div = _sp_div(plan)
     tp_bytes = 4.0 * X
-    cp_bytes = 2.0 * plan.mbs * w.seq_len * _kv_heads_per_chip(w, plan) * w.head_dim \
+    cp_bytes = (
+        2.0
+        * plan.mbs
+        * w.seq_len
+        * _kv_heads_per_chip(w, plan)
+        * w.head_dim
         * BF16_BYTES
+    )
     ep_bytes = moe_layer_fraction(w) * 2.0 * w.top_k * X / sp_div
     pp_bytes = X / sp_div
     dense, experts = _params_per_chip(w, plan)
     dp_grad = grad_bytes_per_param * (dense + experts)
-    zero3 = jnp.where(jnp.asarray(plan.zero) > 2.5,
-                      2.0 * BF16_BYTES * (dense + experts), 0.0)
-    vols = dict(tp_bytes_per_layer=tp_bytes, cp_bytes_per_layer=cp_bytes,
-                ep_bytes_per_layer=ep_bytes, pp_bytes_per_microbatch=pp_bytes,
-                dp_grad_bytes=dp_grad, zero3_param_bytes=zero3,
-                dp_expert_grad_bytes=grad_bytes_per_param * experts)
+    zero3 = jnp.where(
+        jnp.asarray(plan.zero) > 2.5, 2.0 * BF16_BYTES * (dense + experts), 0.0
+    )
+    vols = dict(
+        tp_bytes_per_layer=tp_bytes,
+        cp_bytes_per_layer=cp_bytes,
+        ep_bytes_per_layer=ep_bytes,
+        pp_bytes_per_microbatch=pp_bytes,
+        dp_grad_bytes=dp_grad,
+        zero3_param_bytes=zero3,
+        dp_expert_grad_bytes=grad_bytes_per_param * experts,
+    )
     return CommVolumes(**{k: jnp.asarray(v, dtype=float) for k, v in vols.items()})
 
 
 # ------------------------------------------------------------------ model table
 
 _MODEL_INT_COLUMNS = (
-    "num_layers", "d_model", "num_heads", "num_kv_heads", "head_dim", "d_ff",
-    "vocab_size", "seq_len", "global_batch_seqs", "num_experts", "top_k",
-    "moe_d_ff", "num_dense_layers", "num_shared_experts",
+    "num_layers",
+    "d_model",
+    "num_heads",
+    "num_kv_heads",
+    "head_dim",
+    "d_ff",
+    "vocab_size",
+    "seq_len",
+    "global_batch_seqs",
+    "num_experts",
+    "top_k",
+    "moe_d_ff",
+    "num_dense_layers",
+    "num_shared_experts",
 )
-_MODEL_COLUMNS = ("name",) + _MODEL_INT_COLUMNS + (
-    "mlp", "tied_embeddings", "source", "source_locator", "kind", "notes")
+_MODEL_COLUMNS = (
+    ("name",)
+    + _MODEL_INT_COLUMNS
+    + ("mlp", "tied_embeddings", "source", "source_locator", "kind", "notes")
+)
 _KINDS = ("vendor_spec", "measured", "estimated")
 
 
@@ -773,10 +909,15 @@ def stack_models(models: list[TransformerConfig]) -> TransformerConfig:
     if not models:
         raise PlanError("stack_models needs at least one model", column="models")
     first = models[0]
-    return jax.tree.map(lambda *x: jnp.stack([jnp.asarray(v, dtype=float) for v in x]),
-                        *[m.replace(name=first.name, mlp=first.mlp,
-                                    tied_embeddings=first.tied_embeddings)
-                          for m in models])
+    return jax.tree.map(
+        lambda *x: jnp.stack([jnp.asarray(v, dtype=float) for v in x]),
+        *[
+            m.replace(
+                name=first.name, mlp=first.mlp, tied_embeddings=first.tied_embeddings
+            )
+            for m in models
+        ],
+    )
 
 
 def load_models(path: str | Path | None = None) -> dict[str, TransformerConfig]:
@@ -790,8 +931,9 @@ def load_models(path: str | Path | None = None) -> dict[str, TransformerConfig]:
     try:
         fh = open(path, newline="", encoding="utf-8")
     except OSError as exc:
-        raise DataError(f"cannot open model table: {exc.strerror}", file=str(path)) \
-            from None
+        raise DataError(
+            f"cannot open model table: {exc.strerror}", file=str(path)
+        ) from None
     with fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
@@ -802,49 +944,78 @@ def load_models(path: str | Path | None = None) -> dict[str, TransformerConfig]:
         for i, row in enumerate(reader, start=1):
             name = (row["name"] or "").strip()
             if not name:
-                raise DataError("empty model name", file=str(path), row=i,
-                                column="name")
+                raise DataError(
+                    "empty model name", file=str(path), row=i, column="name"
+                )
             if name in models:
-                raise DataError(f"duplicate model name '{name}'", file=str(path),
-                                row=i, column="name")
+                raise DataError(
+                    f"duplicate model name '{name}'",
+                    file=str(path),
+                    row=i,
+                    column="name",
+                )
             for col in ("source", "source_locator"):
                 if not (row[col] or "").strip():
-                    raise DataError("empty; every row needs a source", file=str(path),
-                                    row=i, column=col)
+                    raise DataError(
+                        "empty; every row needs a source",
+                        file=str(path),
+                        row=i,
+                        column=col,
+                    )
             if row["kind"] not in _KINDS:
-                raise DataError(f"kind={row['kind']!r} is not one of {_KINDS}",
-                                file=str(path), row=i, column="kind")
+                raise DataError(
+                    f"kind={row['kind']!r} is not one of {_KINDS}",
+                    file=str(path),
+                    row=i,
+                    column="kind",
+                )
             kwargs = {}
             for col in _MODEL_INT_COLUMNS:
                 cell = (row[col] or "").strip()
                 try:
                     val = float(cell)
                 except ValueError:
-                    raise DataError(f"{cell!r} is not a number", file=str(path), row=i,
-                                    column=col) from None
+                    raise DataError(
+                        f"{cell!r} is not a number", file=str(path), row=i, column=col
+                    ) from None
                 if not math.isfinite(val) or val != round(val) or val < 0:
-                    raise DataError(f"{cell!r} is not a non-negative integer",
-                                    file=str(path), row=i, column=col)
+                    raise DataError(
+                        f"{cell!r} is not a non-negative integer",
+                        file=str(path),
+                        row=i,
+                        column=col,
+                    )
                 kwargs[col] = int(val)
             tied = (row["tied_embeddings"] or "").strip().lower()
             if tied not in ("true", "false"):
-                raise DataError(f"{tied!r} is not true/false", file=str(path), row=i,
-                                column="tied_embeddings")
+                raise DataError(
+                    f"{tied!r} is not true/false",
+                    file=str(path),
+                    row=i,
+                    column="tied_embeddings",
+                )
             mlp = (row["mlp"] or "").strip().lower()
             if mlp not in [m.value for m in Mlp]:
-                raise DataError(f"{mlp!r} is not one of {[m.value for m in Mlp]}",
-                                file=str(path), row=i, column="mlp")
+                raise DataError(
+                    f"{mlp!r} is not one of {[m.value for m in Mlp]}",
+                    file=str(path),
+                    row=i,
+                    column="mlp",
+                )
             try:
                 models[name] = TransformerConfig.create(
-                    name=name, mlp=Mlp(mlp), tied_embeddings=tied == "true", **kwargs)
+                    name=name, mlp=Mlp(mlp), tied_embeddings=tied == "true", **kwargs
+                )
             except PlanError as exc:
-                raise DataError(exc.detail, file=str(path), row=i,
-                                column=exc.column) from None
+                raise DataError(
+                    exc.detail, file=str(path), row=i, column=exc.column
+                ) from None
     return models
 
 
-def get_model(name: str, models: dict[str, TransformerConfig] | None = None
-              ) -> TransformerConfig:
+def get_model(
+    name: str, models: dict[str, TransformerConfig] | None = None
+) -> TransformerConfig:
     """One model of the table by name (case-insensitive).
 
     Raises:
@@ -856,5 +1027,8 @@ def get_model(name: str, models: dict[str, TransformerConfig] | None = None
     folded = {k.lower(): v for k, v in models.items()}
     if name.lower() in folded:
         return folded[name.lower()]
-    raise DataError(f"unknown model '{name}'; known: {', '.join(sorted(models))}",
-                    file=str(models_csv_path()), column="name")
+    raise DataError(
+        f"unknown model '{name}'; known: {', '.join(sorted(models))}",
+        file=str(models_csv_path()),
+        column="name",
+    )

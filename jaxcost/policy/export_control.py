@@ -49,6 +49,7 @@ from jaxcost import units
 from jaxcost.errors import RegimeError
 from jaxcost.io.paths import data_dir
 from jaxcost.model.hardware import ChipSpec
+from jaxcost.model.numerics import tiny_like
 from jaxcost.policy import expr as _expr
 
 
@@ -452,7 +453,8 @@ def _load_file(path: Path, cache: dict[str, Regime], stack: tuple[str, ...]) -> 
 
 
 def _is_file(path: Path) -> bool:
-    """``path.is_file()``, False for names the OS cannot even look up (too long, NUL)."""
+    """``path.is_file()``, False for names the OS cannot even look up (too long,
+    NUL)."""
     try:
         return path.is_file()
     except (OSError, ValueError):
@@ -687,20 +689,18 @@ def regime_thresholds(regime: Regime) -> RegimeThresholds:
     return RegimeThresholds(values=values)
 
 
-_TINY = 1e-30
-
-
 def _soft_ge(a: jax.Array, b: jax.Array, temperature: float) -> jax.Array:
     """Smooth indicator of a >= b: sigmoid of the relative margin / temperature.
 
     The margin (a - b) / ((|a| + |b|) / 2) is scale-free, so one temperature suits TPP,
-    GB/s and PD alike. An unknown (NaN) operand gives 0.5 with a zero, finite gradient.
+    GB/s and PD alike. An unknown (NaN) operand gives 0.5 with a zero, finite gradient;
+    so do a = b = 0 (margin 0).
     """
     bad = jnp.isnan(a) | jnp.isnan(b)
     a_safe = jnp.where(bad, 1.0, a)  # "double where": no NaN reaches the gradient
     b_safe = jnp.where(bad, 1.0, b)
-    scale = (jnp.abs(a_safe) + jnp.abs(b_safe)) / 2 + _TINY
-    margin = (a_safe - b_safe) / scale
+    scale = (jnp.abs(a_safe) + jnp.abs(b_safe)) / 2
+    margin = (a_safe - b_safe) / jnp.where(scale > 0, scale, 1.0)  # a = b = 0: 0
     return jnp.where(bad, 0.5, jax.nn.sigmoid(margin / temperature))
 
 
@@ -746,7 +746,7 @@ class _Smooth:
             _, a = self.value(node.left, regime)
             _, b = self.value(node.right, regime)
             ops = {"+": jnp.add, "-": jnp.subtract, "*": jnp.multiply,
-                   "/": lambda x, y: x / jnp.where(y == 0, _TINY, y)}
+                   "/": lambda x, y: x / jnp.where(y == 0, tiny_like(y), y)}
             return ("num", ops[node.op](a, b))
         if isinstance(node, _expr.BoolOp):
             ps = [self.prob(o, regime) for o in node.operands]

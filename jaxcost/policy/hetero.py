@@ -34,7 +34,7 @@ def nice_batch(share: float) -> int:
     if share <= 1.0:
         return 1
     k = int(math.floor(math.log2(share)))
-    cands = [2 ** k, 3 * 2 ** (k - 1) if k >= 1 else 1, 2 ** (k + 1)]
+    cands = [2**k, 3 * 2 ** (k - 1) if k >= 1 else 1, 2 ** (k + 1)]
     return min(cands, key=lambda c: abs(math.log(c / share)))
 
 
@@ -60,9 +60,15 @@ class MixedClusterEvaluator:
       replan_rounds: re-planning rounds (0: keep the whole-batch plans).
     """
 
-    def __init__(self, params: CostParams, workload: TransformerConfig,
-                 space: PlanSpace | None = None, max_plans: int = 200_000, *,
-                 replan_rounds: int = 2) -> None:
+    def __init__(
+        self,
+        params: CostParams,
+        workload: TransformerConfig,
+        space: PlanSpace | None = None,
+        max_plans: int = 200_000,
+        *,
+        replan_rounds: int = 2,
+    ) -> None:
         self.params, self.workload = params, workload
         self.space = PlanSpace() if space is None else space
         self.max_plans = int(max_plans)
@@ -75,6 +81,7 @@ class MixedClusterEvaluator:
         # step time and balanced shares from one evaluation of the data-parallel
         # groups
         if keys not in self._fns:
+
             def total(clusters, plans):
                 phys = [physical(self.params, cl.chip) for cl in clusters]
                 st, share = hetero_data_parallel(phys, clusters, self.workload, plans)
@@ -83,8 +90,9 @@ class MixedClusterEvaluator:
             self._fns[keys] = jax.jit(total)
         return self._fns[keys]
 
-    def _best_plan_str(self, name: str, chip: ChipSpec, n: int, share: float
-                       ) -> str | None:
+    def _best_plan_str(
+        self, name: str, chip: ChipSpec, n: int, share: float
+    ) -> str | None:
         """Best plan of ``n`` chips for a batch of about ``share`` sequences (cached
         per chip type, count and rounded batch)."""
         if not math.isfinite(share) or share < 1:
@@ -102,19 +110,26 @@ class MixedClusterEvaluator:
         if num == 0 or num > self.max_plans:
             return None
         if self._score_fn is None:
-            self._score_fn = jax.jit(jax.vmap(plan_time_s,
-                                              in_axes=(None, None, None, 0)))
+            self._score_fn = jax.jit(
+                jax.vmap(plan_time_s, in_axes=(None, None, None, 0))
+            )
         size = 1 << max(int(math.ceil(math.log2(num))), 6)  # padded: few compilations
-        t = np.asarray(self._score_fn(self.params,
-                                      ClusterSpec(chip=chip, num_chips=float(n)), wg,
-                                      sweep.pad_rows(plans, size)))[:num]
+        t = np.asarray(
+            self._score_fn(
+                self.params,
+                ClusterSpec(chip=chip, num_chips=float(n)),
+                wg,
+                sweep.pad_rows(plans, size),
+            )
+        )[:num]
         j = int(np.argmin(t))
         if not np.isfinite(t[j]):
             return None
         return plan_to_str(plan_at(plans, j))
 
-    def evaluate(self, chips: dict[str, ChipSpec], counts: dict[str, int],
-                 plans: dict[str, str]) -> tuple[float, dict[str, str]]:
+    def evaluate(
+        self, chips: dict[str, ChipSpec], counts: dict[str, int], plans: dict[str, str]
+    ) -> tuple[float, dict[str, str]]:
         """(tokens/s, plan string per type) of the mixed cluster ``counts``.
 
         Args:
@@ -124,8 +139,9 @@ class MixedClusterEvaluator:
         """
         keys = tuple(counts)
         fn = self._cluster_fn(keys)
-        clusters = tuple(ClusterSpec(chip=chips[k], num_chips=float(counts[k]))
-                         for k in keys)
+        clusters = tuple(
+            ClusterSpec(chip=chips[k], num_chips=float(counts[k])) for k in keys
+        )
 
         def run(plan_strs):
             pl = tuple(plan_from_str(plan_strs[k]) for k in keys)
@@ -150,6 +166,9 @@ class MixedClusterEvaluator:
                 best_t, best = t, cur
         if best is None:  # no round (replan_rounds = 0) or none finite
             best_t, best = t0, dict(plans)
-        tok = tokens_per_step(self.workload) / best_t \
-            if math.isfinite(best_t) and best_t > 0 else 0.0
+        tok = (
+            tokens_per_step(self.workload) / best_t
+            if math.isfinite(best_t) and best_t > 0
+            else 0.0
+        )
         return tok, best

@@ -52,9 +52,19 @@ from jaxcost.search.curves import ThroughputCurve, count_grid, throughput_curves
 from jaxcost.search.plans import DEFAULT_CHUNK_SIZE
 from jaxcost.search.space import PlanSpace, enumerate_plans
 
-__all__ = ["ClusterResult", "MixResult", "PreparedCurves", "RegimeTerm", "chip_mix",
-           "mix_problem", "pareto_front", "prepare_curves", "regime_terms",
-           "smooth_obtainable_frac", "solve_prepared"]
+__all__ = [
+    "ClusterResult",
+    "MixResult",
+    "PreparedCurves",
+    "RegimeTerm",
+    "chip_mix",
+    "mix_problem",
+    "pareto_front",
+    "prepare_curves",
+    "regime_terms",
+    "smooth_obtainable_frac",
+    "solve_prepared",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,12 +144,14 @@ def _consequence_str(c) -> str:
 _OBTAINABLE = ("allowed", "notify", "not_applicable")
 
 
-def smooth_obtainable_frac(chip, regime, allow_licensed: bool, thresholds=None,
-                 temperature: float = 0.05):
+def smooth_obtainable_frac(
+    chip, regime, allow_licensed: bool, thresholds=None, temperature: float = 0.05
+):
     """Smooth allowed fraction: 1 − P(prohibited) − P(indeterminate)
     − P(license) (the last only when licensed chips are not allowed)."""
-    probs = ec.smooth_consequence_probs(chip, regime, thresholds=thresholds,
-                                        temperature=temperature)
+    probs = ec.smooth_consequence_probs(
+        chip, regime, thresholds=thresholds, temperature=temperature
+    )
     ok = sum(probs.get(k, 0.0) for k in _OBTAINABLE)
     if allow_licensed:
         ok = ok + probs.get("license", 0.0)
@@ -155,8 +167,13 @@ class RegimeTerm:
     why: str
 
 
-def regime_terms(candidates, regime_id: str, allow_licensed: bool,
-                  thresholds=None, temperature: float | None = None) -> list[RegimeTerm]:
+def regime_terms(
+    candidates,
+    regime_id: str,
+    allow_licensed: bool,
+    thresholds=None,
+    temperature: float | None = None,
+) -> list[RegimeTerm]:
     """Per candidate: hard outcome, smooth allowed fraction, price factor, flag.
 
     With ``thresholds`` and a small ``temperature`` the hard outcome is the most
@@ -169,32 +186,59 @@ def regime_terms(candidates, regime_id: str, allow_licensed: bool,
         if cand.owned:
             out.append(RegimeTerm(True, 1.0, 1.0, "owned", ""))
             continue
-        frac = float(smooth_obtainable_frac(cand.chip, regime, allow_licensed, thresholds))
+        frac = float(
+            smooth_obtainable_frac(cand.chip, regime, allow_licensed, thresholds)
+        )
         if thresholds is None:
             cls = ec.classify(cand.chip, regime)
             cons = _consequence_str(cls.consequence)
             factor = 1.0 + float(cls.tariff_frac) + float(cls.revenue_share_frac)
         else:
             t = 1e-4 if temperature is None else temperature
-            probs = ec.smooth_consequence_probs(cand.chip, regime,
-                                                thresholds=thresholds, temperature=t)
+            probs = ec.smooth_consequence_probs(
+                cand.chip, regime, thresholds=thresholds, temperature=t
+            )
             cons = max(probs, key=lambda k: float(probs[k]))
-            factor = 1.0 + float(ec.smooth_license_cost_frac(
-                cand.chip, regime, thresholds=thresholds, temperature=t))
+            factor = 1.0 + float(
+                ec.smooth_license_cost_frac(
+                    cand.chip, regime, thresholds=thresholds, temperature=t
+                )
+            )
         if cons == "prohibited":
-            out.append(RegimeTerm(False, frac, factor, "prohibited",
-                             f"prohibited under regime {regime_id}"))
+            out.append(
+                RegimeTerm(
+                    False,
+                    frac,
+                    factor,
+                    "prohibited",
+                    f"prohibited under regime {regime_id}",
+                )
+            )
         elif cons == "indeterminate":
-            out.append(RegimeTerm(False, frac, factor, "indeterminate",
-                             f"indeterminate under regime {regime_id} (a quantity the "
-                             "rules need is unknown for this chip)"))
+            out.append(
+                RegimeTerm(
+                    False,
+                    frac,
+                    factor,
+                    "indeterminate",
+                    f"indeterminate under regime {regime_id} (a quantity the "
+                    "rules need is unknown for this chip)",
+                )
+            )
         elif cons == "license":
             if allow_licensed:
                 out.append(RegimeTerm(True, frac, factor, "license", ""))
             else:
-                out.append(RegimeTerm(False, frac, factor, "license",
-                                 f"needs a licence under regime {regime_id} "
-                                 "(allow_licensed = false)"))
+                out.append(
+                    RegimeTerm(
+                        False,
+                        frac,
+                        factor,
+                        "license",
+                        f"needs a licence under regime {regime_id} "
+                        "(allow_licensed = false)",
+                    )
+                )
         elif cons == "notify":
             out.append(RegimeTerm(True, frac, factor, "notify", ""))
         else:
@@ -202,7 +246,9 @@ def regime_terms(candidates, regime_id: str, allow_licensed: bool,
     return out
 
 
-def mix_problem(scenario, curves: Sequence[ThroughputCurve], regime_terms) -> MixProblem:
+def mix_problem(
+    scenario, curves: Sequence[ThroughputCurve], regime_terms
+) -> MixProblem:
     """Assemble the integer problem of a scenario from its curves and regime terms."""
     cands = scenario.candidates
     grids, tput, plans = [], [], []
@@ -210,26 +256,40 @@ def mix_problem(scenario, curves: Sequence[ThroughputCurve], regime_terms) -> Mi
         grids.append(np.concatenate([[0], cv.counts]).astype(np.int64))
         tput.append(np.concatenate([[0.0], cv.tokens_per_s]))
         plans.append(("",) + tuple(cv.plans))
-    price = np.asarray([c.price_usd * rt.price_factor for c, rt in
-                        zip(cands, regime_terms, strict=True)])
+    price = np.asarray(
+        [
+            c.price_usd * rt.price_factor
+            for c, rt in zip(cands, regime_terms, strict=True)
+        ]
+    )
     tpp = _tpp_of([c.chip for c in cands])
     return MixProblem(
-        keys=tuple(_cand_key(c) for c in cands), grids=tuple(grids), tput=tuple(tput),
-        plans=tuple(plans), unit_cost_usd=price,
+        keys=tuple(_cand_key(c) for c in cands),
+        grids=tuple(grids),
+        tput=tuple(tput),
+        plans=tuple(plans),
+        unit_cost_usd=price,
         unit_power_w=np.asarray([float(c.chip.tdp_w) * scenario.pue for c in cands]),
-        unit_tpp=np.asarray([0.0 if c.owned else t for c, t in
-                             zip(cands, tpp, strict=True)]),
+        unit_tpp=np.asarray(
+            [0.0 if c.owned else t for c, t in zip(cands, tpp, strict=True)]
+        ),
         stock=np.asarray([c.stock for c in cands], np.float64),
         allowed=np.asarray([rt.allowed for rt in regime_terms], bool),
         allowed_frac=np.asarray([rt.frac for rt in regime_terms], np.float64),
         flags=tuple(rt.flag for rt in regime_terms),
-        node=np.asarray([max(int(float(c.chip.scaleup_domain_size)), 1)
-                         for c in cands]),
-        tokens=scenario.tokens, objective=scenario.objective, mixed=scenario.mixed,
-        budget_usd=scenario.budget_usd, power_w=scenario.power_w,
-        max_chips=scenario.max_chips, tpp_cap=scenario.tpp_cap,
+        node=np.asarray(
+            [max(int(float(c.chip.scaleup_domain_size)), 1) for c in cands]
+        ),
+        tokens=scenario.tokens,
+        objective=scenario.objective,
+        mixed=scenario.mixed,
+        budget_usd=scenario.budget_usd,
+        power_w=scenario.power_w,
+        max_chips=scenario.max_chips,
+        tpp_cap=scenario.tpp_cap,
         max_time_to_train_s=scenario.max_time_to_train_s,
-        cross_type_efficiency=scenario.search.cross_type_efficiency)
+        cross_type_efficiency=scenario.search.cross_type_efficiency,
+    )
 
 
 def _cand_key(c) -> str:
@@ -254,11 +314,18 @@ def _cluster_result(prob: MixProblem, idx: np.ndarray) -> ClusterResult:
             flags.append(f"{prob.keys[i]}:{prob.flags[i]}")
     tok = float(ev["tokens_per_s"][0])
     return ClusterResult(
-        counts=counts, plans=plans, group_tokens_per_s=group, tokens_per_s=tok,
-        surrogate_tokens_per_s=tok, time_to_train_s=float(ev["time_s"][0]),
-        capex_usd=float(ev["cost_usd"][0]), power_w=float(ev["power_w"][0]),
-        tpp=float(ev["tpp"][0]), flags=tuple(flags),
-        throughput_model="homogeneous" if len(counts) == 1 else "surrogate")
+        counts=counts,
+        plans=plans,
+        group_tokens_per_s=group,
+        tokens_per_s=tok,
+        surrogate_tokens_per_s=tok,
+        time_to_train_s=float(ev["time_s"][0]),
+        capex_usd=float(ev["cost_usd"][0]),
+        power_w=float(ev["power_w"][0]),
+        tpp=float(ev["tpp"][0]),
+        flags=tuple(flags),
+        throughput_model="homogeneous" if len(counts) == 1 else "surrogate",
+    )
 
 
 def _grid_max(scenario, cand, factor: float) -> float:
@@ -272,9 +339,11 @@ def _grid_max(scenario, cand, factor: float) -> float:
     return float(min(caps))
 
 
-def _smallest_fitting(w, chip, node: int, space: PlanSpace,
-                      max_count: int = 1 << 20) -> int | None:
-    """Smallest count (node × 2^k) with a valid plan that fits in memory (numpy only)."""
+def _smallest_fitting(
+    w, chip, node: int, space: PlanSpace, max_count: int = 1 << 20
+) -> int | None:
+    """Smallest count (node × 2^k) with a valid plan that fits in memory (numpy
+    only)."""
     n = node
     while n <= max_count:
         pl = enumerate_plans(w, n, chip, space)
@@ -298,45 +367,78 @@ def _infeasible_message(scenario, w, prob: MixProblem, excluded: dict) -> str:
     chips = {_cand_key(c): c.chip for c in scenario.candidates}
     msgs = []
     for i in usable:
-        n = _smallest_fitting(w, chips[prob.keys[i]], int(prob.node[i]),
-                              scenario.search.plan_space())
+        n = _smallest_fitting(
+            w, chips[prob.keys[i]], int(prob.node[i]), scenario.search.plan_space()
+        )
         if n is None:
-            msgs.append((math.inf, f"the model fits in memory on no cluster of "
-                                   f"{prob.keys[i]} up to {1 << 20} chips"))
+            msgs.append(
+                (
+                    math.inf,
+                    f"the model fits in memory on no cluster of "
+                    f"{prob.keys[i]} up to {1 << 20} chips",
+                )
+            )
             continue
         smallest = f"{n} x {prob.keys[i]}"
         cost = n * prob.unit_cost_usd[i]
         power = n * prob.unit_power_w[i]
         tpp = n * prob.unit_tpp[i]
         checks = [
-            (cost, scenario.budget_usd,
-             f"budget_usd={scenario.budget_usd:.3g} buys fewer chips than the smallest "
-             f"cluster that fits the model in memory ({smallest} = {cost:.3g} USD)"),
-            (power, scenario.power_w,
-             f"power_w={scenario.power_w:.3g} powers fewer chips than the smallest "
-             f"cluster that fits the model in memory ({smallest} = {power:.3g} W)"),
-            (n, prob.stock[i],
-             f"stock of {prob.keys[i]} ({prob.stock[i]:.0f}) is below the smallest "
-             f"cluster that fits the model in memory ({smallest})"),
-            (n, scenario.max_chips,
-             f"max_chips={scenario.max_chips:.0f} is below the smallest cluster that "
-             f"fits the model in memory ({smallest})"),
-            (tpp, scenario.tpp_cap,
-             f"tpp_cap={scenario.tpp_cap:.3g} is below the TPP of the smallest cluster "
-             f"that fits the model in memory ({smallest} = {tpp:.3g})"),
+            (
+                cost,
+                scenario.budget_usd,
+                f"budget_usd={scenario.budget_usd:.3g} buys fewer chips than the "
+                "smallest "
+                f"cluster that fits the model in memory ({smallest} = {cost:.3g} USD)",
+            ),
+            (
+                power,
+                scenario.power_w,
+                f"power_w={scenario.power_w:.3g} powers fewer chips than the smallest "
+                f"cluster that fits the model in memory ({smallest} = {power:.3g} W)",
+            ),
+            (
+                n,
+                prob.stock[i],
+                f"stock of {prob.keys[i]} ({prob.stock[i]:.0f}) is below the smallest "
+                f"cluster that fits the model in memory ({smallest})",
+            ),
+            (
+                n,
+                scenario.max_chips,
+                f"max_chips={scenario.max_chips:.0f} is below the smallest cluster "
+                "that "
+                f"fits the model in memory ({smallest})",
+            ),
+            (
+                tpp,
+                scenario.tpp_cap,
+                f"tpp_cap={scenario.tpp_cap:.3g} is below the TPP of the smallest "
+                "cluster "
+                f"that fits the model in memory ({smallest} = {tpp:.3g})",
+            ),
         ]
         broken = [(use / max(lim, 1e-30), m) for use, lim, m in checks if use > lim]
         if broken:
             msgs.append(min(broken))
         elif np.any(prob.tput[i] > 0):
             best_t = prob.tokens / float(np.max(prob.tput[i]))
-            msgs.append((best_t / prob.max_time_to_train_s,
-                         f"max_time_to_train_s={prob.max_time_to_train_s:.3g} is "
-                         f"shorter than the fastest {prob.keys[i]} cluster the limits "
-                         f"allow ({best_t:.3g} s)"))
+            msgs.append(
+                (
+                    best_t / prob.max_time_to_train_s,
+                    f"max_time_to_train_s={prob.max_time_to_train_s:.3g} is "
+                    f"shorter than the fastest {prob.keys[i]} cluster the limits "
+                    f"allow ({best_t:.3g} s)",
+                )
+            )
         else:
-            msgs.append((math.inf, f"no grid count of {prob.keys[i]} within the limits "
-                                   "has a valid plan (batch divisibility)"))
+            msgs.append(
+                (
+                    math.inf,
+                    f"no grid count of {prob.keys[i]} within the limits "
+                    "has a valid plan (batch divisibility)",
+                )
+            )
     return min(msgs, key=lambda m: m[0])[1]
 
 
@@ -361,14 +463,23 @@ def _chips_of(scenario, prob: MixProblem) -> dict[str, Any]:
     return {_cand_key(c): c.chip for c in scenario.candidates}
 
 
-def _exact(prob: MixProblem, r: ClusterResult, hetero: MixedClusterEvaluator | None,
-           chips: dict) -> ClusterResult:
+def _exact(
+    prob: MixProblem,
+    r: ClusterResult,
+    hetero: MixedClusterEvaluator | None,
+    chips: dict,
+) -> ClusterResult:
     if len(r.counts) < 2 or hetero is None:
         return r
     tok, plans = hetero.evaluate(chips, r.counts, r.plans)
     t = prob.tokens / tok if tok > 0 else math.inf
-    return dataclasses.replace(r, tokens_per_s=tok, time_to_train_s=t, plans=plans,
-                               throughput_model="hetero-data")
+    return dataclasses.replace(
+        r,
+        tokens_per_s=tok,
+        time_to_train_s=t,
+        plans=plans,
+        throughput_model="hetero-data",
+    )
 
 
 def _rank_key(prob: MixProblem, r: ClusterResult) -> tuple[float, float]:
@@ -384,8 +495,9 @@ class PreparedCurves:
     seconds: dict[str, float]
 
 
-def prepare_curves(params, w, scenario, terms, *, all_types: bool, chunk_size: int,
-             progress: bool) -> PreparedCurves:
+def prepare_curves(
+    params, w, scenario, terms, *, all_types: bool, chunk_size: int, progress: bool
+) -> PreparedCurves:
     """Count grids and throughput curves of every usable candidate."""
     t0 = time.perf_counter()
     excluded: dict[str, str] = {}
@@ -400,19 +512,40 @@ def prepare_curves(params, w, scenario, terms, *, all_types: bool, chunk_size: i
         elif cand.stock <= 0:
             excluded[_cand_key(cand)] = "stock is 0"
             gmax = 0.0
-        grids.append(count_grid(node, gmax,
-                                steps_per_octave=scenario.search.grid_steps_per_octave,
-                                extra=(gmax,)))
+        grids.append(
+            count_grid(
+                node,
+                gmax,
+                steps_per_octave=scenario.search.grid_steps_per_octave,
+                extra=(gmax,),
+            )
+        )
     t1 = time.perf_counter()
-    curves = throughput_curves(params, w, chips, grids, chunk_size=chunk_size,
-                               max_plans=scenario.search.max_plans, progress=progress,
-                               space=scenario.search.plan_space())
-    return PreparedCurves(curves, excluded, {"grids": t1 - t0,
-                                        "curves": time.perf_counter() - t1})
+    curves = throughput_curves(
+        params,
+        w,
+        chips,
+        grids,
+        chunk_size=chunk_size,
+        max_plans=scenario.search.max_plans,
+        progress=progress,
+        space=scenario.search.plan_space(),
+    )
+    return PreparedCurves(
+        curves, excluded, {"grids": t1 - t0, "curves": time.perf_counter() - t1}
+    )
 
 
-def solve_prepared(params, w, scenario, prep: PreparedCurves, terms, *,
-                    check_exhaustive: bool, hetero: MixedClusterEvaluator | None) -> MixResult:
+def solve_prepared(
+    params,
+    w,
+    scenario,
+    prep: PreparedCurves,
+    terms,
+    *,
+    check_exhaustive: bool,
+    hetero: MixedClusterEvaluator | None,
+) -> MixResult:
     t2 = time.perf_counter()
     prob = mix_problem(scenario, prep.curves, terms)
     excluded = dict(prep.excluded_static)
@@ -421,14 +554,16 @@ def solve_prepared(params, w, scenario, prep: PreparedCurves, terms, *,
             excluded.setdefault(_cand_key(cand), rt.why)
         cv = prep.curves[i]
         if prob.allowed[i] and cv.counts.size and not np.any(cv.tokens_per_s > 0):
-            excluded.setdefault(prob.keys[i], "no plan fits in memory up to "
-                                f"{int(cv.counts[-1])} chips")
+            excluded.setdefault(
+                prob.keys[i], f"no plan fits in memory up to {int(cv.counts[-1])} chips"
+            )
     top = max(scenario.search.top, 1)
     sol = solve_mix(prob, top=3 * top, steps=scenario.search.relaxed_steps)
     t3 = time.perf_counter()
     if not sol.ranked:
-        raise InfeasibleError(_infeasible_message(scenario, w, prob, excluded),
-                              file=scenario.path or None)
+        raise InfeasibleError(
+            _infeasible_message(scenario, w, prob, excluded), file=scenario.path or None
+        )
     agrees = None
     if check_exhaustive:
         try:
@@ -469,24 +604,45 @@ def solve_prepared(params, w, scenario, prep: PreparedCurves, terms, *,
     for r in ranked:
         uniq.setdefault(tuple(sorted(r.counts.items())), r)
     ranked = [ex(r) for r in uniq.values()]
-    ranked = [r for r in ranked
-              if r.time_to_train_s <= prob.max_time_to_train_s * (1 + 1e-12)]
+    ranked = [
+        r for r in ranked if r.time_to_train_s <= prob.max_time_to_train_s * (1 + 1e-12)
+    ]
     ranked = sorted(ranked, key=lambda r: _rank_key(prob, r))[:top]
     if not ranked:
-        raise InfeasibleError("max_time_to_train_s: no cluster meets the deadline "
-                              "once mixed clusters are evaluated exactly",
-                              file=scenario.path or None)
+        raise InfeasibleError(
+            "max_time_to_train_s: no cluster meets the deadline "
+            "once mixed clusters are evaluated exactly",
+            file=scenario.path or None,
+        )
     front = pareto_front([ex(r) for r in front] + ranked)
     return MixResult(
-        clusters=ranked, pareto=front, problem=prob, curves=prep.curves,
-        excluded=excluded, relaxed_counts=sol.relaxed_counts, exhaustive_agrees=agrees,
-        seconds={**prep.seconds, "solve": t3 - t2, "exhaustive_check": t4 - t3,
-                 "exact": time.perf_counter() - t4})
+        clusters=ranked,
+        pareto=front,
+        problem=prob,
+        curves=prep.curves,
+        excluded=excluded,
+        relaxed_counts=sol.relaxed_counts,
+        exhaustive_agrees=agrees,
+        seconds={
+            **prep.seconds,
+            "solve": t3 - t2,
+            "exhaustive_check": t4 - t3,
+            "exact": time.perf_counter() - t4,
+        },
+    )
 
 
-def chip_mix(params, workload, scenario, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-             check_exhaustive: bool = True, hetero: bool = True,
-             replan_rounds: int = 2, progress: bool = False) -> MixResult:
+def chip_mix(
+    params,
+    workload,
+    scenario,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    check_exhaustive: bool = True,
+    hetero: bool = True,
+    replan_rounds: int = 2,
+    progress: bool = False,
+) -> MixResult:
     """The best clusters (chip counts per type + plans) for a scenario.
 
     See the module docstring for the method and the cost, power and regime
@@ -509,15 +665,33 @@ def chip_mix(params, workload, scenario, *, chunk_size: int = DEFAULT_CHUNK_SIZE
     t0 = time.perf_counter()
     w = scenario.model if workload is None else workload
     terms = regime_terms(scenario.candidates, scenario.regime, scenario.allow_licensed)
-    prep = prepare_curves(params, w, scenario, terms, all_types=False, chunk_size=chunk_size,
-                    progress=progress)
-    res = solve_prepared(params, w, scenario, prep, terms,
-                          check_exhaustive=check_exhaustive,
-                         hetero=(MixedClusterEvaluator(
-                             params, w, scenario.search.plan_space(),
-                             scenario.search.max_plans, replan_rounds=replan_rounds)
-                             if hetero else None))
+    prep = prepare_curves(
+        params,
+        w,
+        scenario,
+        terms,
+        all_types=False,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+    res = solve_prepared(
+        params,
+        w,
+        scenario,
+        prep,
+        terms,
+        check_exhaustive=check_exhaustive,
+        hetero=(
+            MixedClusterEvaluator(
+                params,
+                w,
+                scenario.search.plan_space(),
+                scenario.search.max_plans,
+                replan_rounds=replan_rounds,
+            )
+            if hetero
+            else None
+        ),
+    )
     res.seconds["total"] = time.perf_counter() - t0
     return res
-
-

@@ -29,6 +29,7 @@ import optax
 from flax import struct
 
 from jaxcost.errors import ScenarioError
+from jaxcost.model.numerics import clamp_tiny
 
 __all__ = ["EXHAUSTIVE_MAX_POINTS", "MixProblem", "MixSolution", "evaluate_counts",
            "exhaustive_mix", "rank_order", "relax", "relax_data", "relaxed_loss",
@@ -204,7 +205,8 @@ class _RelaxData:
     has_fit: jax.Array
     log_tokens: jax.Array
     eta: jax.Array
-    limits: jax.Array      # budget_usd, power_w, max_chips, tpp_cap, max_time_to_train_s
+    # limits: budget_usd, power_w, max_chips, tpp_cap, max_time_to_train_s
+    limits: jax.Array
     is_time: jax.Array     # 1: minimise time-to-train; 0: minimise capex
 
 
@@ -257,17 +259,18 @@ def relaxed_loss(raw, frac, active, d: _RelaxData, rho):
     temp = 0.02 * s + 1e-9
     mx = jnp.minimum(temp * jax.nn.logsumexp(tp / temp), s)
     tok_s = mx + d.eta * (s - mx)
-    log_time = d.log_tokens - jnp.log(jnp.maximum(tok_s, 1e-30))
+    # logs of quantities floored at tiny_like (finite value and gradient at 0)
+    log_time = d.log_tokens - jnp.log(clamp_tiny(tok_s))
     cost = jnp.sum(n * d.unit_cost_usd)
     usage = jnp.stack([cost, jnp.sum(n * d.unit_power_w), jnp.sum(n),
                        jnp.sum(n * d.unit_tpp), jnp.exp(log_time)])
-    v = jnp.log(jnp.maximum(usage, 1e-30)) - jnp.log(jnp.maximum(d.limits, 1e-30))
+    v = jnp.log(clamp_tiny(usage)) - jnp.log(clamp_tiny(d.limits))
     # the deadline is a constraint only when minimising cost
     v = v.at[4].set(jnp.where(d.is_time > 0, -1.0, v[4]))
-    vs = jnp.log(jnp.maximum(n, 1e-30)) - jnp.log(jnp.maximum(d.stock, 1e-30))
+    vs = jnp.log(clamp_tiny(n)) - jnp.log(clamp_tiny(d.stock))
     vs = jnp.where(active > 0, vs, -1.0)
     pen = jnp.sum(_soft_excess(v) ** 2) + jnp.sum(_soft_excess(vs) ** 2)
-    obj = jnp.where(d.is_time > 0, log_time, jnp.log(jnp.maximum(cost, 1e-30)))
+    obj = jnp.where(d.is_time > 0, log_time, jnp.log(clamp_tiny(cost)))
     return obj + rho * pen
 
 
@@ -438,7 +441,8 @@ def solve_mix(prob: MixProblem, *, top: int = 10, steps: int = 300) -> MixSoluti
     ev = evaluate_counts(prob, pts)
     order = rank_order(ev)
     order = order[np.isfinite(ev["objective"][order])][:top]
-    return MixSolution(ranked=[pts[j] for j in order], relaxed_counts=relaxed, evaluated=pts)
+    return MixSolution(ranked=[pts[j] for j in order], relaxed_counts=relaxed,
+                       evaluated=pts)
 
 
 def _cap_count(prob: MixProblem, i: int) -> float:

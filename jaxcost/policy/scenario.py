@@ -11,7 +11,8 @@ optional)::
 
     name = "h100_vs_h800"              # default: the file stem
     description = "..."
-    regime = "2025-04"                 # an id of data/regimes (export_control.load_regime)
+    # regime: an id of data/regimes (export_control.load_regime)
+    regime = "2025-04"
     objective = "time"                 # "time" (time-to-train) or "cost" (capex)
     allow_licensed = false             # chips that need a case-by-case licence
     mixed = true                       # allow clusters of several chip types
@@ -125,8 +126,11 @@ class SearchOptions:
 
     def plan_space(self) -> PlanSpace:
         """The :class:`jaxcost.search.space.PlanSpace` of the searched plans."""
-        return PlanSpace(pp_balance="auto" if self.pp_layout == "auto" else False,
-                         tp_overlap=self.tp_overlap, dp_overlap=self.dp_overlap)
+        return PlanSpace(
+            pp_balance="auto" if self.pp_layout == "auto" else False,
+            tp_overlap=self.tp_overlap,
+            dp_overlap=self.dp_overlap,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,32 +179,79 @@ class Scenario:
 # --------------------------------------------------------------------------- checks
 
 _TOP_KEYS = {
-    "name": str, "description": str, "regime": str, "objective": str,
-    "allow_licensed": bool, "mixed": bool,
-    "model": dict, "training": dict, "chips": dict, "limits": dict, "search": dict,
+    "name": str,
+    "description": str,
+    "regime": str,
+    "objective": str,
+    "allow_licensed": bool,
+    "mixed": bool,
+    "model": dict,
+    "training": dict,
+    "chips": dict,
+    "limits": dict,
+    "search": dict,
 }
 _TRAINING_KEYS = {"tokens": float}
 _CHIPS_KEYS = {"candidates": list}
-_CANDIDATE_KEYS = {"name": str, "stock": float, "price_usd": float, "owned": bool,
-                   "scaleout_bytes_per_s": float}
-_LIMIT_KEYS = {"budget_usd": float, "power_w": float, "pue": float, "max_chips": float,
-               "tpp_cap": float, "max_time_to_train_s": float}
-_SEARCH_KEYS = {"top": int, "cross_type_efficiency": float,
-                "grid_steps_per_octave": int, "relaxed_steps": int, "max_plans": int,
-                "pp_layout": str, "tp_overlap": bool, "dp_overlap": bool}
-_MODEL_DIM_KEYS = {
-    "num_layers": int, "d_model": int, "num_heads": int, "seq_len": int,
-    "global_batch_seqs": int, "vocab_size": int, "d_ff": int, "num_kv_heads": int,
-    "head_dim": int, "num_experts": int, "top_k": int, "moe_d_ff": int,
-    "num_dense_layers": int, "num_shared_experts": int,
+_CANDIDATE_KEYS = {
+    "name": str,
+    "stock": float,
+    "price_usd": float,
+    "owned": bool,
+    "scaleout_bytes_per_s": float,
 }
-_MODEL_KEYS = {"name": str, "label": str, "mlp": str, "tied_embeddings": bool,
-               **_MODEL_DIM_KEYS}
+_LIMIT_KEYS = {
+    "budget_usd": float,
+    "power_w": float,
+    "pue": float,
+    "max_chips": float,
+    "tpp_cap": float,
+    "max_time_to_train_s": float,
+}
+_SEARCH_KEYS = {
+    "top": int,
+    "cross_type_efficiency": float,
+    "grid_steps_per_octave": int,
+    "relaxed_steps": int,
+    "max_plans": int,
+    "pp_layout": str,
+    "tp_overlap": bool,
+    "dp_overlap": bool,
+}
+_MODEL_DIM_KEYS = {
+    "num_layers": int,
+    "d_model": int,
+    "num_heads": int,
+    "seq_len": int,
+    "global_batch_seqs": int,
+    "vocab_size": int,
+    "d_ff": int,
+    "num_kv_heads": int,
+    "head_dim": int,
+    "num_experts": int,
+    "top_k": int,
+    "moe_d_ff": int,
+    "num_dense_layers": int,
+    "num_shared_experts": int,
+}
+_MODEL_KEYS = {
+    "name": str,
+    "label": str,
+    "mlp": str,
+    "tied_embeddings": bool,
+    **_MODEL_DIM_KEYS,
+}
 #: keys that may override a named model's row
 _MODEL_OVERRIDES = ("seq_len", "global_batch_seqs")
 
-_TYPE_WORDS = {str: "a string", bool: "true or false", float: "a number",
-               int: "an integer", dict: "a table", list: "an array"}
+_TYPE_WORDS = {
+    str: "a string",
+    bool: "true or false",
+    float: "a number",
+    int: "an integer",
+    dict: "a table",
+    list: "an array",
+}
 
 
 class _Ctx:
@@ -216,8 +267,11 @@ class _Ctx:
         for k in table:
             if k not in allowed:
                 close = difflib.get_close_matches(k, list(allowed), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else \
-                    f"; expected one of {sorted(allowed)}"
+                hint = (
+                    f"; did you mean '{close[0]}'?"
+                    if close
+                    else f"; expected one of {sorted(allowed)}"
+                )
                 raise self.error(f"{prefix}{k}", f"unknown key{hint}")
 
     def typed(self, table: dict, key: str, want: type, prefix: str, default=None):
@@ -233,16 +287,26 @@ class _Ctx:
                 raise self.error(full, "expected a number, got nan")
             return v
         if want is int:
-            if isinstance(v, bool) or not isinstance(v, int | float) or \
-                    not math.isfinite(v) or v != round(v):
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float)
+                or not math.isfinite(v)
+                or v != round(v)
+            ):
                 raise self.error(full, f"expected {_TYPE_WORDS[want]}, got {v!r}")
             return int(v)
         if not isinstance(v, want):
             raise self.error(full, f"expected {_TYPE_WORDS[want]}, got {v!r}")
         return v
 
-    def nonneg(self, value: float | None, key: str, *, positive: bool = False,
-               default: float = math.inf) -> float:
+    def nonneg(
+        self,
+        value: float | None,
+        key: str,
+        *,
+        positive: bool = False,
+        default: float = math.inf,
+    ) -> float:
         if value is None:
             return default
         if positive and not value > 0:
@@ -257,8 +321,11 @@ def _suggest(name: str, chips: dict) -> str:
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     if not close:
         folded = name.lower().replace(" ", "").replace("-", "")
-        close = [n for n in names
-                 if folded and folded in n.lower().replace(" ", "").replace("-", "")][:3]
+        close = [
+            n
+            for n in names
+            if folded and folded in n.lower().replace(" ", "").replace("-", "")
+        ][:3]
     if close:
         return "; did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
     return f"; known keys: {', '.join(sorted(chips))}"
@@ -279,17 +346,28 @@ def _resolve_chip(name: str, chips: dict, ctx: _Ctx, key: str):
 
 def _build_model(table: dict, ctx: _Ctx):
     ctx.check_keys(table, _MODEL_KEYS, "model.")
-    vals = {k: ctx.typed(table, k, t, "model.") for k, t in _MODEL_KEYS.items()
-            if k in table}
+    vals = {
+        k: ctx.typed(table, k, t, "model.")
+        for k, t in _MODEL_KEYS.items()
+        if k in table
+    }
     dims = {k: v for k, v in vals.items() if k in _MODEL_DIM_KEYS}
     name = vals.get("name")
-    if name is not None and set(dims) - set(_MODEL_OVERRIDES) or \
-            name is not None and ("mlp" in vals or "tied_embeddings" in vals):
-        bad = sorted((set(dims) - set(_MODEL_OVERRIDES))
-                     | ({"mlp", "tied_embeddings"} & set(vals)))
-        raise ctx.error(f"model.{bad[0]}",
-                        f"with model.name only {list(_MODEL_OVERRIDES)} may be "
-                        "overridden; give either a name or explicit dimensions")
+    if (
+        name is not None
+        and set(dims) - set(_MODEL_OVERRIDES)
+        or name is not None
+        and ("mlp" in vals or "tied_embeddings" in vals)
+    ):
+        bad = sorted(
+            (set(dims) - set(_MODEL_OVERRIDES))
+            | ({"mlp", "tied_embeddings"} & set(vals))
+        )
+        raise ctx.error(
+            f"model.{bad[0]}",
+            f"with model.name only {list(_MODEL_OVERRIDES)} may be "
+            "overridden; give either a name or explicit dimensions",
+        )
     try:
         if name is not None:
             try:
@@ -299,15 +377,26 @@ def _build_model(table: dict, ctx: _Ctx):
             if dims:
                 w = w.replace(**{k: float(v) for k, v in dims.items()})
             return w
-        required = ("num_layers", "d_model", "num_heads", "seq_len",
-                    "global_batch_seqs", "vocab_size")
+        required = (
+            "num_layers",
+            "d_model",
+            "num_heads",
+            "seq_len",
+            "global_batch_seqs",
+            "vocab_size",
+        )
         for r in required:
             if r not in dims:
-                raise ctx.error(f"model.{r}", "missing; give model.name or the "
-                                f"dimensions {list(required)}")
+                raise ctx.error(
+                    f"model.{r}",
+                    f"missing; give model.name or the dimensions {list(required)}",
+                )
         return workload.TransformerConfig.create(
-            name=str(table.get("label", "custom")), mlp=vals.get("mlp", "gelu"),
-            tied_embeddings=vals.get("tied_embeddings", False), **dims)
+            name=str(table.get("label", "custom")),
+            mlp=vals.get("mlp", "gelu"),
+            tied_embeddings=vals.get("tied_embeddings", False),
+            **dims,
+        )
     except ScenarioError:
         raise
     except JaxcostError as exc:
@@ -317,9 +406,12 @@ def _build_model(table: dict, ctx: _Ctx):
 def _build_candidates(table: dict, ctx: _Ctx, chips: dict) -> tuple[Candidate, ...]:
     ctx.check_keys(table, _CHIPS_KEYS, "chips.")
     if "candidates" not in table:
-        raise ctx.error("chips.candidates", "missing; expected an array of chip "
-                        "names or tables {name, stock, price_usd, owned, "
-                        "scaleout_bytes_per_s}")
+        raise ctx.error(
+            "chips.candidates",
+            "missing; expected an array of chip "
+            "names or tables {name, stock, price_usd, owned, "
+            "scaleout_bytes_per_s}",
+        )
     items = ctx.typed(table, "candidates", list, "chips.")
     if not items:
         raise ctx.error("chips.candidates", "expected at least one chip")
@@ -339,39 +431,57 @@ def _build_candidates(table: dict, ctx: _Ctx, chips: dict) -> tuple[Candidate, .
         owned = ctx.typed(item, "owned", bool, f"{where}.", False)
         stock = ctx.typed(item, "stock", float, f"{where}.")
         if stock is not None and (stock < 0 or stock != round(stock)):
-            raise ctx.error(f"{where}.stock",
-                            f"expected a non-negative integer, got {stock!r}")
+            raise ctx.error(
+                f"{where}.stock", f"expected a non-negative integer, got {stock!r}"
+            )
         if owned and stock is None:
             raise ctx.error(f"{where}.stock", "an owned stockpile needs a stock count")
         price = ctx.typed(item, "price_usd", float, f"{where}.")
         if price is not None and (price < 0 or not math.isfinite(price)):
-            raise ctx.error(f"{where}.price_usd",
-                            f"expected a finite non-negative price, got {price!r}")
+            raise ctx.error(
+                f"{where}.price_usd",
+                f"expected a finite non-negative price, got {price!r}",
+            )
         if price is None:
             price = 0.0 if owned else float(chip.price_usd)
         if not math.isfinite(price):
-            raise ctx.error(f"{where}.price_usd", f"chip '{chip.key}' has no price "
-                            "in data/chips.csv; give price_usd")
+            raise ctx.error(
+                f"{where}.price_usd",
+                f"chip '{chip.key}' has no price in data/chips.csv; give price_usd",
+            )
         nic = ctx.typed(item, "scaleout_bytes_per_s", float, f"{where}.")
         if nic is not None:
             if not (nic > 0 and math.isfinite(nic)):
-                raise ctx.error(f"{where}.scaleout_bytes_per_s",
-                                "expected a positive bandwidth in bytes/s, "
-                                f"got {nic!r}")
+                raise ctx.error(
+                    f"{where}.scaleout_bytes_per_s",
+                    f"expected a positive bandwidth in bytes/s, got {nic!r}",
+                )
             # the cluster's network (e.g. fewer NICs than the reference design); the
             # chip's classification under the regimes does not depend on it
             chip = chip.replace(scaleout_bytes_per_s=nic)
         if (chip.key, owned) in seen:
-            raise ctx.error(where, f"chip '{chip.key}' listed twice "
-                            f"(owned={str(owned).lower()})")
+            raise ctx.error(
+                where, f"chip '{chip.key}' listed twice (owned={str(owned).lower()})"
+            )
         seen.add((chip.key, owned))
-        out.append(Candidate(chip=chip, stock=math.inf if stock is None else stock,
-                             price_usd=price, owned=owned))
+        out.append(
+            Candidate(
+                chip=chip,
+                stock=math.inf if stock is None else stock,
+                price_usd=price,
+                owned=owned,
+            )
+        )
     return tuple(out)
 
 
-def scenario_from_dict(data: dict, *, path: str = "<scenario>", name: str | None = None,
-                       chips: dict | None = None) -> Scenario:
+def scenario_from_dict(
+    data: dict,
+    *,
+    path: str = "<scenario>",
+    name: str | None = None,
+    chips: dict | None = None,
+) -> Scenario:
     """Validate a parsed scenario table and build a :class:`Scenario`.
 
     Raises:
@@ -388,13 +498,15 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", name: str | None
         try:
             chips = hardware.load_chips()
         except JaxcostError as exc:
-            raise ScenarioError(f"cannot load the chip table: {exc}", file=path) \
-                from None
+            raise ScenarioError(
+                f"cannot load the chip table: {exc}", file=path
+            ) from None
 
     objective = top.get("objective", "time")
     if objective not in _OBJECTIVES:
-        raise ctx.error("objective", f"expected one of {list(_OBJECTIVES)}, "
-                        f"got {objective!r}")
+        raise ctx.error(
+            "objective", f"expected one of {list(_OBJECTIVES)}, got {objective!r}"
+        )
     regime = top.get("regime", "2025-04")
     _check_regime(regime, ctx)
 
@@ -404,7 +516,9 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", name: str | None
         raise ctx.error("training.tokens", "missing; expected the number of tokens")
     tokens = ctx.typed(training, "tokens", float, "training.")
     if not (tokens > 0 and math.isfinite(tokens)):
-        raise ctx.error("training.tokens", f"expected a positive number, got {tokens!r}")
+        raise ctx.error(
+            "training.tokens", f"expected a positive number, got {tokens!r}"
+        )
 
     model = _build_model(top["model"], ctx)
     candidates = _build_candidates(top["chips"], ctx, chips)
@@ -416,37 +530,56 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", name: str | None
     power = ctx.nonneg(lim["power_w"], "limits.power_w")
     max_chips = ctx.nonneg(lim["max_chips"], "limits.max_chips")
     tpp_cap = ctx.nonneg(lim["tpp_cap"], "limits.tpp_cap")
-    max_t = ctx.nonneg(lim["max_time_to_train_s"], "limits.max_time_to_train_s",
-                       positive=True)
+    max_t = ctx.nonneg(
+        lim["max_time_to_train_s"], "limits.max_time_to_train_s", positive=True
+    )
     pue = lim["pue"] if lim["pue"] is not None else 1.0
     if not (1.0 <= pue < 10.0):
         raise ctx.error("limits.pue", f"expected a number in [1, 10), got {pue!r}")
     if objective == "cost" and not math.isfinite(max_t):
-        raise ctx.error("limits.max_time_to_train_s", "objective = \"cost\" needs a "
-                        "deadline (otherwise the cheapest cluster is no cluster)")
+        raise ctx.error(
+            "limits.max_time_to_train_s",
+            'objective = "cost" needs a '
+            "deadline (otherwise the cheapest cluster is no cluster)",
+        )
 
     search_t = top.get("search", {})
     ctx.check_keys(search_t, _SEARCH_KEYS, "search.")
-    s = {k: ctx.typed(search_t, k, t, "search.") for k, t in _SEARCH_KEYS.items()
-         if k in search_t}
+    s = {
+        k: ctx.typed(search_t, k, t, "search.")
+        for k, t in _SEARCH_KEYS.items()
+        if k in search_t
+    }
     for k in ("top", "grid_steps_per_octave", "relaxed_steps", "max_plans"):
         if k in s and s[k] < 1:
             raise ctx.error(f"search.{k}", f"expected an integer >= 1, got {s[k]}")
     if "pp_layout" in s and s["pp_layout"] not in ("uniform", "auto"):
-        raise ctx.error("search.pp_layout",
-                        f"expected \"uniform\" or \"auto\", got {s['pp_layout']!r}")
+        raise ctx.error(
+            "search.pp_layout", f'expected "uniform" or "auto", got {s["pp_layout"]!r}'
+        )
     if "cross_type_efficiency" in s and not 0 < s["cross_type_efficiency"] <= 1:
-        raise ctx.error("search.cross_type_efficiency",
-                        f"expected a number in (0, 1], got {s['cross_type_efficiency']}")
+        raise ctx.error(
+            "search.cross_type_efficiency",
+            f"expected a number in (0, 1], got {s['cross_type_efficiency']}",
+        )
 
     return Scenario(
         name=top.get("name", name or Path(path).stem),
         path=path,
         description=top.get("description", ""),
-        model=model, tokens=tokens, candidates=candidates, regime=regime,
-        objective=objective, allow_licensed=top.get("allow_licensed", False),
-        mixed=top.get("mixed", True), budget_usd=budget, power_w=power, pue=pue,
-        max_chips=max_chips, tpp_cap=tpp_cap, max_time_to_train_s=max_t,
+        model=model,
+        tokens=tokens,
+        candidates=candidates,
+        regime=regime,
+        objective=objective,
+        allow_licensed=top.get("allow_licensed", False),
+        mixed=top.get("mixed", True),
+        budget_usd=budget,
+        power_w=power,
+        pue=pue,
+        max_chips=max_chips,
+        tpp_cap=tpp_cap,
+        max_time_to_train_s=max_t,
         search=SearchOptions(**s),
     )
 
@@ -458,8 +591,9 @@ def _check_regime(regime: str, ctx: _Ctx) -> None:
         raise ctx.error("regime", exc.detail) from None
 
 
-def load_scenario(path: str | Path | None = None, *, chips: dict | None = None
-                  ) -> Scenario:
+def load_scenario(
+    path: str | Path | None = None, *, chips: dict | None = None
+) -> Scenario:
     """Read and validate a scenario TOML (default: ``scenarios/default.toml``).
 
     Raises:
@@ -470,8 +604,9 @@ def load_scenario(path: str | Path | None = None, *, chips: dict | None = None
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise ScenarioError(f"cannot read scenario: {exc.strerror}", file=str(p)) \
-            from None
+        raise ScenarioError(
+            f"cannot read scenario: {exc.strerror}", file=str(p)
+        ) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -50,8 +50,14 @@ class ThroughputCurve:
     num_plans: np.ndarray
 
 
-def count_grid(node_size: int, max_count: float, *, steps_per_octave: int = 2,
-               min_count: int | None = None, extra: Sequence[float] = ()) -> np.ndarray:
+def count_grid(
+    node_size: int,
+    max_count: float,
+    *,
+    steps_per_octave: int = 2,
+    min_count: int | None = None,
+    extra: Sequence[float] = (),
+) -> np.ndarray:
     """Geometric grid of chip counts, multiples of ``node_size``, up to ``max_count``.
 
     Nodes ``round(2**(j / steps_per_octave))`` for j = 0, 1, ... (deduplicated), times
@@ -81,19 +87,29 @@ def stack_static(chips: Sequence[ChipSpec]) -> ChipSpec:
     """Stack chips of different types into one record with ``(n,)`` leaves (static
     fields taken from the first chip; the step-time model reads only the leaves)."""
     first = chips[0]
-    static = {f.name: getattr(first, f.name) for f in dataclasses.fields(first)
-              if not f.metadata.get("pytree_node", True)}
+    static = {
+        f.name: getattr(first, f.name)
+        for f in dataclasses.fields(first)
+        if not f.metadata.get("pytree_node", True)
+    }
     same = [c.replace(**static) for c in chips]
-    return jax.tree.map(lambda *x: np.stack([np.asarray(v, np.float64) for v in x]),
-                        *same)
+    return jax.tree.map(
+        lambda *x: np.stack([np.asarray(v, np.float64) for v in x]), *same
+    )
 
 
-def throughput_curves(params: CostParams, workload: TransformerConfig,
-                      chips: Sequence[ChipSpec], counts: Sequence[np.ndarray], *,
-                      space: PlanSpace | None = None,
-                      precision: Precision | str = Precision.BF16,
-                      chunk_size: int = DEFAULT_CHUNK_SIZE, max_plans: int = 200_000,
-                      progress: bool = False) -> list[ThroughputCurve]:
+def throughput_curves(
+    params: CostParams,
+    workload: TransformerConfig,
+    chips: Sequence[ChipSpec],
+    counts: Sequence[np.ndarray],
+    *,
+    space: PlanSpace | None = None,
+    precision: Precision | str = Precision.BF16,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    max_plans: int = 200_000,
+    progress: bool = False,
+) -> list[ThroughputCurve]:
     """Best-plan throughput of each chip type at each of its counts.
 
     The plans of every (chip type, count) are concatenated into ONE batch whose rows
@@ -135,23 +151,38 @@ def throughput_curves(params: CostParams, workload: TransformerConfig,
     if blocks:
         allp = jax.tree.map(lambda *x: np.concatenate(x), *blocks)
         ot, oc = np.concatenate(owner_t), np.concatenate(owner_c)
-        ncount = np.concatenate([np.asarray(counts[t], np.float64)[oc[ot == t]]
-                                 for t in range(len(chips)) if np.any(ot == t)])
+        ncount = np.concatenate(
+            [
+                np.asarray(counts[t], np.float64)[oc[ot == t]]
+                for t in range(len(chips))
+                if np.any(ot == t)
+            ]
+        )
         stacked_chip = stack_static(list(chips))
         stacked_pp = jax.tree.map(
             lambda *x: np.stack([np.asarray(v, np.float64) for v in x]),
-            *[physical(params, c) for c in chips])
+            *[physical(params, c) for c in chips],
+        )
 
         def score(row):
             p, n, t = row
             chip = jax.tree.map(lambda x: jnp.asarray(x)[t], stacked_chip)
             pp = jax.tree.map(lambda x: jnp.asarray(x)[t], stacked_pp)
-            return plan_time_s_physical(pp, ClusterSpec(chip=chip, num_chips=n),
-                                        workload, p, precision=precision)
+            return plan_time_s_physical(
+                pp,
+                ClusterSpec(chip=chip, num_chips=n),
+                workload,
+                p,
+                precision=precision,
+            )
 
-        scores, _ = sweep.sweep_map(score, (allp, ncount, ot.astype(np.int32)),
-                                    chunk_size=chunk_size, progress=progress,
-                                    desc="throughput curves")
+        scores, _ = sweep.sweep_map(
+            score,
+            (allp, ncount, ot.astype(np.int32)),
+            chunk_size=chunk_size,
+            progress=progress,
+            desc="throughput curves",
+        )
         scores = np.asarray(scores, dtype=np.float64)
         key = ot.astype(np.int64) * (1 << 32) + oc
         for k in np.unique(key):
@@ -165,10 +196,14 @@ def throughput_curves(params: CostParams, workload: TransformerConfig,
     for t, chip in enumerate(chips):
         st = steps[t]
         tok = np.where(np.isfinite(st), tps / np.where(np.isfinite(st), st, 1.0), 0.0)
-        out.append(ThroughputCurve(key=chip.key,
-                                   counts=np.asarray(counts[t], np.int64),
-                                   tokens_per_s=tok, plans=tuple(plan_s[t]),
-                                   step_s=st, num_plans=nplans[t]))
+        out.append(
+            ThroughputCurve(
+                key=chip.key,
+                counts=np.asarray(counts[t], np.int64),
+                tokens_per_s=tok,
+                plans=tuple(plan_s[t]),
+                step_s=st,
+                num_plans=nplans[t],
+            )
+        )
     return out
-
-

@@ -58,12 +58,20 @@ class PlanResult:
     plan_str: str = struct.field(pytree_node=False)
 
 
-def best_plan(params: CostParams, cluster: ClusterSpec, workload: TransformerConfig, *,
-              k: int = 10, objective: Objective | str = Objective.TIME,
-              space: PlanSpace | None = None, plans: ParallelPlan | None = None,
-              precision: Precision | str = Precision.BF16,
-              chunk_size: int = DEFAULT_CHUNK_SIZE, tokens: float | None = None,
-              progress: bool = False) -> list[PlanResult]:
+def best_plan(
+    params: CostParams,
+    cluster: ClusterSpec,
+    workload: TransformerConfig,
+    *,
+    k: int = 10,
+    objective: Objective | str = Objective.TIME,
+    space: PlanSpace | None = None,
+    plans: ParallelPlan | None = None,
+    precision: Precision | str = Precision.BF16,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    tokens: float | None = None,
+    progress: bool = False,
+) -> list[PlanResult]:
     """The ``k`` best valid plans of ``workload`` on ``cluster``, best first.
 
     Args:
@@ -86,13 +94,16 @@ def best_plan(params: CostParams, cluster: ClusterSpec, workload: TransformerCon
       PlanError: an unknown objective, ``k`` < 1, or a non-positive token budget.
     """
     if objective != Objective.TIME:
-        raise PlanError(f"objective={objective!r}: best_plan minimises step time; "
-                        "expected 'time'", column="objective")
+        raise PlanError(
+            f"objective={objective!r}: best_plan minimises step time; expected 'time'",
+            column="objective",
+        )
     if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
         raise PlanError(f"k={k!r}: expected an integer >= 1", column="k")
     if tokens is not None and not (math.isfinite(float(tokens)) and float(tokens) > 0):
-        raise PlanError(f"tokens={tokens!r}: expected a finite number > 0",
-                        column="tokens")
+        raise PlanError(
+            f"tokens={tokens!r}: expected a finite number > 0", column="tokens"
+        )
     n = int(round(float(cluster.num_chips)))
     if plans is None:
         plans = enumerate_plans(workload, n, cluster.chip, space)
@@ -102,21 +113,35 @@ def best_plan(params: CostParams, cluster: ClusterSpec, workload: TransformerCon
     phys = physical(params, cluster.chip)
     idx, _, _ = sweep.sweep_topk(
         lambda p: plan_time_s_physical(phys, cluster, workload, p, precision=precision),
-        plans, k, chunk_size=chunk_size, progress=progress,
-        desc=f"plans {cluster.chip.key}x{n}")
+        plans,
+        k,
+        chunk_size=chunk_size,
+        progress=progress,
+        desc=f"plans {cluster.chip.key}x{n}",
+    )
     if idx.size == 0:
         return []
     top = jax.tree.map(lambda x: np.asarray(x)[idx], plans)
-    st = jax.jit(jax.vmap(lambda p: predict_step_time_physical(
-        phys, cluster, workload, p, precision=precision)))(top)
+    st = jax.jit(
+        jax.vmap(
+            lambda p: predict_step_time_physical(
+                phys, cluster, workload, p, precision=precision
+            )
+        )
+    )(top)
     tps = tokens_per_step(workload)
     out = []
     for j in range(idx.size):
         plan_j = plan_at(top, j)
         st_j = jax.tree.map(lambda x, j=j: np.asarray(x)[j], st)
         tok_s = tps / float(st_j.total_s)
-        out.append(PlanResult(plan=plan_j, step_time=st_j, tokens_per_s=tok_s,
-                              time_to_train_s=(float(tokens) / tok_s if tokens
-                                               else math.nan),
-                              plan_str=plan_to_str(plan_j)))
+        out.append(
+            PlanResult(
+                plan=plan_j,
+                step_time=st_j,
+                tokens_per_s=tok_s,
+                time_to_train_s=(float(tokens) / tok_s if tokens else math.nan),
+                plan_str=plan_to_str(plan_j),
+            )
+        )
     return out

@@ -21,9 +21,14 @@ from jaxcost.model.workload import TransformerConfig
 __all__ = ["plan_time_s", "plan_time_s_physical"]
 
 
-def plan_time_s_physical(phys: PhysicalParams, cluster: ClusterSpec,
-                         workload: TransformerConfig, plan: ParallelPlan, *,
-                         precision: Precision | str = Precision.BF16) -> jax.Array:
+def plan_time_s_physical(
+    phys: PhysicalParams,
+    cluster: ClusterSpec,
+    workload: TransformerConfig,
+    plan: ParallelPlan,
+    *,
+    precision: Precision | str = Precision.BF16,
+) -> jax.Array:
     """Step time of ``plan`` in s; ``inf`` when it does not fit or is not finite.
 
     Args:
@@ -41,9 +46,15 @@ def plan_time_s_physical(phys: PhysicalParams, cluster: ClusterSpec,
     return jnp.where(ok, st.total_s, jnp.inf)
 
 
-def plan_time_s(params: CostParams, cluster: ClusterSpec, workload: TransformerConfig,
-                plan: ParallelPlan, *, precision: Precision | str = Precision.BF16
-                ) -> jax.Array:
+def plan_time_s(
+    params: CostParams,
+    cluster: ClusterSpec,
+    workload: TransformerConfig,
+    plan: ParallelPlan,
+    *,
+    precision: Precision | str = Precision.BF16,
+) -> jax.Array:
     """As :func:`plan_time_s_physical`, resolving the chip's parameters first."""
-    return plan_time_s_physical(physical(params, cluster.chip), cluster, workload, plan,
-                                precision=precision)
+    return plan_time_s_physical(
+        physical(params, cluster.chip), cluster, workload, plan, precision=precision
+    )

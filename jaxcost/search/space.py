@@ -63,8 +63,11 @@ class PlanSpace:
     max_tp: float | None = None
     allow_tp_beyond_scaleup: bool = False
     zero_stages: tuple[int, ...] = (0, 1, 2, 3)
-    recompute: tuple[Recompute, ...] = (Recompute.NONE, Recompute.SELECTIVE,
-                                        Recompute.FULL)
+    recompute: tuple[Recompute, ...] = (
+        Recompute.NONE,
+        Recompute.SELECTIVE,
+        Recompute.FULL,
+    )
     mbs: tuple[int, ...] = (1, 2, 4, 8)
     vpp: tuple[int, ...] = (1, 2, 4)
     cp: tuple[int, ...] | None = (1, 2, 4, 8)
@@ -87,10 +90,15 @@ class PlanSpace:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise PlanError(f"unknown plan-space option(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(sorted(known))}", column=unknown[0])
-        fixed = {k: (tuple(v) if isinstance(v, list | tuple) else v)
-                 for k, v in options.items()}
+            raise PlanError(
+                f"unknown plan-space option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}",
+                column=unknown[0],
+            )
+        fixed = {
+            k: (tuple(v) if isinstance(v, list | tuple) else v)
+            for k, v in options.items()
+        }
         if "recompute" in fixed:
             fixed["recompute"] = tuple(as_recompute(r) for r in fixed["recompute"])
         return cls(**fixed)
@@ -104,9 +112,12 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def enumerate_plans(workload: TransformerConfig, num_chips: int,
-                    chip: ChipSpec | None, space: PlanSpace | None = None
-                    ) -> ParallelPlan:
+def enumerate_plans(
+    workload: TransformerConfig,
+    num_chips: int,
+    chip: ChipSpec | None,
+    space: PlanSpace | None = None,
+) -> ParallelPlan:
     """Every valid plan of ``workload`` on ``num_chips`` chips, as one batched plan.
 
     The candidates are the product of tp, pp, cp over divisors of ``num_chips``
@@ -130,8 +141,9 @@ def enumerate_plans(workload: TransformerConfig, num_chips: int,
     """
     s = PlanSpace() if space is None else space
     if not isinstance(s, PlanSpace):
-        raise PlanError(f"space must be a PlanSpace, got {type(s).__name__}",
-                        column="space")
+        raise PlanError(
+            f"space must be a PlanSpace, got {type(s).__name__}", column="space"
+        )
     w = workload
     n = int(num_chips)
     if n < 1:
@@ -145,29 +157,50 @@ def enumerate_plans(workload: TransformerConfig, num_chips: int,
     ep_opts = _divisors(num_experts) if s.ep is None else list(s.ep)
     rec_opts = [float(as_recompute(r).value) for r in s.recompute]
     # structural degrees first (small), then the cheap options
-    combos = [(t, p, c) for t, p, c in itertools.product(divs, divs, cp_opts)
-              if n % (t * p * c) == 0
-              and (s.tp is None or t in s.tp) and (s.pp is None or p in s.pp)
-              and (s.dp is None or n // (t * p * c) in s.dp)]
+    combos = [
+        (t, p, c)
+        for t, p, c in itertools.product(divs, divs, cp_opts)
+        if n % (t * p * c) == 0
+        and (s.tp is None or t in s.tp)
+        and (s.pp is None or p in s.pp)
+        and (s.dp is None or n // (t * p * c) in s.dp)
+    ]
     if not combos:
         return ParallelPlan(**{k: np.zeros((0,)) for k in PLAN_FIELDS})
     tpc = np.asarray(combos, dtype=float)
-    grids = np.meshgrid(np.arange(len(combos)), np.asarray(ep_opts, float),
-                        np.asarray(s.vpp, float), np.asarray(s.mbs, float),
-                        np.asarray(s.zero_stages, float), np.asarray(rec_opts, float),
-                        np.asarray([1.0 if x else 0.0 for x in s.sp]), indexing="ij")
+    grids = np.meshgrid(
+        np.arange(len(combos)),
+        np.asarray(ep_opts, float),
+        np.asarray(s.vpp, float),
+        np.asarray(s.mbs, float),
+        np.asarray(s.zero_stages, float),
+        np.asarray(rec_opts, float),
+        np.asarray([1.0 if x else 0.0 for x in s.sp]),
+        indexing="ij",
+    )
     idx, e_, v_, b_, z_, r_, s_ = (g.ravel() for g in grids)
     t_, p_, c_ = tpc[idx, 0], tpc[idx, 1], tpc[idx, 2]
 
     def const(flag: bool) -> np.ndarray:
         return np.full(idx.shape, 1.0 if flag else 0.0)
 
-    p = {"dp": n / (t_ * p_ * c_), "tp": t_, "pp": p_, "cp": c_, "ep": e_,
-         "vpp": v_, "mbs": b_, "zero": z_, "recompute": r_, "sp": s_,
-         "flash_attn": const(s.flash_attn), "fused_a2a": const(s.fused_a2a),
-         "tp_overlap": const(s.tp_overlap),
-         "pp_balance": _balance_leaf(s.pp_balance, float(w.num_layers), p_, v_),
-         "dp_overlap": const(s.dp_overlap)}
+    p = {
+        "dp": n / (t_ * p_ * c_),
+        "tp": t_,
+        "pp": p_,
+        "cp": c_,
+        "ep": e_,
+        "vpp": v_,
+        "mbs": b_,
+        "zero": z_,
+        "recompute": r_,
+        "sp": s_,
+        "flash_attn": const(s.flash_attn),
+        "fused_a2a": const(s.fused_a2a),
+        "tp_overlap": const(s.tp_overlap),
+        "pp_balance": _balance_leaf(s.pp_balance, float(w.num_layers), p_, v_),
+        "dp_overlap": const(s.dp_overlap),
+    }
     keep = np.ones(idx.shape, dtype=bool)
     if isinstance(s.pp_balance, str):  # "auto": uneven splits only without interleaving
         keep &= (p["pp_balance"] < 0.5) | (v_ < 1.5)
@@ -180,14 +213,15 @@ def enumerate_plans(workload: TransformerConfig, num_chips: int,
     return ParallelPlan(**{k: np.ascontiguousarray(v) for k, v in p.items()})
 
 
-def _balance_leaf(option: bool | str, layers: float, pp: np.ndarray, vpp: np.ndarray
-                  ) -> np.ndarray:
+def _balance_leaf(
+    option: bool | str, layers: float, pp: np.ndarray, vpp: np.ndarray
+) -> np.ndarray:
     """``pp_balance`` leaf of enumerated plans for the ``enumerate_plans`` option."""
     if isinstance(option, str):
         if option != "auto":
-            raise PlanError(f"pp_balance={option!r}: expected True, False or 'auto'",
-                            column="pp_balance")
+            raise PlanError(
+                f"pp_balance={option!r}: expected True, False or 'auto'",
+                column="pp_balance",
+            )
         return uneven_layer_split(layers, pp, vpp).astype(float)
     return np.full(pp.shape, 1.0 if option else 0.0)
-
-

@@ -76,7 +76,8 @@ def batch_size(batch: PyTree) -> int:
     sizes = {int(np.shape(x)[0]) if np.ndim(x) > 0 else -1 for x in leaves}
     if len(sizes) != 1 or -1 in sizes:
         raise ValueError(
-            f"sweep batch: every leaf must share one leading batch axis, got sizes {sorted(sizes)}"
+            "sweep batch: every leaf must share one leading batch axis, got sizes "
+            f"{sorted(sizes)}"
         )
     return sizes.pop()
 
@@ -87,9 +88,11 @@ def local_mesh(devices: list | None = None) -> Mesh:
     return Mesh(np.asarray(devs), ("batch",))
 
 
-def process_shard(n: int, *, process_index: int | None = None,
-                  process_count: int | None = None) -> tuple[int, int]:
-    """The contiguous ``[start, stop)`` range of ``n`` configurations this process owns."""
+def process_shard(
+    n: int, *, process_index: int | None = None, process_count: int | None = None
+) -> tuple[int, int]:
+    """The contiguous ``[start, stop)`` range of ``n`` configurations this process
+    owns."""
     pid = jax.process_index() if process_index is None else process_index
     npr = jax.process_count() if process_count is None else process_count
     per = -(-n // npr)
@@ -137,8 +140,12 @@ class _Progress:
         frac = done / max(self.total, 1)
         bar = "#" * int(30 * frac)
         end = "\n" if final else ""
-        print(f"\r{self.desc} [{bar:<30}] {done}/{self.total} {rate:,.0f}/s",
-              end=end, file=sys.stderr, flush=True)
+        print(
+            f"\r{self.desc} [{bar:<30}] {done}/{self.total} {rate:,.0f}/s",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _compiled(fn: Callable, mesh: Mesh) -> tuple[Callable, NamedSharding]:
@@ -226,7 +233,14 @@ def sweep_map(
     n, source, mesh, (start, stop) = _setup("sweep_map", batch, num_configs, devices)
     blocks: list[PyTree] = []
     chunk, num_chunks = _local_map(
-        fn, source, start, stop, chunk_size, mesh, progress, desc,
+        fn,
+        source,
+        start,
+        stop,
+        chunk_size,
+        mesh,
+        progress,
+        desc,
         lambda lo, hi, out: blocks.append(out),
     )
     if blocks:
@@ -235,12 +249,20 @@ def sweep_map(
         probe = jax.jit(jax.vmap(fn))(_slice_source(batch)(0, 1))
         local = jax.tree.map(lambda x: np.asarray(x)[:0], probe)
     out = local if jax.process_count() == 1 else _gather_rows(local, stop - start, n)
-    stats = SweepStats(n, num_chunks, chunk, mesh.devices.size, jax.process_count(),
-                       time.perf_counter() - t0)
+    stats = SweepStats(
+        n,
+        num_chunks,
+        chunk,
+        mesh.devices.size,
+        jax.process_count(),
+        time.perf_counter() - t0,
+    )
     return out, stats
 
 
-def _merge_topk(idx: np.ndarray, val: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _merge_topk(
+    idx: np.ndarray, val: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     # Stable: ties broken by the lower configuration index, so results do not depend
     # on the chunking or on the number of devices/processes.
     order = np.lexsort((idx, val))[:k]
@@ -258,7 +280,8 @@ def sweep_topk(
     progress: bool = False,
     desc: str = "sweep",
 ) -> tuple[np.ndarray, np.ndarray, SweepStats]:
-    """The ``k`` configurations with the smallest finite score, without keeping all scores.
+    """The ``k`` configurations with the smallest finite score, without keeping all
+    scores.
 
     Memory is bounded by ``chunk_size`` + ``k`` whatever N is. Non-finite scores
     (for example invalid configurations scored ``inf``) are never returned.
@@ -286,12 +309,20 @@ def sweep_topk(
             kth = s[part].max()
             sel = s <= kth
             idx, s = idx[sel], s[sel]
-        best_idx, best_val = _merge_topk(np.concatenate([best_idx, idx]),
-                                         np.concatenate([best_val, s]), k)
+        best_idx, best_val = _merge_topk(
+            np.concatenate([best_idx, idx]), np.concatenate([best_val, s]), k
+        )
 
     chunk, num_chunks = _local_map(
-        lambda c: jnp.asarray(score_fn(c)), source, start, stop, chunk_size, mesh,
-        progress, desc, keep,
+        lambda c: jnp.asarray(score_fn(c)),
+        source,
+        start,
+        stop,
+        chunk_size,
+        mesh,
+        progress,
+        desc,
+        keep,
     )
     if jax.process_count() > 1:
         pad_idx = np.full((k,), -1, np.int64)
@@ -302,6 +333,12 @@ def sweep_topk(
         all_val = np.asarray(multihost_utils.process_allgather(pad_val)).reshape(-1)
         ok = all_idx >= 0
         best_idx, best_val = _merge_topk(all_idx[ok], all_val[ok], k)
-    stats = SweepStats(n, num_chunks, chunk, mesh.devices.size, jax.process_count(),
-                       time.perf_counter() - t0)
+    stats = SweepStats(
+        n,
+        num_chunks,
+        chunk,
+        mesh.devices.size,
+        jax.process_count(),
+        time.perf_counter() - t0,
+    )
     return best_idx, best_val, stats

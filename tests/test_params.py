@@ -7,7 +7,7 @@ import math
 import jax
 import numpy as np
 import pytest
-from helpers import make_chip
+from helpers import assert_tree_allclose, make_chip
 
 from jaxcost.errors import ParamsError
 from jaxcost.model.params import (
@@ -71,8 +71,8 @@ def test_save_load_roundtrip(tmp_path):
     save_params(path, p, {"fit": "test", "rows": 3})
     q, prov = load_params(path)
     assert prov == {"fit": "test", "rows": 3}
-    for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(q), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-15)
+    # json writes floats with repr (round-trip exact); rtol=1e-15 allows one ulp
+    assert_tree_allclose(q, p, rtol=1e-15, atol=0)
     assert set(q.chip) == {"H100-SXM"} and set(q.family) == {"hopper"}
 
 

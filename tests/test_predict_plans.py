@@ -92,3 +92,18 @@ def test_memory_model_against_published_measurements():
             clean.append(abs(e))
     assert clean and max(clean) < 0.10
     assert statistics.median(errs) < 0.30
+
+
+def test_searched_tp_groups_do_not_straddle_a_node():
+    # 24 chips on 8-chip NVLink nodes: tp = 3 or 6 would put one TP group across two
+    # nodes; the search keeps tp in {1, 2, 4, 8} (node-aligned), and without a chip
+    # (no node size) tp = 3 stays a valid divisor of 96 heads
+    from jaxcost.model.workload import get_model
+    from jaxcost.search.space import enumerate_plans
+
+    w = get_model("llama2-7b").replace(global_batch_seqs=48.0)
+    a100 = load_chips()["A100-SXM"]
+    tps = set(np.asarray(enumerate_plans(w, 24, a100).tp).tolist())
+    assert tps and tps <= {1.0, 2.0, 4.0, 8.0}
+    g = get_model("gpt3-175b").replace(global_batch_seqs=48.0)  # 96 heads: 3 divides
+    assert 3.0 in set(np.asarray(enumerate_plans(g, 24, None).tp).tolist())

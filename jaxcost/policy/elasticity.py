@@ -215,57 +215,74 @@ def _scaled(chip: ChipSpec, present: jax.Array, logmult: jax.Array) -> ChipSpec:
 
 
 def _log_step_time(phys: PhysicalParams, chip: ChipSpec, present: jax.Array,
-                   logmult: jax.Array, num_chips: jax.Array,
-                   workload: TransformerConfig, plan: ParallelPlan,
-                   precision: str) -> jax.Array:
-    """log(step time / s) of one plan on the scaled chip (no feasibility test)."""
+                   logmult: jax.Array, workload: TransformerConfig,
+                   plan: ParallelPlan, precision: str) -> jax.Array:
+    """log(step time / s) of one plan on the scaled chip (no feasibility test).
+
+    The step time does not depend on ``ClusterSpec.num_chips`` (the plan's
+    dp·tp·pp·cp is the chip count), so one batch may hold plans of several counts.
+    """
     c = _scaled(chip, present, logmult)
-    st = predict_step_time_physical(phys, ClusterSpec(chip=c, num_chips=num_chips),
+    st = predict_step_time_physical(phys, ClusterSpec(chip=c, num_chips=1.0),
                                     workload, plan, precision=precision)
     return jnp.log(st.total_s)
 
 
-def _plan_times(phys, chip, present, logmult, num_chips, workload, plans, valid,
-                precision):
-    """Step time (s) of each plan on the scaled chip; inf where invalid or unfit."""
+def _times(phys, chip, present, logmult, workload, plans, precision):
+    """(scorer time: inf where unfit, raw step time) of each plan, s ((P,) each)."""
     c = _scaled(chip, present, logmult)
-    cl = ClusterSpec(chip=c, num_chips=num_chips)
-    t = jax.vmap(lambda p: plan_time_s_physical(phys, cl, workload, p,
-                                                precision=precision))(plans)
-    return jnp.where(valid, t, jnp.inf)
+    cl = ClusterSpec(chip=c, num_chips=1.0)
+
+    def one(p):
+        return (plan_time_s_physical(phys, cl, workload, p, precision=precision),
+                predict_step_time_physical(phys, cl, workload, p,
+                                           precision=precision).total_s)
+
+    return jax.vmap(one)(plans)
 
 
-def _log_times(phys, chip, present, logmults, num_chips, workload, plan, precision):
-    """log(step time) of one plan at each row of ``logmults`` ((K, S) -> (K,))."""
-    return jax.vmap(lambda lm: _log_step_time(phys, chip, present, lm, num_chips,
-                                              workload, plan, precision))(logmults)
+def _evaluate(phys, chip, present, logmults, workload, plans, base, precision):
+    """Everything one configuration needs, in one compiled call.
+
+    Args:
+      logmults: (K, S) log-multipliers; row 0 is the unperturbed chip.
+      plans: (P,) plans (possibly of several chip counts).
+      base: (P,) mask of the plans valid on the unperturbed chip at the count studied.
+
+    Returns:
+      (scorer times (K, P), raw times (K, P), memory per plan (P,), index of the best
+      base plan, ∂ log(step time)/∂ logmult at that plan (S,)).
+    """
+    t, raw = jax.vmap(lambda lm: _times(phys, chip, present, lm, workload, plans,
+                                        precision))(logmults)
+    mem = jax.vmap(lambda p: memory_bytes(workload, p).total)(plans)
+    i0 = jnp.argmin(jnp.where(base, t[0], jnp.inf))
+    plan0 = jax.tree.map(lambda x: x[i0], plans)
+    g = jax.grad(_log_step_time, argnums=3)(phys, chip, present, logmults[0],
+                                             workload, plan0, precision)
+    return t, raw, mem, i0, g
 
 
-def _member_grads(phys, chip, present, logmult, num_chips, workload, plans, precision):
-    """∂ log(step time)/∂ logmult for each member's phys and plan ((B,) -> (B, S))."""
-    g = jax.grad(_log_step_time, argnums=3)
-    return jax.vmap(lambda ph, pl: g(ph, chip, present, logmult, num_chips, workload,
-                                     pl, precision))(phys, plans)
+def _member_eval(phys, chip, present, logmult, workload, plans, valid, precision):
+    """Each member's best plan among ``plans`` and its gradient ((B,) phys)."""
+
+    def one(ph):
+        t, _ = _times(ph, chip, present, logmult, workload, plans, precision)
+        i = jnp.argmin(jnp.where(valid, t, jnp.inf))
+        pl = jax.tree.map(lambda x: x[i], plans)
+        return i, jax.grad(_log_step_time, argnums=3)(ph, chip, present, logmult,
+                                                       workload, pl, precision)
+
+    return jax.vmap(one)(phys)
 
 
-def _member_times(phys, chip, present, logmult, num_chips, workload, plans, valid,
-                  precision):
-    """Step times of the plans under each member's phys ((B,) -> (B, P))."""
-    return jax.vmap(lambda ph: _plan_times(ph, chip, present, logmult, num_chips,
-                                           workload, plans, valid, precision))(phys)
-
-
-_jit_plan_times = jax.jit(_plan_times, static_argnames=("precision",))
-_jit_log_times = jax.jit(_log_times, static_argnames=("precision",))
+_jit_evaluate = jax.jit(_evaluate, static_argnames=("precision",))
+_jit_member_eval = jax.jit(_member_eval, static_argnames=("precision",))
 _jit_grad = jax.jit(jax.grad(_log_step_time, argnums=3), static_argnames=("precision",))
-_jit_member_grad = jax.jit(_member_grads, static_argnames=("precision",))
-_jit_member_times = jax.jit(_member_times, static_argnames=("precision",))
-_jit_memory = jax.jit(jax.vmap(lambda w, p: memory_bytes(w, p).total,
-                               in_axes=(None, 0)))
 
 
 def _anonymous(chip: ChipSpec, workload: TransformerConfig):
-    """Chip and workload with blank labels, so that compiled scorers are shared.
+    """Chip and workload with blank labels, so that compiled functions are shared.
 
     The labels are static pytree fields; the cost model reads none of them once the
     physical parameters are resolved (``physical`` uses ``chip.key``/``family``).
@@ -273,18 +290,6 @@ def _anonymous(chip: ChipSpec, workload: TransformerConfig):
     c = chip.replace(name="", key="", vendor="", family="", datacenter=False,
                      memory_type="")
     return c, workload.replace(name="")
-
-
-def _pad(plans: ParallelPlan, size: int | None = None
-         ) -> tuple[ParallelPlan, np.ndarray]:
-    """Plans padded (repeating row 0) to ``size`` rows (default: a power-of-two
-    bucket, so that compiled scorers are reused), and the mask of the real rows."""
-    n = int(np.asarray(plans.tp).size)
-    if size is None:
-        size = max(_MIN_BUCKET, 1 << max(n - 1, 0).bit_length())
-    idx = np.concatenate([np.arange(n), np.zeros(size - n, np.int64)])
-    padded = jax.tree.map(lambda x: np.asarray(x)[idx], plans)
-    return padded, np.arange(size) < n
 
 
 def _max_tp(space: PlanSpace, domain: float) -> float:
@@ -296,45 +301,41 @@ def _max_tp(space: PlanSpace, domain: float) -> float:
     return float(domain)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Plans:
-    """A superset of plans on N chips, with what the per-chip validity masks need."""
+def _plan_sets(workload, counts, chip, space, cap_mult, dom_mult):
+    """Plans of every count in one padded batch, and the count of each row.
 
-    plans: ParallelPlan
-    real: np.ndarray
-    tp: np.ndarray
-    mem: np.ndarray
-
-    def valid(self, space: PlanSpace, capacity: float, domain: float) -> np.ndarray:
-        """The rows ``enumerate_plans`` would return for a chip with these values."""
-        return (self.real & (self.tp <= _max_tp(space, domain))
-                & (self.mem <= space.usable_hbm_frac * capacity))
-
-
-def _superset(workload, n: int, chip: ChipSpec, space: PlanSpace, cap_mult: float,
-              dom_mult: float) -> _Plans:
-    """Every plan valid for some chip with capacity ≤ cap·cap_mult and domain ≤
-    domain·dom_mult (one enumeration instead of one per perturbation)."""
+    For each count, every plan valid for some chip with capacity ≤ cap·cap_mult and
+    domain ≤ domain·dom_mult (one enumeration instead of one per perturbation; the
+    validity for a given capacity and domain is a mask, see ``_valid``). The batch is
+    padded (repeating row 0, count 0) to a power-of-two size so that compiled
+    functions are reused.
+    """
     big = chip.replace(
         hbm_capacity_bytes=float(chip.hbm_capacity_bytes) * cap_mult,
         scaleup_domain_size=float(chip.scaleup_domain_size) * dom_mult)
-    plans = enumerate_plans(workload, n, big, space)
-    if np.asarray(plans.tp).size == 0:
-        return _Plans(plans, np.zeros(0, bool), np.zeros(0), np.zeros(0))
-    padded, real = _pad(plans)
-    mem = np.asarray(_jit_memory(workload, padded), np.float64)
-    return _Plans(padded, real, np.asarray(padded.tp, np.float64), mem)
+    parts, owner = [], []
+    for n in counts:
+        pl = enumerate_plans(workload, n, big, space)
+        size = int(np.asarray(pl.tp).size)
+        if size:
+            parts.append(pl)
+            owner.append(np.full(size, n, np.int64))
+    if not parts:
+        return None, np.zeros(0, np.int64)
+    plans = jax.tree.map(lambda *x: np.concatenate(x), *parts)
+    owner = np.concatenate(owner)
+    rows = max(_MIN_BUCKET, 1 << (owner.size - 1).bit_length())
+    idx = np.concatenate([np.arange(owner.size),
+                          np.zeros(rows - owner.size, np.int64)])
+    plans = jax.tree.map(lambda x: np.asarray(x)[idx], plans)
+    return plans, np.concatenate([owner, np.zeros(rows - owner.size, np.int64)])
 
 
-def _best(phys, chip, present, logmult, n, workload, sup: _Plans, valid, precision
-          ) -> tuple[float, int]:
-    """(best step time, row) among the valid rows; (inf, -1) when none fits."""
-    if not valid.any():
-        return math.inf, -1
-    t = np.asarray(_jit_plan_times(phys, chip, present, logmult, float(n), workload,
-                                   sup.plans, valid, precision=precision))
-    i = int(np.argmin(t))
-    return float(t[i]), (i if np.isfinite(t[i]) else -1)
+def _valid(plans, owner, mem, n, space, capacity, domain) -> np.ndarray:
+    """The rows ``enumerate_plans(workload, n, chip, space)`` would return for a chip
+    with this capacity and domain size."""
+    return ((owner == n) & (np.asarray(plans.tp) <= _max_tp(space, domain))
+            & (mem <= space.usable_hbm_frac * capacity))
 
 
 def _agree(a: float, b: float) -> bool:
@@ -386,35 +387,19 @@ def envelope_elasticities(params: CostParams, cluster: ClusterSpec,
     present_np = _present(chip)
     achip, aw = _anonymous(chip, workload)
     g = np.asarray(_jit_grad(physical(params, chip), achip, jnp.asarray(present_np),
-                             jnp.zeros(_NUM_SPECS, jnp.result_type(float)),
-                             float(cluster.num_chips), aw, plan,
+                             jnp.zeros(_NUM_SPECS, jnp.result_type(float)), aw, plan,
                              precision=str(Precision(precision).value)), np.float64)
     return {n: (float(g[j]) if present_np[j] else math.nan)
             for j, n in enumerate(SPEC_NAMES)}
 
 
-def _count_slope(phys, chip, present, zero, workload, n, space, factor, precision):
-    """((log N', log T') at N/factor and N·factor where a plan fits, their plans)."""
-    achip, aw = _anonymous(chip, workload)
-    pts, plans = [], []
-    for m in (n / factor, n * factor):
-        k = int(round(m))
-        if abs(k - m) > 1e-9 or k < 1:
-            plans.append("")
-            continue
-        sup = _superset(workload, k, chip, space, 1.0, 1.0)
-        if sup.real.size == 0:
-            plans.append("")
-            continue
-        valid = sup.valid(space, float(chip.hbm_capacity_bytes),
-                          float(chip.scaleup_domain_size))
-        t, i = _best(phys, achip, present, zero, k, aw, sup, valid, precision)
-        if i < 0:
-            plans.append("")
-            continue
-        pts.append((math.log(k), math.log(t)))
-        plans.append(plan_to_str(plan_at(sup.plans, i)))
-    return pts, (plans[0], plans[1])
+def _best_log_time(t_row: np.ndarray, valid: np.ndarray) -> tuple[float, int]:
+    """(log of the best scorer time among valid rows, its row); (nan, -1) if none."""
+    tt = np.where(valid, t_row, np.inf)
+    i = int(np.argmin(tt)) if tt.size else -1
+    if i < 0 or not np.isfinite(tt[i]):
+        return math.nan, -1
+    return math.log(float(tt[i])), i
 
 
 def spec_elasticities(params: CostParams, hardware: ClusterSpec | Scenario,
@@ -462,111 +447,128 @@ def spec_elasticities(params: CostParams, hardware: ClusterSpec | Scenario,
     dtype = jnp.result_type(float)
     present_np = _present(chip)
     present = jnp.asarray(present_np)
-    zero = jnp.zeros(_NUM_SPECS, dtype)
     phys = physical(params, chip)
     achip, aw = _anonymous(chip, w)
     cap0 = float(chip.hbm_capacity_bytes)
     dom0 = float(chip.scaleup_domain_size)
-    up = math.exp(log_step)
-    sup = _superset(w, n, chip, space, up, domain_factor)
-    valid0 = sup.valid(space, cap0, dom0) if sup.real.size else sup.real
-    t0, i0 = _best(phys, achip, present, zero, n, aw, sup, valid0, prec)
-    if i0 < 0:
+    lo_n, hi_n = n / count_factor, n * count_factor
+    counts = [n] + [int(round(m)) for m in (lo_n, hi_n)
+                    if abs(m - round(m)) < 1e-9 and m >= 1]
+    plans, owner = _plan_sets(w, counts, chip, space, math.exp(log_step),
+                              domain_factor)
+    if plans is None or not np.any(owner == n):
         raise InfeasibleError(f"no plan of {w.name} fits on {n} x {chip.key}")
-    plan0 = plan_at(sup.plans, i0)
-    plan0_str = plan_to_str(plan0)
 
-    # envelope (point), fixed-plan and re-optimised differences
-    grad0 = np.asarray(_jit_grad(phys, achip, present, zero, float(n), aw, plan0,
-                                 precision=prec), np.float64)
+    # rows: 0 the chip itself; 2j + 1 and 2j + 2 spec j scaled down and up
     steps = np.full(_NUM_SPECS, log_step)
     steps[_DOMAIN] = math.log(domain_factor)
-    lm = np.zeros((2 * _NUM_SPECS, _NUM_SPECS))
+    lm = np.zeros((2 * _NUM_SPECS + 1, _NUM_SPECS))
     for j in range(_NUM_SPECS):
-        lm[2 * j, j] = -steps[j]
-        lm[2 * j + 1, j] = steps[j]
-    lm = jnp.asarray(lm, dtype)
-    fixed_log = np.asarray(_jit_log_times(phys, achip, present, lm, float(n), aw,
-                                          plan0, precision=prec), np.float64)
-    reopt = np.full(2 * _NUM_SPECS, math.nan)
-    reopt_plans = [""] * (2 * _NUM_SPECS)
-    for r in range(2 * _NUM_SPECS):
-        j = r // 2
+        lm[2 * j + 1, j] = -steps[j]
+        lm[2 * j + 2, j] = steps[j]
+    # inside the compiled call the base plans are those of count N within the tp
+    # limit that the scorer finds fitting (its memory test is enumerate_plans' at the
+    # default usable fraction); the space's own memory test is applied afterwards
+    base_tp = (owner == n) & (np.asarray(plans.tp) <= _max_tp(space, dom0))
+    t, raw, mem, i0, grad0 = _jit_evaluate(phys, achip, present, jnp.asarray(lm, dtype),
+                                           aw, plans, base_tp, precision=prec)
+    t, raw, mem = (np.asarray(x, np.float64) for x in (t, raw, mem))
+    valid0 = _valid(plans, owner, mem, n, space, cap0, dom0)
+    logt0, i_best = _best_log_time(t[0], valid0)
+    if i_best < 0:
+        raise InfeasibleError(f"no plan of {w.name} fits on {n} x {chip.key}")
+    if int(i0) != i_best:  # the usable-HBM fraction of the space is below the scorer's
+        grad0 = _jit_grad(phys, achip, present, jnp.zeros(_NUM_SPECS, dtype), aw,
+                          plan_at(plans, i_best), precision=prec)
+    grad0 = np.asarray(grad0, np.float64)
+    plan0 = plan_at(plans, i_best)
+    plan0_str = plan_to_str(plan0)
+    t0 = math.exp(logt0)
+
+    reopt = np.full(2 * _NUM_SPECS + 1, math.nan)
+    reopt_plans = [""] * (2 * _NUM_SPECS + 1)
+    for r in range(1, 2 * _NUM_SPECS + 1):
+        j = (r - 1) // 2
         if not present_np[j]:
             continue
-        mult = float(np.exp(np.asarray(lm[r, j])))
-        cap = cap0 * (mult if j == _CAPACITY else 1.0)
-        dom = dom0 * (mult if j == _DOMAIN else 1.0)
-        valid = sup.valid(space, cap, dom)
-        t, i = _best(phys, achip, present, lm[r], n, aw, sup, valid, prec)
+        mult = math.exp(lm[r, j])
+        valid = _valid(plans, owner, mem, n, space,
+                       cap0 * (mult if j == _CAPACITY else 1.0),
+                       dom0 * (mult if j == _DOMAIN else 1.0))
+        reopt[r], i = _best_log_time(t[r], valid)
         if i >= 0:
-            reopt[r] = math.log(t)
-            reopt_plans[r] = plan_to_str(plan_at(sup.plans, i))
+            reopt_plans[r] = plan_to_str(plan_at(plans, i))
 
     # ensemble: each member's best plan among the point estimate's top plans
     members = np.zeros((0, _NUM_SPECS))
     switches = 0
     if ensemble is not None:
-        t_all = np.asarray(_jit_plan_times(phys, achip, present, zero, float(n), aw,
-                                           sup.plans, valid0, precision=prec))
-        order = np.argsort(t_all, kind="stable")
-        top = order[:min(member_top_k, int(np.isfinite(t_all).sum()))]
-        top_plans, top_real = _pad(jax.tree.map(lambda x: np.asarray(x)[top],
-                                                sup.plans), max(member_top_k, 1))
+        order = np.argsort(np.where(valid0, t[0], np.inf), kind="stable")
+        top = order[:max(1, min(member_top_k, int(np.sum(np.isfinite(t[0])
+                                                          & valid0))))]
+        idx = np.concatenate([top, np.full(member_top_k - top.size, top[0])])
+        top_plans = jax.tree.map(lambda x: np.asarray(x)[idx], plans)
         ens_phys = jax.vmap(lambda p: physical(p, chip))(ensemble)
-        tm = np.asarray(_jit_member_times(ens_phys, achip, present, zero, float(n), aw,
-                                          top_plans, top_real, precision=prec))
-        pick = np.argmin(tm, axis=1)
-        switches = int(np.sum(top[pick] != i0))
-        mplans = jax.tree.map(lambda x: np.asarray(x)[pick], top_plans)
-        members = np.asarray(_jit_member_grad(ens_phys, achip, present, zero, float(n),
-                                              aw, mplans, precision=prec), np.float64)
+        pick, members = _jit_member_eval(
+            ens_phys, achip, present, jnp.zeros(_NUM_SPECS, dtype), aw, top_plans,
+            np.arange(member_top_k) < top.size, precision=prec)
+        switches = int(np.sum(idx[np.asarray(pick)] != i_best))
+        members = np.asarray(members, np.float64)
 
     specs: dict[str, SpecElasticity] = {}
     for j, name in enumerate(SPEC_NAMES):
         value = float(getattr(chip, name))
         h = float(steps[j])
-        fixed = (fixed_log[2 * j + 1] - fixed_log[2 * j]) / (2 * h)
-        re = (reopt[2 * j + 1] - reopt[2 * j]) / (2 * h)
-        re_down = (math.log(t0) - reopt[2 * j]) / h
-        re_up = (reopt[2 * j + 1] - math.log(t0)) / h
+        dn, up = 2 * j + 1, 2 * j + 2
+        fixed = (math.log(raw[up, i_best]) - math.log(raw[dn, i_best])) / (2 * h)
+        re = (reopt[up] - reopt[dn]) / (2 * h)
+        re_down = (logt0 - reopt[dn]) / h
+        re_up = (reopt[up] - logt0) / h
         env = float(grad0[j])
         note = _NOTES[name]
+        mem_j = members[:, j] if members.size else np.zeros(0)
         if not present_np[j]:
             env = fixed = re = re_down = re_up = math.nan
             note = f"absent on {chip.key} (value {value:g}): not scaled"
+            mem_j = np.full(members.shape[0], math.nan)
         elif name == "peak_flop_per_s_fp8" and prec != Precision.FP8.value:
             note = "BF16 run: the FP8 peak is not used"
-        pd, pu = reopt_plans[2 * j], reopt_plans[2 * j + 1]
-        mem = members[:, j] if members.size else np.zeros(0)
-        if not present_np[j]:
-            mem = np.full(members.shape[0], math.nan)
+        pd, pu = reopt_plans[dn], reopt_plans[up]
         specs[name] = SpecElasticity(
             spec=name, value=value, envelope=env, fixed_plan_fd=float(fixed),
             reoptimised_fd=float(re), reoptimised_down=float(re_down),
             reoptimised_up=float(re_up), log_step=h, plan_down=pd, plan_up=pu,
             plan_switch=bool(present_np[j] and (pd != plan0_str or pu != plan0_str)),
             differs=bool(present_np[j] and not _agree(env, float(re))),
-            members=mem, note=note)
+            members=mem_j, note=note)
 
-    pts, cplans = _count_slope(phys, chip, present, zero, w, n, space, count_factor,
-                               prec)
-    pts = [(math.log(n), math.log(t0))] + pts
+    # chip count (and TDP at fixed power): re-optimised slope between N/f and N·f
+    pts = [(math.log(n), logt0)]
+    cplans = []
+    for m in (lo_n, hi_n):
+        k = int(round(m))
+        if k not in counts[1:]:
+            cplans.append("")
+            continue
+        lt, i = _best_log_time(t[0], _valid(plans, owner, mem, k, space, cap0, dom0))
+        if i < 0:
+            cplans.append("")
+            continue
+        pts.append((math.log(k), lt))
+        cplans.append(plan_to_str(plan_at(plans, i)))
     if len(pts) >= 2:
-        xs = sorted(pts)
-        (x_a, y_a), (x_b, y_b) = xs[0], xs[-1]
+        (x_a, y_a), (x_b, y_b) = min(pts), max(pts)
         slope = (y_b - y_a) / (x_b - x_a)
     else:
         slope = math.nan
-    tps = tokens_per_step(w)
-    ttt = float(tokens) * t0 / tps if tokens else math.nan
+    ttt = float(tokens) * t0 / tokens_per_step(w) if tokens else math.nan
     binds = (None if power_limit is None else
              bool(math.isfinite(power_limit) and power_used >= 0.95 * power_limit))
     return ElasticityResult(
         chip=chip.key, num_chips=n, workload=w.name, precision=prec, plan=plan0_str,
         step_time_s=t0, time_to_train_s=ttt, specs=specs, count_elasticity=slope,
-        count_plans=cplans, count_factor=count_factor, tdp_fixed_power=-slope,
-        member_plan_switches=switches, power_binds=binds)
+        count_plans=(cplans[0], cplans[1]), count_factor=count_factor,
+        tdp_fixed_power=-slope, member_plan_switches=switches, power_binds=binds)
 
 
 _NOTES = {

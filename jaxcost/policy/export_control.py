@@ -49,7 +49,7 @@ from jaxcost import units
 from jaxcost.errors import RegimeError
 from jaxcost.io.paths import data_dir
 from jaxcost.model.hardware import ChipSpec
-from jaxcost.model.numerics import tiny_like
+from jaxcost.model.numerics import pow2_scale, tiny_like
 from jaxcost.policy import expr as _expr
 
 
@@ -694,11 +694,15 @@ def _soft_ge(a: jax.Array, b: jax.Array, temperature: float) -> jax.Array:
 
     The margin (a - b) / ((|a| + |b|) / 2) is scale-free, so one temperature suits TPP,
     GB/s and PD alike. An unknown (NaN) operand gives 0.5 with a zero, finite gradient;
-    so do a = b = 0 (margin 0).
+    a = b = 0 gives 0.5. a and b are first scaled by a power of two (exact: the same
+    margin and gradient) so that the derivative of the ratio stays finite in float32
+    at any magnitude.
     """
     bad = jnp.isnan(a) | jnp.isnan(b)
     a_safe = jnp.where(bad, 1.0, a)  # "double where": no NaN reaches the gradient
     b_safe = jnp.where(bad, 1.0, b)
+    s = pow2_scale(jnp.maximum(jnp.abs(a_safe), jnp.abs(b_safe)))
+    a_safe, b_safe = a_safe * s, b_safe * s
     scale = (jnp.abs(a_safe) + jnp.abs(b_safe)) / 2
     margin = (a_safe - b_safe) / jnp.where(scale > 0, scale, 1.0)  # a = b = 0: 0
     return jnp.where(bad, 0.5, jax.nn.sigmoid(margin / temperature))

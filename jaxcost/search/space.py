@@ -204,6 +204,12 @@ def enumerate_plans(
     keep = np.ones(idx.shape, dtype=bool)
     if isinstance(s.pp_balance, str):  # "auto": uneven splits only without interleaving
         keep &= (p["pp_balance"] < 0.5) | (v_ < 1.5)
+    if chip is not None:
+        # a TP group lies inside one scale-up domain or spans whole domains: a group
+        # straddling a node boundary (tp = 3 on 8-chip nodes) would run at the
+        # scale-out link, and frameworks place TP ranks node-aligned
+        dom = max(float(chip.scaleup_domain_size), 1.0)
+        keep &= (np.mod(dom, p["tp"]) == 0) | (np.mod(p["tp"], dom) == 0)
     for _, ok, _ in plan_conditions(w, p, float(n), max_tp=max_tp):
         keep &= ok
     p = {k: v[keep] for k, v in p.items()}

@@ -76,18 +76,29 @@ def _case(name: str):
 
 
 @X64
-def test_readme_gradient_finite_for_every_cost_param(x64):
-    # float32 used to give NaN for scaleup_bw_eff and scaleout_bw_eff: smooth_max at
-    # a = b = 0 divided by a 1e-30 guard whose square underflows
+def test_readme_gradient_finite_for_every_leaf(x64):
+    # every CostParams leaf and every chip-spec leaf. float32 used to give NaN for
+    # scaleup_bw_eff and scaleout_bw_eff: smooth_max at a = b = 0 divided by a 1e-30
+    # guard whose square underflows
     with jax.enable_x64(x64):
         params, cluster, w, plan = _readme_case()
-        g = jax.grad(lambda p: jc.predict_step_time(p, cluster, w, plan).total_s)(params)
-    leaves = _leaves_with_path(g)
+        g_params, g_chip = jax.jit(jax.grad(
+            lambda p, c: jc.predict_step_time(p, cluster.replace(chip=c), w,
+                                              plan).total_s,
+            argnums=(0, 1)))(params, cluster.chip)
+    leaves = _leaves_with_path(g_params)
     assert len(leaves) == len(jax.tree.leaves(params))
-    for name, v in leaves:
+    assert any(np.any(v != 0) for _, v in leaves)
+    chip_leaves = _leaves_with_path(g_chip)
+    assert len(chip_leaves) == len(jax.tree.leaves(cluster.chip))
+    for name, v in leaves + chip_leaves:
         assert v.dtype == _dtype(x64), name
         assert np.all(np.isfinite(v)), f"d total_s / d {name} = {v}"
-    assert any(np.any(v != 0) for _, v in leaves)
+    d = dict(chip_leaves)
+    # more FLOP/s, HBM or link bandwidth: not slower
+    for k in (".peak_flop_per_s_bf16", ".hbm_bytes_per_s", ".scaleup_bytes_per_s",
+              ".scaleout_bytes_per_s"):
+        assert d[k] <= 0, (k, d[k])
 
 
 @pytest.mark.parametrize("name", ["gpt3_1024_a100", "moe_mixtral_ep8",
@@ -106,22 +117,6 @@ def test_step_time_float32_agrees_with_float64(name):
         # time terms that are 0 in float64 (dp = 1) must be ~0, not a guard's 1e19
         atol = F32_RTOL * total if k.endswith("_s") else 0.0
         np.testing.assert_allclose(v32, v64, rtol=F32_RTOL, atol=atol, err_msg=k)
-
-
-def test_chip_spec_gradients_finite_in_float32():
-    with jax.enable_x64(False):
-        params, cluster, w, plan = _case("gpt3_1024_a100")
-        g = jax.grad(lambda c: jc.predict_step_time(
-            params, cluster.replace(chip=c), w, plan).total_s)(cluster.chip)
-    leaves = _leaves_with_path(g)
-    assert leaves
-    for name, v in leaves:
-        assert v.dtype == np.float32, name
-        assert np.all(np.isfinite(v)), f"d total_s / d chip{name} = {v}"
-    d = {k: float(v) for k, v in leaves}
-    # more FLOP/s, HBM or link bandwidth: not slower
-    for k in (".peak_flop_per_s_bf16", ".hbm_bytes_per_s", ".scaleout_bytes_per_s"):
-        assert d[k] <= 0, (k, d[k])
 
 
 # ------------------------------------------------------------------- smooth max
@@ -168,7 +163,7 @@ def test_smooth_max_float64_identical_to_fixed_guard():
     with jax.enable_x64(True):
         grad_new = jax.value_and_grad(smooth_max, argnums=(0, 1, 2))
         grad_old = jax.value_and_grad(_smooth_max_fixed_guard, argnums=(0, 1, 2))
-        for _ in range(60):
+        for _ in range(30):
             s = 10.0 ** rng.uniform(-12, 12)
             a, b = s * rng.uniform(0, 2, 2) * (rng.uniform(size=2) > 0.15)
             b = a if rng.uniform() < 0.15 else b
@@ -227,15 +222,16 @@ def test_jit_and_vmap_agree_in_float32():
             return jc.predict_step_time(params, cluster.replace(chip=chip), w,
                                         plan).total_s
 
-        chips = [cluster.chip.replace(hbm_bytes_per_s=cluster.chip.hbm_bytes_per_s * f,
-                                      scaleup_bytes_per_s=cluster.chip
-                                      .scaleup_bytes_per_s * f)
+        chip = cluster.chip
+        chips = [chip.replace(hbm_bytes_per_s=chip.hbm_bytes_per_s * f,
+                              scaleup_bytes_per_s=chip.scaleup_bytes_per_s * f)
                  for f in (0.5, 1.0, 2.0)]
-        eager = np.array([float(total(c)) for c in chips])
-        jitted = np.array([float(jax.jit(total)(c)) for c in chips])
+        eager = float(total(chips[1]))
+        jitted = jax.jit(total)
+        loop = np.array([float(jitted(c)) for c in chips])
         batch = jax.tree.map(lambda *x: jnp.stack(x), *chips)
         vmapped = np.asarray(jax.jit(jax.vmap(total))(batch))
-    assert vmapped.dtype == np.float32 and np.all(np.isfinite(eager))
-    np.testing.assert_allclose(jitted, eager, rtol=JIT_RTOL)
-    np.testing.assert_allclose(vmapped, eager, rtol=JIT_RTOL)
-    assert eager[0] > eager[1] > eager[2]  # more bandwidth: faster
+    assert vmapped.dtype == np.float32 and np.all(np.isfinite(loop))
+    np.testing.assert_allclose(loop[1], eager, rtol=JIT_RTOL)
+    np.testing.assert_allclose(vmapped, loop, rtol=JIT_RTOL)
+    assert loop[0] > loop[1] > loop[2]  # more bandwidth: faster

@@ -98,15 +98,62 @@ class _Progress:
         sys.stderr.flush()
 
 
-def _check_finite(values: np.ndarray, stage: str, start: int) -> None:
+def _check_finite(values: np.ndarray, stage: str, start: int,
+                  rows: Callable[[int, int], str] | None = None) -> None:
+    """Raise ``NumericalError`` if a loss in ``values`` (``([B,] n)``, iterations
+    ``start ...``) is not finite; ``rows(member, index)`` names the rows
+    responsible."""
     bad = ~np.isfinite(values)
     if bad.any():
         where = np.argwhere(bad)[0]
         step = start + int(where[-1])
         member = f" (batch member {int(where[0])})" if values.ndim > 1 else ""
+        culprits = ""
+        if rows is not None:
+            culprits = rows(int(where[0]) if values.ndim > 1 else 0, int(where[-1]))
         raise NumericalError(f"non-finite loss or gradient in {stage} at iteration "
-                             f"{step}{member}; check the data for zero or negative "
-                             "targets, or lower adam_lr")
+                             f"{step}{member}{culprits}; check the data for zero or "
+                             "negative targets, or lower adam_lr")
+
+
+#: Rows named at most in the note of a numerical failure.
+_MAX_ROWS_NAMED = 8
+
+
+def _nonfinite_rows(data: FitData, m: jax.Array) -> list[str]:
+    """Rows (``dataset row_id``) whose log residual, or its gradient with respect to
+    the packed parameters ``m`` (one member, 2-D), is not finite.
+
+    Run only after a fit failed (one backward pass per row); inside :func:`x64`.
+    """
+    res = jax.jit(log_residuals_packed)(m, data)
+    out = []
+    for d, r in res.items():
+        ids = data.label(d, "row_id")
+        out += [f"{d} {ids[i]}" for i in np.flatnonzero(~np.isfinite(np.asarray(r)))]
+    if out:
+        return out
+
+    def row_grad(q, dat, d, e):
+        return jax.vjp(lambda x: log_residuals_packed(x, dat)[d], q)[1](e)[0]
+
+    vjp = jax.jit(row_grad, static_argnums=2)
+    for d, r in res.items():
+        ids = data.label(d, "row_id")
+        for i in range(r.shape[0]):
+            e = jnp.zeros_like(r).at[i].set(1.0)
+            if not np.all(np.isfinite(np.asarray(vjp(m, data, d, e)))):
+                out.append(f"{d} {ids[i]}")
+    return out
+
+
+def _rows_note(data: FitData, m: jax.Array) -> str:
+    rows = _nonfinite_rows(data, m)
+    if not rows:
+        return "; no single row is non-finite there (the prior or the optimiser step)"
+    more = len(rows) - _MAX_ROWS_NAMED
+    tail = f" and {more} more" if more > 0 else ""
+    return (f"; rows responsible: {', '.join(rows[:_MAX_ROWS_NAMED])}{tail}")
 
 
 #: L-BFGS iterations of a bootstrap member, warm-started from the full-data fit (the
@@ -127,6 +174,19 @@ class _HostLoss:
     (Adam body, L-BFGS body, line search, vmapped variants). Compiling it once as
     ``value_and_grad`` (single and batched) and calling it from the small optimiser
     programs through ``jax.pure_callback`` keeps compile time to two compilations.
+
+    Float64 values cross the callback as uint32 pairs (``_to_bits`` / ``_from_bits``
+    / ``_np_bits``), because passing them directly loses precision. Checked with jax
+    and jaxlib 0.10.2 (CPU), float64 ``ShapeDtypeStruct`` results and float64
+    operands, inside ``jax.enable_x64(True)`` as :func:`fit_params` runs: the first
+    150 calls (Adam) ran on the main thread and received float64, but the first call
+    from the L-BFGS program ran on an XLA worker thread (``threading`` name
+    ``Dummy-2``). ``enable_x64`` is a thread-local context that thread does not
+    inherit, so jax handed the callback its operands as float32 arrays, rounded.
+    Under the test suite's global ``jax_enable_x64`` the direct version passes
+    ``tests/test_fit.py`` and ``tests/test_fit_recovery_runs.py`` and fits
+    bit-identically, which is why the tests alone cannot show the problem. A user
+    who never sets the global flag can, so the bit-casting stays.
     """
 
     def __init__(self, data: FitData, options: FitOptions) -> None:
@@ -139,8 +199,9 @@ class _HostLoss:
                               static_argnums=4)
 
     def host_vg(self, m: np.ndarray, mult: dict) -> tuple[np.ndarray, np.ndarray]:
-        # inputs arrive bit-cast to uint32 pairs: the callback thread may run with
-        # 32-bit defaults, which would round float64 inputs
+        # inputs arrive bit-cast to uint32 pairs: the callback may run on an XLA
+        # worker thread without the x64 context, which would round float64 inputs
+        # (see the class docstring)
         m = _from_bits(m)
         mult = {k: _from_bits(v) for k, v in mult.items()}
         with x64():
@@ -279,12 +340,20 @@ def optimize_packed(data: FitData, params0: jax.Array, mult: dict[str, jax.Array
     hist = []
     p = params0
     s = jax.tree.map(lambda x: jnp.array(x, dtype=jnp.asarray(x).dtype), init_a(p))
+    def culprits(fn, p0, s0):
+        # rows responsible: rerun the failing chunk up to the failing step
+        def rows(b, j):
+            q = get({}, fn, j)(p0, s0, mult)[0] if j else p0
+            return _rows_note(data, q[b] if batched else q)
+        return rows
+
     done = 0
     while done < options.adam_steps:
         n = min(options.chunk, options.adam_steps - done)
+        p0, s0 = p, s
         p, s, h = get(chunk_a, adam_chunk, n)(p, s, mult)
         h = np.asarray(h)
-        _check_finite(h, "Adam", done)
+        _check_finite(h, "Adam", done, culprits(adam_chunk, p0, s0))
         hist.append(h)
         done += n
         prog.update(done)
@@ -293,9 +362,11 @@ def optimize_packed(data: FitData, params0: jax.Array, mult: dict[str, jax.Array
     k = 0
     while k < options.lbfgs_steps:
         n = min(options.chunk, options.lbfgs_steps - k)
+        p0, s0 = p, s
         p, s, h = get(chunk_l, lbfgs_chunk, n)(p, s, mult)
         h = np.asarray(h)
-        _check_finite(h, "L-BFGS", options.adam_steps + k)
+        _check_finite(h, "L-BFGS", options.adam_steps + k,
+                      culprits(lbfgs_chunk, p0, s0))
         hist.append(h)
         k += n
         done += n

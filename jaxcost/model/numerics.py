@@ -8,7 +8,9 @@ guard from the dtype, and use the "double where" (optax's ``safe_norm`` idea) so
 branch that is not taken never reaches the gradient.
 
 In float64 they give the same values and gradients as the fixed guards they replace
-for every input above the old guard (bit for bit: see ``tests/test_precision.py``).
+for every input above the old guard: bit for bit op by op (see
+``tests/test_precision.py``); under ``jit`` XLA may fuse the changed graph
+differently, which moves a result by an ulp or so (1e-16 relative).
 
 Symbols: x, y arrays of any floating dtype; p an exponent.
 """

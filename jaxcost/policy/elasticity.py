@@ -150,8 +150,11 @@ class SpecElasticity:
         a = a[np.isfinite(a)]
         if a.size == 0:
             return (math.nan,) * 3
-        return (float(np.median(a)), float(np.percentile(a, 5)),
-                float(np.percentile(a, 95)))
+        return (
+            float(np.median(a)),
+            float(np.percentile(a, 5)),
+            float(np.percentile(a, 95)),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,8 +199,12 @@ class ElasticityResult:
 # ------------------------------------------------------------------ jitted pieces
 def _present(chip: ChipSpec) -> np.ndarray:
     """Which specifications the chip has (finite and > 0): only those are scaled."""
-    return np.asarray([math.isfinite(float(getattr(chip, n)))
-                       and float(getattr(chip, n)) > 0 for n in SPEC_NAMES])
+    return np.asarray(
+        [
+            math.isfinite(float(getattr(chip, n))) and float(getattr(chip, n)) > 0
+            for n in SPEC_NAMES
+        ]
+    )
 
 
 def _scaled(chip: ChipSpec, present: jax.Array, logmult: jax.Array) -> ChipSpec:
@@ -214,17 +221,24 @@ def _scaled(chip: ChipSpec, present: jax.Array, logmult: jax.Array) -> ChipSpec:
     return chip.replace(**changes)
 
 
-def _log_step_time(phys: PhysicalParams, chip: ChipSpec, present: jax.Array,
-                   logmult: jax.Array, workload: TransformerConfig,
-                   plan: ParallelPlan, precision: str) -> jax.Array:
+def _log_step_time(
+    phys: PhysicalParams,
+    chip: ChipSpec,
+    present: jax.Array,
+    logmult: jax.Array,
+    workload: TransformerConfig,
+    plan: ParallelPlan,
+    precision: str,
+) -> jax.Array:
     """log(step time / s) of one plan on the scaled chip (no feasibility test).
 
     The step time does not depend on ``ClusterSpec.num_chips`` (the plan's
     dp·tp·pp·cp is the chip count), so one batch may hold plans of several counts.
     """
     c = _scaled(chip, present, logmult)
-    st = predict_step_time_physical(phys, ClusterSpec(chip=c, num_chips=1.0),
-                                    workload, plan, precision=precision)
+    st = predict_step_time_physical(
+        phys, ClusterSpec(chip=c, num_chips=1.0), workload, plan, precision=precision
+    )
     return jnp.log(st.total_s)
 
 
@@ -234,9 +248,12 @@ def _times(phys, chip, present, logmult, workload, plans, precision):
     cl = ClusterSpec(chip=c, num_chips=1.0)
 
     def one(p):
-        return (plan_time_s_physical(phys, cl, workload, p, precision=precision),
-                predict_step_time_physical(phys, cl, workload, p,
-                                           precision=precision).total_s)
+        return (
+            plan_time_s_physical(phys, cl, workload, p, precision=precision),
+            predict_step_time_physical(
+                phys, cl, workload, p, precision=precision
+            ).total_s,
+        )
 
     return jax.vmap(one)(plans)
 
@@ -247,19 +264,22 @@ def _evaluate(phys, chip, present, logmults, workload, plans, base, precision):
     Args:
       logmults: (K, S) log-multipliers; row 0 is the unperturbed chip.
       plans: (P,) plans (possibly of several chip counts).
-      base: (P,) mask of the plans valid on the unperturbed chip at the count studied.
+      base: (P,) mask of the base set's rows (the scorer's own memory test applies).
 
     Returns:
       (scorer times (K, P), raw times (K, P), memory per plan (P,), index of the best
       base plan, ∂ log(step time)/∂ logmult at that plan (S,)).
     """
-    t, raw = jax.vmap(lambda lm: _times(phys, chip, present, lm, workload, plans,
-                                        precision))(logmults)
+    # one row at a time (lax.map): the memory stays that of one batch of plans
+    t, raw = jax.lax.map(
+        lambda lm: _times(phys, chip, present, lm, workload, plans, precision), logmults
+    )
     mem = jax.vmap(lambda p: memory_bytes(workload, p).total)(plans)
     i0 = jnp.argmin(jnp.where(base, t[0], jnp.inf))
     plan0 = jax.tree.map(lambda x: x[i0], plans)
-    g = jax.grad(_log_step_time, argnums=3)(phys, chip, present, logmults[0],
-                                             workload, plan0, precision)
+    g = jax.grad(_log_step_time, argnums=3)(
+        phys, chip, present, logmults[0], workload, plan0, precision
+    )
     return t, raw, mem, i0, g
 
 
@@ -270,8 +290,9 @@ def _member_eval(phys, chip, present, logmult, workload, plans, valid, precision
         t, _ = _times(ph, chip, present, logmult, workload, plans, precision)
         i = jnp.argmin(jnp.where(valid, t, jnp.inf))
         pl = jax.tree.map(lambda x: x[i], plans)
-        return i, jax.grad(_log_step_time, argnums=3)(ph, chip, present, logmult,
-                                                       workload, pl, precision)
+        return i, jax.grad(_log_step_time, argnums=3)(
+            ph, chip, present, logmult, workload, pl, precision
+        )
 
     return jax.vmap(one)(phys)
 
@@ -287,55 +308,61 @@ def _anonymous(chip: ChipSpec, workload: TransformerConfig):
     The labels are static pytree fields; the cost model reads none of them once the
     physical parameters are resolved (``physical`` uses ``chip.key``/``family``).
     """
-    c = chip.replace(name="", key="", vendor="", family="", datacenter=False,
-                     memory_type="")
+    c = chip.replace(
+        name="", key="", vendor="", family="", datacenter=False, memory_type=""
+    )
     return c, workload.replace(name="")
 
 
-def _max_tp(space: PlanSpace, domain: float) -> float:
-    """The tp limit ``enumerate_plans`` applies for a chip with this domain size."""
-    if space.max_tp is not None:
-        return float(space.max_tp)
-    if space.allow_tp_beyond_scaleup:
-        return math.inf
-    return float(domain)
+#: Plan sets of one configuration (``owner`` codes of the rows of the plan batch).
+_BASE, _DOM_DOWN, _DOM_UP, _COUNT_DOWN, _COUNT_UP = range(5)
 
 
-def _plan_sets(workload, counts, chip, space, cap_mult, dom_mult):
-    """Plans of every count in one padded batch, and the count of each row.
+def _plan_sets(workload, n, chip, space, cap_mult, domain_factor, count_factor):
+    """Every plan set one configuration needs, in one padded batch.
 
-    For each count, every plan valid for some chip with capacity ≤ cap·cap_mult and
-    domain ≤ domain·dom_mult (one enumeration instead of one per perturbation; the
-    validity for a given capacity and domain is a mask, see ``_valid``). The batch is
-    padded (repeating row 0, count 0) to a power-of-two size so that compiled
-    functions are reused.
+    Each set is an ``enumerate_plans`` call, so its rules (divisibility, tp and the
+    scale-up domain, memory) are the plan search's own: the base set on N chips with
+    the capacity times ``cap_mult`` (a superset for the capacity differences: their
+    validity is the memory mask of ``_fits``), the sets with the domain divided and
+    multiplied by ``domain_factor``, and the base chip on N / count_factor and
+    N · count_factor chips (where integral). The batch is padded (repeating row 0,
+    owner −1) to a power-of-two size so that compiled functions are reused.
+
+    Returns:
+      (plans or None, owner code per row, {owner code: chip count}).
     """
-    big = chip.replace(
-        hbm_capacity_bytes=float(chip.hbm_capacity_bytes) * cap_mult,
-        scaleup_domain_size=float(chip.scaleup_domain_size) * dom_mult)
+    cap = float(chip.hbm_capacity_bytes)
+    dom = float(chip.scaleup_domain_size)
+    sets = {
+        _BASE: (n, chip.replace(hbm_capacity_bytes=cap * cap_mult)),
+        _DOM_DOWN: (n, chip.replace(scaleup_domain_size=dom / domain_factor)),
+        _DOM_UP: (n, chip.replace(scaleup_domain_size=dom * domain_factor)),
+    }
+    for code, m in ((_COUNT_DOWN, n / count_factor), (_COUNT_UP, n * count_factor)):
+        if abs(m - round(m)) < 1e-9 and m >= 1:
+            sets[code] = (int(round(m)), chip)
     parts, owner = [], []
-    for n in counts:
-        pl = enumerate_plans(workload, n, big, space)
+    for code, (k, c) in sets.items():
+        pl = enumerate_plans(workload, k, c, space)
         size = int(np.asarray(pl.tp).size)
         if size:
             parts.append(pl)
-            owner.append(np.full(size, n, np.int64))
+            owner.append(np.full(size, code, np.int64))
+    counts = {code: k for code, (k, _) in sets.items()}
     if not parts:
-        return None, np.zeros(0, np.int64)
+        return None, np.zeros(0, np.int64), counts
     plans = jax.tree.map(lambda *x: np.concatenate(x), *parts)
     owner = np.concatenate(owner)
     rows = max(_MIN_BUCKET, 1 << (owner.size - 1).bit_length())
-    idx = np.concatenate([np.arange(owner.size),
-                          np.zeros(rows - owner.size, np.int64)])
+    idx = np.concatenate([np.arange(owner.size), np.zeros(rows - owner.size, np.int64)])
     plans = jax.tree.map(lambda x: np.asarray(x)[idx], plans)
-    return plans, np.concatenate([owner, np.zeros(rows - owner.size, np.int64)])
+    return plans, np.concatenate([owner, np.full(rows - owner.size, -1)]), counts
 
 
-def _valid(plans, owner, mem, n, space, capacity, domain) -> np.ndarray:
-    """The rows ``enumerate_plans(workload, n, chip, space)`` would return for a chip
-    with this capacity and domain size."""
-    return ((owner == n) & (np.asarray(plans.tp) <= _max_tp(space, domain))
-            & (mem <= space.usable_hbm_frac * capacity))
+def _fits(mem: np.ndarray, space: PlanSpace, capacity: float) -> np.ndarray:
+    """``enumerate_plans``' memory condition for a chip with this capacity."""
+    return mem <= space.usable_hbm_frac * capacity
 
 
 def _agree(a: float, b: float) -> bool:
@@ -352,33 +379,63 @@ def _resolve(params, hardware, workload, space, tokens):
         res = chip_mix(params, w, sc, check_exhaustive=False)
         best = res.clusters[0]
         if len(best.counts) != 1:
-            raise ValueError(f"scenario {sc.name!r}: the best cluster {best.label} "
-                             "mixes chip types; spec_elasticities needs a homogeneous "
-                             "cluster (one candidate, or mixed = false)")
+            raise ValueError(
+                f"scenario {sc.name!r}: the best cluster {best.label} "
+                "mixes chip types; spec_elasticities needs a homogeneous "
+                "cluster (one candidate, or mixed = false)"
+            )
         key = next(iter(best.counts))
-        chips = {(f"{c.chip.key}(owned)" if c.owned else c.chip.key): c.chip
-                 for c in sc.candidates}
-        return (chips[key], int(best.counts[key]), w,
-                sc.search.plan_space() if space is None else space,
-                sc.tokens if tokens is None else tokens, sc.power_w, best.power_w)
+        chips = {
+            (f"{c.chip.key}(owned)" if c.owned else c.chip.key): c.chip
+            for c in sc.candidates
+        }
+        return (
+            chips[key],
+            int(best.counts[key]),
+            w,
+            sc.search.plan_space() if space is None else space,
+            sc.tokens if tokens is None else tokens,
+            sc.power_w,
+            best.power_w,
+        )
     if not isinstance(hardware, ClusterSpec):
-        raise TypeError("hardware must be a ClusterSpec or a Scenario, got "
-                        f"{type(hardware).__name__}")
+        raise TypeError(
+            "hardware must be a ClusterSpec or a Scenario, got "
+            f"{type(hardware).__name__}"
+        )
     if workload is None:
         raise ValueError("workload is required with a ClusterSpec")
-    return (hardware.chip, int(round(float(hardware.num_chips))), workload,
-            PlanSpace() if space is None else space, tokens, None, None)
+    return (
+        hardware.chip,
+        int(round(float(hardware.num_chips))),
+        workload,
+        PlanSpace() if space is None else space,
+        tokens,
+        None,
+        None,
+    )
 
 
-def envelope_elasticities(params: CostParams, cluster: ClusterSpec,
-                          workload: TransformerConfig, plan: ParallelPlan, *,
-                          precision: Precision | str = Precision.BF16
-                          ) -> dict[str, float]:
+def envelope_elasticities(
+    params: CostParams,
+    cluster: ClusterSpec,
+    workload: TransformerConfig,
+    plan: ParallelPlan,
+    *,
+    precision: Precision | str = Precision.BF16,
+) -> dict[str, float]:
     """∂ log(step time) / ∂ log s of one given plan, for every spec of SPEC_NAMES.
 
     One ``jax.grad`` of log(step time) with respect to log-multipliers on the chip's
     leaves, in the default float type (float32 unless x64 is on). At the optimal plan
     this is the envelope elasticity of :func:`spec_elasticities`.
+
+    Args:
+      params: ``CostParams``.
+      cluster: the homogeneous cluster (its chip is differentiated).
+      workload: the model.
+      plan: one plan (scalar leaves).
+      precision: "bf16" or "fp8".
 
     Returns:
       ``{spec name: elasticity}``; NaN for specifications the chip lacks (NaN or 0).
@@ -386,11 +443,22 @@ def envelope_elasticities(params: CostParams, cluster: ClusterSpec,
     chip = cluster.chip
     present_np = _present(chip)
     achip, aw = _anonymous(chip, workload)
-    g = np.asarray(_jit_grad(physical(params, chip), achip, jnp.asarray(present_np),
-                             jnp.zeros(_NUM_SPECS, jnp.result_type(float)), aw, plan,
-                             precision=str(Precision(precision).value)), np.float64)
-    return {n: (float(g[j]) if present_np[j] else math.nan)
-            for j, n in enumerate(SPEC_NAMES)}
+    g = np.asarray(
+        _jit_grad(
+            physical(params, chip),
+            achip,
+            jnp.asarray(present_np),
+            jnp.zeros(_NUM_SPECS, jnp.result_type(float)),
+            aw,
+            plan,
+            precision=str(Precision(precision).value),
+        ),
+        np.float64,
+    )
+    return {
+        n: (float(g[j]) if present_np[j] else math.nan)
+        for j, n in enumerate(SPEC_NAMES)
+    }
 
 
 def _best_log_time(t_row: np.ndarray, valid: np.ndarray) -> tuple[float, int]:
@@ -402,14 +470,20 @@ def _best_log_time(t_row: np.ndarray, valid: np.ndarray) -> tuple[float, int]:
     return math.log(float(tt[i])), i
 
 
-def spec_elasticities(params: CostParams, hardware: ClusterSpec | Scenario,
-                      workload: TransformerConfig | None = None, *,
-                      ensemble: CostParams | None = None,
-                      space: PlanSpace | None = None,
-                      precision: Precision | str = Precision.BF16,
-                      tokens: float | None = None, log_step: float = math.log(1.1),
-                      domain_factor: float = 2.0, count_factor: float = 2.0,
-                      member_top_k: int = 64) -> ElasticityResult:
+def spec_elasticities(
+    params: CostParams,
+    hardware: ClusterSpec | Scenario,
+    workload: TransformerConfig | None = None,
+    *,
+    ensemble: CostParams | None = None,
+    space: PlanSpace | None = None,
+    precision: Precision | str = Precision.BF16,
+    tokens: float | None = None,
+    log_step: float = math.log(1.1),
+    domain_factor: float = 2.0,
+    count_factor: float = 2.0,
+    member_top_k: int = 64,
+) -> ElasticityResult:
     """Elasticities ∂ log T / ∂ log s of time-to-train for every chip specification.
 
     See the module docstring for the three estimates and how each specification
@@ -442,7 +516,8 @@ def spec_elasticities(params: CostParams, hardware: ClusterSpec | Scenario,
       TypeError: ``hardware`` is neither a ``ClusterSpec`` nor a ``Scenario``.
     """
     chip, n, w, space, tokens, power_limit, power_used = _resolve(
-        params, hardware, workload, space, tokens)
+        params, hardware, workload, space, tokens
+    )
     prec = str(Precision(precision).value)
     dtype = jnp.result_type(float)
     present_np = _present(chip)
@@ -450,13 +525,10 @@ def spec_elasticities(params: CostParams, hardware: ClusterSpec | Scenario,
     phys = physical(params, chip)
     achip, aw = _anonymous(chip, w)
     cap0 = float(chip.hbm_capacity_bytes)
-    dom0 = float(chip.scaleup_domain_size)
-    lo_n, hi_n = n / count_factor, n * count_factor
-    counts = [n] + [int(round(m)) for m in (lo_n, hi_n)
-                    if abs(m - round(m)) < 1e-9 and m >= 1]
-    plans, owner = _plan_sets(w, counts, chip, space, math.exp(log_step),
-                              domain_factor)
-    if plans is None or not np.any(owner == n):
+    plans, owner, set_counts = _plan_sets(
+        w, n, chip, space, math.exp(log_step), domain_factor, count_factor
+    )
+    if plans is None or not np.any(owner == _BASE):
         raise InfeasibleError(f"no plan of {w.name} fits on {n} x {chip.key}")
 
     # rows: 0 the chip itself; 2j + 1 and 2j + 2 spec j scaled down and up
@@ -466,20 +538,34 @@ def spec_elasticities(params: CostParams, hardware: ClusterSpec | Scenario,
     for j in range(_NUM_SPECS):
         lm[2 * j + 1, j] = -steps[j]
         lm[2 * j + 2, j] = steps[j]
-    # inside the compiled call the base plans are those of count N within the tp
-    # limit that the scorer finds fitting (its memory test is enumerate_plans' at the
-    # default usable fraction); the space's own memory test is applied afterwards
-    base_tp = (owner == n) & (np.asarray(plans.tp) <= _max_tp(space, dom0))
-    t, raw, mem, i0, grad0 = _jit_evaluate(phys, achip, present, jnp.asarray(lm, dtype),
-                                           aw, plans, base_tp, precision=prec)
+    # inside the compiled call the base plans are the base set's that the scorer finds
+    # fitting (its memory test is enumerate_plans' at the default usable fraction); the
+    # space's own memory test is applied afterwards
+    t, raw, mem, i0, grad0 = _jit_evaluate(
+        phys,
+        achip,
+        present,
+        jnp.asarray(lm, dtype),
+        aw,
+        plans,
+        owner == _BASE,
+        precision=prec,
+    )
     t, raw, mem = (np.asarray(x, np.float64) for x in (t, raw, mem))
-    valid0 = _valid(plans, owner, mem, n, space, cap0, dom0)
+    valid0 = (owner == _BASE) & _fits(mem, space, cap0)
     logt0, i_best = _best_log_time(t[0], valid0)
     if i_best < 0:
         raise InfeasibleError(f"no plan of {w.name} fits on {n} x {chip.key}")
-    if int(i0) != i_best:  # the usable-HBM fraction of the space is below the scorer's
-        grad0 = _jit_grad(phys, achip, present, jnp.zeros(_NUM_SPECS, dtype), aw,
-                          plan_at(plans, i_best), precision=prec)
+    if int(i0) != i_best:  # the space's usable-HBM fraction is below the scorer's
+        grad0 = _jit_grad(
+            phys,
+            achip,
+            present,
+            jnp.zeros(_NUM_SPECS, dtype),
+            aw,
+            plan_at(plans, i_best),
+            precision=prec,
+        )
     grad0 = np.asarray(grad0, np.float64)
     plan0 = plan_at(plans, i_best)
     plan0_str = plan_to_str(plan0)
@@ -491,10 +577,12 @@ def spec_elasticities(params: CostParams, hardware: ClusterSpec | Scenario,
         j = (r - 1) // 2
         if not present_np[j]:
             continue
-        mult = math.exp(lm[r, j])
-        valid = _valid(plans, owner, mem, n, space,
-                       cap0 * (mult if j == _CAPACITY else 1.0),
-                       dom0 * (mult if j == _DOMAIN else 1.0))
+        if j == _DOMAIN:
+            valid = owner == (_DOM_DOWN if lm[r, j] < 0 else _DOM_UP)
+        elif j == _CAPACITY:
+            valid = (owner == _BASE) & _fits(mem, space, cap0 * math.exp(lm[r, j]))
+        else:
+            valid = valid0
         reopt[r], i = _best_log_time(t[r], valid)
         if i >= 0:
             reopt_plans[r] = plan_to_str(plan_at(plans, i))
@@ -504,14 +592,22 @@ def spec_elasticities(params: CostParams, hardware: ClusterSpec | Scenario,
     switches = 0
     if ensemble is not None:
         order = np.argsort(np.where(valid0, t[0], np.inf), kind="stable")
-        top = order[:max(1, min(member_top_k, int(np.sum(np.isfinite(t[0])
-                                                          & valid0))))]
+        top = order[
+            : max(1, min(member_top_k, int(np.sum(np.isfinite(t[0]) & valid0))))
+        ]
         idx = np.concatenate([top, np.full(member_top_k - top.size, top[0])])
         top_plans = jax.tree.map(lambda x: np.asarray(x)[idx], plans)
         ens_phys = jax.vmap(lambda p: physical(p, chip))(ensemble)
         pick, members = _jit_member_eval(
-            ens_phys, achip, present, jnp.zeros(_NUM_SPECS, dtype), aw, top_plans,
-            np.arange(member_top_k) < top.size, precision=prec)
+            ens_phys,
+            achip,
+            present,
+            jnp.zeros(_NUM_SPECS, dtype),
+            aw,
+            top_plans,
+            np.arange(member_top_k) < top.size,
+            precision=prec,
+        )
         switches = int(np.sum(idx[np.asarray(pick)] != i_best))
         members = np.asarray(members, np.float64)
 
@@ -535,26 +631,31 @@ def spec_elasticities(params: CostParams, hardware: ClusterSpec | Scenario,
             note = "BF16 run: the FP8 peak is not used"
         pd, pu = reopt_plans[dn], reopt_plans[up]
         specs[name] = SpecElasticity(
-            spec=name, value=value, envelope=env, fixed_plan_fd=float(fixed),
-            reoptimised_fd=float(re), reoptimised_down=float(re_down),
-            reoptimised_up=float(re_up), log_step=h, plan_down=pd, plan_up=pu,
+            spec=name,
+            value=value,
+            envelope=env,
+            fixed_plan_fd=float(fixed),
+            reoptimised_fd=float(re),
+            reoptimised_down=float(re_down),
+            reoptimised_up=float(re_up),
+            log_step=h,
+            plan_down=pd,
+            plan_up=pu,
             plan_switch=bool(present_np[j] and (pd != plan0_str or pu != plan0_str)),
             differs=bool(present_np[j] and not _agree(env, float(re))),
-            members=mem_j, note=note)
+            members=mem_j,
+            note=note,
+        )
 
     # chip count (and TDP at fixed power): re-optimised slope between N/f and N·f
     pts = [(math.log(n), logt0)]
     cplans = []
-    for m in (lo_n, hi_n):
-        k = int(round(m))
-        if k not in counts[1:]:
-            cplans.append("")
-            continue
-        lt, i = _best_log_time(t[0], _valid(plans, owner, mem, k, space, cap0, dom0))
+    for code in (_COUNT_DOWN, _COUNT_UP):
+        lt, i = _best_log_time(t[0], owner == code)
         if i < 0:
             cplans.append("")
             continue
-        pts.append((math.log(k), lt))
+        pts.append((math.log(set_counts[code]), lt))
         cplans.append(plan_to_str(plan_at(plans, i)))
     if len(pts) >= 2:
         (x_a, y_a), (x_b, y_b) = min(pts), max(pts)
@@ -562,13 +663,27 @@ def spec_elasticities(params: CostParams, hardware: ClusterSpec | Scenario,
     else:
         slope = math.nan
     ttt = float(tokens) * t0 / tokens_per_step(w) if tokens else math.nan
-    binds = (None if power_limit is None else
-             bool(math.isfinite(power_limit) and power_used >= 0.95 * power_limit))
+    binds = (
+        None
+        if power_limit is None
+        else bool(math.isfinite(power_limit) and power_used >= 0.95 * power_limit)
+    )
     return ElasticityResult(
-        chip=chip.key, num_chips=n, workload=w.name, precision=prec, plan=plan0_str,
-        step_time_s=t0, time_to_train_s=ttt, specs=specs, count_elasticity=slope,
-        count_plans=(cplans[0], cplans[1]), count_factor=count_factor,
-        tdp_fixed_power=-slope, member_plan_switches=switches, power_binds=binds)
+        chip=chip.key,
+        num_chips=n,
+        workload=w.name,
+        precision=prec,
+        plan=plan0_str,
+        step_time_s=t0,
+        time_to_train_s=ttt,
+        specs=specs,
+        count_elasticity=slope,
+        count_plans=(cplans[0], cplans[1]),
+        count_factor=count_factor,
+        tdp_fixed_power=-slope,
+        member_plan_switches=switches,
+        power_binds=binds,
+    )
 
 
 _NOTES = {
@@ -576,10 +691,10 @@ _NOTES = {
     "peak_flop_per_s_fp8": "linear-layer GEMMs of FP8 runs",
     "hbm_bytes_per_s": "memory-bound ops, GEMM roofline, optimizer step",
     "hbm_capacity_bytes": "feasibility only: envelope 0; plan switches in the "
-                          "re-optimised difference",
+    "re-optimised difference",
     "scaleup_bytes_per_s": "collectives inside the scale-up domain",
     "scaleup_domain_size": "continuous ranks per domain (plan fixed); differences "
-                           "at half and double the domain",
+    "at half and double the domain",
     "scaleout_bytes_per_s": "collectives across domains",
     "tdp_w": "not in the step time: 0 at a fixed chip count (see tdp_fixed_power)",
 }

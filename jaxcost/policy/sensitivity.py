@@ -12,6 +12,7 @@ thresholds:
 * :func:`threshold_breakpoints`: where a threshold's value function can step (the
   candidates' quantities compared with it);
 * :func:`threshold_sweep`: exact re-optimisation at each value of one threshold;
+* :func:`threshold_curves`: the throughput curves those re-optimisations share;
 * :func:`threshold_value_function`: time-to-train and the optimum cluster as a
   function of one threshold (or of several moved by a common factor), evaluated once
   between consecutive breakpoints, with the steps marked.
@@ -21,11 +22,12 @@ respect to the thresholds through the smooth classification) is kept for reprodu
 one measurement and is not part of the package's public API: its result depends on the
 smoothing temperature. On experiment 05's 2023-10 scenario (Llama-2-70B, 300 MUSD,
 20 MW; shipped calibration) the elasticity of the optimal time with respect to the
-TPP threshold of rule 1 is 0 at temperatures 0.02 and 0.05, −0.0053 at 0.1 and −0.075
-at 0.2 (the H20, 51 % below that threshold, gains smooth "availability" as the
-temperature grows); on the 2025-04 scenario it is 0 at all four. A quantity that
-changes by orders of magnitude with an arbitrary constant is not an answer;
-experiment 05 prints the table.
+TPP threshold of rule 1 is −1e-225 at temperature 0.02, −7e-215 at 0.05 (numerical
+zeros), −0.0053 at 0.1 and −0.075 at 0.2 (the H20 and the L20, 51 % and 60 % below
+that threshold, get a smooth probability of being prohibited that grows with the
+temperature); on the 2025-04 scenario every value
+is below 1e-77 at all four. A quantity that changes by 200 orders of magnitude with an
+arbitrary constant is not an answer; experiment 05 prints the table.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from jaxcost.policy import expr
 from jaxcost.policy.hetero import MixedClusterEvaluator
 from jaxcost.policy.mix import (
     MixResult,
+    PreparedCurves,
     chip_mix,
     prepare_curves,
     regime_terms,
@@ -60,6 +63,7 @@ __all__ = [
     "ThresholdPoint",
     "policy_sensitivity",
     "threshold_breakpoints",
+    "threshold_curves",
     "threshold_margins",
     "threshold_sweep",
     "threshold_value_function",
@@ -90,8 +94,14 @@ def _relaxed_at_optimum(res: MixResult):
     return raw, act
 
 
-def policy_sensitivity(params, workload, scenario, *, result: MixResult | None = None,
-                       temperature: float = 0.05) -> dict[str, dict[str, float]]:
+def policy_sensitivity(
+    params,
+    workload,
+    scenario,
+    *,
+    result: MixResult | None = None,
+    temperature: float = 0.05,
+) -> dict[str, dict[str, float]]:
     """d(optimal time-to-train or capex)/d(threshold) for every regime threshold.
 
     Envelope theorem on the relaxed problem: at the relaxed optimum n* (re-solved from
@@ -111,8 +121,11 @@ def policy_sensitivity(params, workload, scenario, *, result: MixResult | None =
       ``{threshold leaf name: {"value": θ, "d_opt_d_threshold": ..., "elasticity":
       θ/opt · d_opt/dθ}}``; the optimum is in seconds (time) or USD (cost).
     """
-    res = (chip_mix(params, workload, scenario, check_exhaustive=False)
-           if result is None else result)
+    res = (
+        chip_mix(params, workload, scenario, check_exhaustive=False)
+        if result is None
+        else result
+    )
     prob = res.problem
     regime = ec.load_regime(scenario.regime)
     th0 = ec.regime_thresholds(regime)
@@ -126,24 +139,35 @@ def policy_sensitivity(params, workload, scenario, *, result: MixResult | None =
             if c.owned:
                 out.append(jnp.asarray(1.0))
             else:
-                out.append(jnp.asarray(smooth_obtainable_frac(c.chip, regime,
-                                                    scenario.allow_licensed, th,
-                                                    temperature)))
+                out.append(
+                    jnp.asarray(
+                        smooth_obtainable_frac(
+                            c.chip, regime, scenario.allow_licensed, th, temperature
+                        )
+                    )
+                )
         return jnp.stack(out)
 
     def value(th):
-        return relaxed_loss(jnp.asarray(raw), fracs(th), jnp.asarray(act), d,
-                             jnp.asarray(1e4))
+        return relaxed_loss(
+            jnp.asarray(raw), fracs(th), jnp.asarray(act), d, jnp.asarray(1e4)
+        )
 
     grads = jax.grad(value)(th0)
-    opt = res.clusters[0].time_to_train_s if prob.objective == "time" \
+    opt = (
+        res.clusters[0].time_to_train_s
+        if prob.objective == "time"
         else res.clusters[0].capex_usd
+    )
     out = {}
     for name, g in grads.values.items():
         theta = float(th0.values[name])
         dv = opt * float(g)
-        out[name] = {"value": theta, "d_opt_d_threshold": dv,
-                     "elasticity": theta / opt * dv if opt else math.nan}
+        out[name] = {
+            "value": theta,
+            "d_opt_d_threshold": dv,
+            "elasticity": theta / opt * dv if opt else math.nan,
+        }
     return out
 
 
@@ -231,8 +255,9 @@ def _class(chip: ChipSpec, regime: ec.Regime, thresholds=None) -> str:
     """Hard class; at moved thresholds the smooth one at a vanishing temperature."""
     if thresholds is None:
         return str(ec.classify(chip, regime).consequence.value)
-    probs = ec.smooth_consequence_probs(chip, regime, thresholds=thresholds,
-                                        temperature=_HARD_TEMPERATURE)
+    probs = ec.smooth_consequence_probs(
+        chip, regime, thresholds=thresholds, temperature=_HARD_TEMPERATURE
+    )
     return max(probs, key=lambda k: float(probs[k]))
 
 
@@ -248,8 +273,7 @@ def _comparisons(regime: ec.Regime):
                         yield r, rule, node, i
 
 
-def threshold_margins(chip: ChipSpec, regime: ec.Regime | str
-                      ) -> list[ThresholdMargin]:
+def threshold_margins(chip: ChipSpec, regime: ec.Regime | str) -> list[ThresholdMargin]:
     """Relative distance of the chip to every numeric threshold of a regime.
 
     For each threshold θ (a leaf of ``regime_thresholds``, in the regime and every
@@ -296,19 +320,30 @@ def threshold_margins(chip: ChipSpec, regime: ec.Regime | str
                     if isinstance(n2, expr.Const) and n2.leaf == const.leaf:
                         n2.value = past
                 decides = expr.evaluate(cond, env) != expr.evaluate(rule.when, env)
-                th = th0.replace(values={**th0.values,
-                                         const.leaf: jnp.asarray(past)})
+                th = th0.replace(values={**th0.values, const.leaf: jnp.asarray(past)})
                 moved = _class(chip, reg, th)
-            out.append(ThresholdMargin(
-                regime=r.id, rule=rule.index, leaf=const.leaf, quantity=_text(other),
-                op=op, chip_value=q, threshold=theta, margin=margin,
-                decides_rule=bool(decides), class_now=now, class_if_moved=moved,
-                when=rule.when_text))
+            out.append(
+                ThresholdMargin(
+                    regime=r.id,
+                    rule=rule.index,
+                    leaf=const.leaf,
+                    quantity=_text(other),
+                    op=op,
+                    chip_value=q,
+                    threshold=theta,
+                    margin=margin,
+                    decides_rule=bool(decides),
+                    class_now=now,
+                    class_if_moved=moved,
+                    when=rule.when_text,
+                )
+            )
     return out
 
 
-def threshold_breakpoints(chips: Sequence[ChipSpec], regime: ec.Regime | str,
-                          threshold_name: str) -> np.ndarray:
+def threshold_breakpoints(
+    chips: Sequence[ChipSpec], regime: ec.Regime | str, threshold_name: str
+) -> np.ndarray:
     """Values of one threshold at which a chip's rule outcome can change.
 
     These are the chips' quantities compared with it; between two consecutive
@@ -322,8 +357,12 @@ def threshold_breakpoints(chips: Sequence[ChipSpec], regime: ec.Regime | str,
     """
     reg = ec.load_regime(regime) if isinstance(regime, str) else regime
     _check_names(reg, (threshold_name,))
-    vals = {m.chip_value for c in chips for m in threshold_margins(c, reg)
-            if m.leaf == threshold_name and math.isfinite(m.chip_value)}
+    vals = {
+        m.chip_value
+        for c in chips
+        for m in threshold_margins(c, reg)
+        if m.leaf == threshold_name and math.isfinite(m.chip_value)
+    }
     return np.asarray(sorted(vals), np.float64)
 
 
@@ -331,52 +370,94 @@ def _check_names(regime: ec.Regime, names: Sequence[str]) -> dict:
     th0 = ec.regime_thresholds(regime)
     for name in names:
         if name not in th0.values:
-            raise ScenarioError(f"unknown threshold '{name}'; known: "
-                                f"{', '.join(sorted(th0.values))}", column="threshold")
+            raise ScenarioError(
+                f"unknown threshold '{name}'; known: {', '.join(sorted(th0.values))}",
+                column="threshold",
+            )
     return th0.values
 
 
 # ------------------------------------------------------------------- sweeps
-def _solve_at(params, w, scenario, moves: Sequence[dict[str, float]], chunk_size: int
-              ) -> list[tuple[MixResult | None, list]]:
+def threshold_curves(
+    params, workload, scenario, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> PreparedCurves:
+    """Throughput curves of every candidate of a scenario, whatever its class.
+
+    The regime does not change them, so one set serves every threshold sweep and value
+    function of the scenario (pass it as ``prepared``).
+    """
+    w = scenario.model if workload is None else workload
+    terms0 = regime_terms(scenario.candidates, scenario.regime, scenario.allow_licensed)
+    return prepare_curves(
+        params,
+        w,
+        scenario,
+        terms0,
+        all_types=True,
+        chunk_size=chunk_size,
+        progress=False,
+    )
+
+
+def _solve_at(
+    params,
+    w,
+    scenario,
+    moves: Sequence[dict[str, float]],
+    chunk_size: int,
+    prepared: PreparedCurves | None = None,
+) -> list[tuple[MixResult | None, list]]:
     """Re-optimise exactly with the thresholds of each ``moves`` entry set.
 
     Throughput curves are computed once for every candidate (the regime does not
-    change them); each entry re-solves the integer problem. Returns (result or None
-    where infeasible, the regime terms) per entry.
+    change them) unless ``prepared`` is given; each entry re-solves the integer
+    problem. Returns (result or None where infeasible, the regime terms) per entry.
     """
     regime = ec.load_regime(scenario.regime)
     th0 = ec.regime_thresholds(regime)
-    terms0 = regime_terms(scenario.candidates, scenario.regime, scenario.allow_licensed)
-    prep = prepare_curves(params, w, scenario, terms0, all_types=True,
-                          chunk_size=chunk_size, progress=False)
-    hetero = MixedClusterEvaluator(params, w, scenario.search.plan_space(),
-                                   scenario.search.max_plans)
+    prep = (
+        threshold_curves(params, w, scenario, chunk_size=chunk_size)
+        if prepared is None
+        else prepared
+    )
+    hetero = MixedClusterEvaluator(
+        params, w, scenario.search.plan_space(), scenario.search.max_plans
+    )
     out = []
     for move in moves:
-        th = th0.replace(values={**th0.values,
-                                 **{k: jnp.asarray(float(v)) for k, v in move.items()}})
-        terms = regime_terms(scenario.candidates, scenario.regime,
-                             scenario.allow_licensed, thresholds=th)
+        th = th0.replace(
+            values={**th0.values, **{k: jnp.asarray(float(v)) for k, v in move.items()}}
+        )
+        terms = regime_terms(
+            scenario.candidates, scenario.regime, scenario.allow_licensed, thresholds=th
+        )
         try:
-            res = solve_prepared(params, w, scenario, prep, terms,
-                                 check_exhaustive=False, hetero=hetero)
+            res = solve_prepared(
+                params, w, scenario, prep, terms, check_exhaustive=False, hetero=hetero
+            )
         except InfeasibleError:
             res = None
         out.append((res, terms))
     return out
 
 
-def threshold_sweep(params, workload, scenario, threshold_name: str,
-                    values: Sequence[float], *, chunk_size: int = DEFAULT_CHUNK_SIZE
-                    ) -> list[MixResult | None]:
+def threshold_sweep(
+    params,
+    workload,
+    scenario,
+    threshold_name: str,
+    values: Sequence[float],
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    prepared: PreparedCurves | None = None,
+) -> list[MixResult | None]:
     """Re-optimise exactly at each value of one regime threshold.
 
     The chips' classification at the moved threshold is the most probable
     consequence of the smooth classification at temperature 1e-4 (which equals the
     hard classification away from the threshold). Throughput curves are computed once
-    for every candidate (the regime does not change them); each value re-solves the
-    integer problem.
+    for every candidate (the regime does not change them; or pass ``prepared`` from
+    :func:`threshold_curves`); each value re-solves the integer problem.
 
     Returns:
       One :class:`MixResult` per value (None where the problem is infeasible).
@@ -386,8 +467,17 @@ def threshold_sweep(params, workload, scenario, threshold_name: str,
     """
     w = scenario.model if workload is None else workload
     _check_names(ec.load_regime(scenario.regime), (threshold_name,))
-    return [r for r, _ in _solve_at(params, w, scenario,
-                                    [{threshold_name: v} for v in values], chunk_size)]
+    return [
+        r
+        for r, _ in _solve_at(
+            params,
+            w,
+            scenario,
+            [{threshold_name: v} for v in values],
+            chunk_size,
+            prepared,
+        )
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -421,12 +511,17 @@ class ThresholdPoint:
     step_at: tuple[float, ...]
 
 
-def threshold_value_function(params, workload, scenario,
-                             threshold: str | Sequence[str],
-                             values: Sequence[float] | None = None, *,
-                             span: tuple[float, float] = (0.5, 2.0),
-                             chunk_size: int = DEFAULT_CHUNK_SIZE
-                             ) -> list[ThresholdPoint]:
+def threshold_value_function(
+    params,
+    workload,
+    scenario,
+    threshold: str | Sequence[str],
+    values: Sequence[float] | None = None,
+    *,
+    span: tuple[float, float] = (0.5, 2.0),
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    prepared: PreparedCurves | None = None,
+) -> list[ThresholdPoint]:
     """Optimal time-to-train and cluster as a function of a threshold, steps marked.
 
     One threshold (a leaf name): the coordinate is its value. Several (a sequence of
@@ -446,6 +541,7 @@ def threshold_value_function(params, workload, scenario,
       span: (low, high) multiples of the file value (1 for several) covered by the
         automatic coordinates.
       chunk_size: configurations per compiled call of the curve search.
+      prepared: the scenario's :func:`threshold_curves` (computed when None).
 
     Returns:
       :class:`ThresholdPoint` per coordinate, ascending.
@@ -461,8 +557,13 @@ def threshold_value_function(params, workload, scenario,
     single = len(names) == 1 and isinstance(threshold, str)
     x0 = base[names[0]] if single else 1.0
     chips = [c.chip for c in scenario.candidates if not c.owned]
-    bps = sorted({float(b) / (1.0 if single else base[n])
-                  for n in names for b in threshold_breakpoints(chips, regime, n)})
+    bps = sorted(
+        {
+            float(b) / (1.0 if single else base[n])
+            for n in names
+            for b in threshold_breakpoints(chips, regime, n)
+        }
+    )
     if values is None:
         lo, hi = span[0] * x0, span[1] * x0
         inner = [b for b in bps if lo < b < hi]
@@ -478,9 +579,12 @@ def threshold_value_function(params, workload, scenario,
     def move(x):
         return {n: (x if single else x * base[n]) for n in names}
 
-    solved = _solve_at(params, w, scenario, [move(x) for x in values], chunk_size)
-    keys = [f"{c.chip.key}(owned)" if c.owned else c.chip.key
-            for c in scenario.candidates]
+    solved = _solve_at(
+        params, w, scenario, [move(x) for x in values], chunk_size, prepared
+    )
+    keys = [
+        f"{c.chip.key}(owned)" if c.owned else c.chip.key for c in scenario.candidates
+    ]
     out: list[ThresholdPoint] = []
     prev = None
     for x, (res, terms) in zip(values, solved, strict=True):
@@ -492,14 +596,26 @@ def threshold_value_function(params, workload, scenario,
         changes: list[str] = []
         between: tuple[float, ...] = ()
         if prev is not None:
-            changes = [f"{k}: {prev.classes[k]} -> {classes[k]}" for k in keys
-                       if prev.classes[k] != classes[k]]
+            changes = [
+                f"{k}: {prev.classes[k]} -> {classes[k]}"
+                for k in keys
+                if prev.classes[k] != classes[k]
+            ]
             if prev.cluster != label:
                 changes.append(f"cluster: {prev.cluster} -> {label}")
             between = tuple(b for b in bps if prev.x < b <= x)
-        out.append(ThresholdPoint(x=x, thresholds=move(x), result=res,
-                                  time_to_train_s=ttt, cluster=label, classes=classes,
-                                  step=bool(changes), changes=tuple(changes),
-                                  step_at=between if changes else ()))
+        out.append(
+            ThresholdPoint(
+                x=x,
+                thresholds=move(x),
+                result=res,
+                time_to_train_s=ttt,
+                cluster=label,
+                classes=classes,
+                step=bool(changes),
+                changes=tuple(changes),
+                step_at=between if changes else (),
+            )
+        )
         prev = out[-1]
     return out

@@ -77,23 +77,33 @@ def solve(w, sc):
         return jc.chip_mix(cal.params, w, sc, check_exhaustive=False), sc, ""
     except jc.InfeasibleError:
         c = sc.candidates[0]
-        if c.chip.key != "Ascend910C":
+        if c.chip.key != "Ascend910C" or float(c.chip.scaleup_domain_size) != 384.0:
             raise
         sub = sc.replace(candidates=(dataclasses.replace(
             c, chip=c.chip.replace(scaleup_domain_size=SUBDOMAIN_910C)),))
         return (jc.chip_mix(cal.params, w, sub, check_exhaustive=False), sub,
                 f"scale-up domain {SUBDOMAIN_910C:.0f} of 384")
 
+# The 910C's supernode is an assumption worth testing: the conclusion is re-run with the
+# 910C in 8-chip servers (the 910B's HCCS server size; no CloudMatrix384 supernode),
+# labelled ``Ascend910C-8``. Same per-chip specs and price.
+NO_SUPERNODE_DOMAIN = 8.0
+VARIANTS = [(c.chip.key, c) for c in scen.candidates]
+VARIANTS += [(f"{c.chip.key}-{NO_SUPERNODE_DOMAIN:.0f}", dataclasses.replace(
+    c, chip=c.chip.replace(scaleup_domain_size=NO_SUPERNODE_DOMAIN)))
+    for c in scen.candidates if c.chip.key == "Ascend910C"]
+
 # %%
 rows = []
 for model, tok_key in MODELS:
     w = jc.get_model(model)
     tokens = C.claim(tok_key)
-    for cand in scen.candidates:
+    for label, cand in VARIANTS:
         t = time.perf_counter()
         sc = scen.replace(candidates=(cand,), tokens=tokens)
         cls = jc.classify(cand.chip, regime)
-        row = {"model": model, "tokens": tokens, "chip": cand.chip.key,
+        row = {"model": model, "tokens": tokens, "chip": label,
+               "scaleup_domain_size": float(cand.chip.scaleup_domain_size),
                "consequence": str(getattr(cls.consequence, "value", cls.consequence)),
                "tariff_frac": float(cls.tariff_frac),
                "revenue_share_frac": float(cls.revenue_share_frac),
@@ -105,7 +115,7 @@ for model, tok_key in MODELS:
                         "days_median": np.nan, "days_p5": np.nan, "days_p95": np.nan,
                         "capex_musd": np.nan, "mfu": np.nan})
             rows.append(row)
-            print(f"{model} {cand.chip.key}: infeasible ({exc})")
+            print(f"{model} {label}: infeasible ({exc})")
             continue
         best = res.clusters[0]
         step_m = C.cluster_step_s(cal.ensemble, best, w, sc)
@@ -121,12 +131,12 @@ for model, tok_key in MODELS:
                     "capex_musd": best.capex_usd / 1e6, "mfu": float(st.mfu),
                     "power_mw": best.power_w / 1e6})
         rows.append(row)
-        print(f"{model} {cand.chip.key}: {best.label} {best.plans[key]} "
+        print(f"{model} {label}: {best.label} {best.plans[key]} "
               f"{med:.1f} [{lo:.1f}, {hi:.1f}] days, {best.capex_usd / 1e6:.0f} MUSD "
               f"({time.perf_counter() - t:.1f} s)")
 
 # %%
-keys = [c.chip.key for c in scen.candidates]
+keys = [label for label, _ in VARIANTS]
 fig, axes = plt.subplots(1, len(MODELS), figsize=(4.2 * len(MODELS), 3.8))
 for ax, (model, _) in zip(axes, MODELS, strict=True):
     rs = {r["chip"]: r for r in rows if r["model"] == model}
@@ -166,7 +176,10 @@ The 910C and the H20 have no training rows in the fit data: their numbers come f
 their specifications and the hierarchical prior (family offsets of `ascend` /
 `hopper` and the global values). The 910C price (25,000 USD) is an assumption; where
 its 384-chip supernode admits no plan (multiples of 384 with a batch of 2ᵏ
-sequences) it is modelled on a 256-chip subset (column `note`). Capex includes the
+sequences) it is modelled on a 256-chip subset (column `note`). The supernode is
+itself an assumption about how the chips are bought: `Ascend910C-8` is the same chip
+in 8-chip servers (no CloudMatrix384 supernode); compare it with `Ascend910C` to see
+which conclusions rest on the supernode. Capex includes the
 tariff and the revenue share (assumed passed on to the buyer).
 Interval widths (column `rel_width` = (p95 − p5) / median) show how much each chip's
 prediction is constrained by data.

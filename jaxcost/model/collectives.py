@@ -62,7 +62,7 @@ class Collective(enum.IntEnum):
     SEND_RECV = 4
 
 
-def _links(pp: PhysicalParams, chip: ChipSpec):
+def _links(phys: PhysicalParams, chip: ChipSpec):
     """Effective bandwidths (bytes/s) and latencies of scale-up and scale-out."""
     w_out_raw = jnp.asarray(chip.scaleout_bytes_per_s)
     w_up_raw = jnp.asarray(chip.scaleup_bytes_per_s)
@@ -71,18 +71,18 @@ def _links(pp: PhysicalParams, chip: ChipSpec):
     no_up = ~(w_up_raw > 0)
     w_up_raw = jnp.where(no_up, 1.0, w_up_raw)  # no NaN in the unused branch (grads)
     w_up = jnp.where(
-        no_up, w_out_raw * pp.scaleout_bw_eff, w_up_raw * pp.scaleup_bw_eff
+        no_up, w_out_raw * phys.scaleout_bw_eff, w_up_raw * phys.scaleup_bw_eff
     )
-    a_up = jnp.where(no_up, pp.scaleout_latency_s, pp.scaleup_latency_s)
-    w_out = w_out_raw * pp.scaleout_bw_eff
+    a_up = jnp.where(no_up, phys.scaleout_latency_s, phys.scaleup_latency_s)
+    w_out = w_out_raw * phys.scaleout_bw_eff
     return (jnp.maximum(w_up, _MIN_BYTES_PER_S), a_up,
-            jnp.maximum(w_out, _MIN_BYTES_PER_S), pp.scaleout_latency_s)
+            jnp.maximum(w_out, _MIN_BYTES_PER_S), phys.scaleout_latency_s)
 
 
-def _eff_bytes(pp: PhysicalParams, num_bytes: ArrayLike) -> jax.Array:
+def _eff_bytes(phys: PhysicalParams, num_bytes: ArrayLike) -> jax.Array:
     """V + V_half for V > 0, else 0 (the saturating bandwidth-efficiency curve)."""
     v = jnp.asarray(num_bytes)
-    return jnp.where(v > 0, v + pp.coll_half_bytes, 0.0)
+    return jnp.where(v > 0, v + phys.coll_half_bytes, 0.0)
 
 
 def _split(chip: ChipSpec, group_size, ranks_per_domain):
@@ -105,36 +105,36 @@ def ranks_per_domain(group_size: ArrayLike, stride: ArrayLike,
     return jnp.clip(per, 1.0, n)
 
 
-def all_gather_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
+def all_gather_time(phys: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
                     group_size: ArrayLike, *,
                     ranks_per_domain: ArrayLike | None = None) -> jax.Array:
     """Two-level ring all-gather of a V-byte (gathered) buffer, s (see module doc)."""
-    w_up, a_up, w_out, a_out = _links(pp, chip)
+    w_up, a_up, w_out, a_out = _links(phys, chip)
     n, k, g = _split(chip, group_size, ranks_per_domain)
-    v = _eff_bytes(pp, num_bytes)
+    v = _eff_bytes(phys, num_bytes)
     return ((k - 1.0) / k * v / w_up + (g - 1.0) / g * v / (k * w_out)
             + (k - 1.0) * a_up + (g - 1.0) * a_out)
 
 
-def reduce_scatter_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
+def reduce_scatter_time(phys: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
                         group_size: ArrayLike, *,
                         ranks_per_domain: ArrayLike | None = None) -> jax.Array:
     """Two-level ring reduce-scatter of a V-byte input buffer, s (same cost as
     all-gather)."""
-    return all_gather_time(pp, chip, num_bytes, group_size,
+    return all_gather_time(phys, chip, num_bytes, group_size,
                            ranks_per_domain=ranks_per_domain)
 
 
-def all_reduce_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
+def all_reduce_time(phys: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
                     group_size: ArrayLike, *,
                     ranks_per_domain: ArrayLike | None = None) -> jax.Array:
     """Two-level all-reduce (intra RS, inter AR, intra AG) of V bytes, s: 2x
     all-gather."""
-    return 2.0 * all_gather_time(pp, chip, num_bytes, group_size,
+    return 2.0 * all_gather_time(phys, chip, num_bytes, group_size,
                                  ranks_per_domain=ranks_per_domain)
 
 
-def all_to_all_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
+def all_to_all_time(phys: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
                     group_size: ArrayLike, *,
                     ranks_per_domain: ArrayLike | None = None,
                     fused: ArrayLike = 0.0,
@@ -153,33 +153,33 @@ def all_to_all_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike,
     Sec. 3.2.2), so its scale-out share shrinks by the expected domains hit per copy,
     D (1 - (1 - 1/D)^q) / q over D = n/k domains (1 for q = 1).
     """
-    w_up, a_up, w_out, a_out = _links(pp, chip)
+    w_up, a_up, w_out, a_out = _links(phys, chip)
     n, k, g = _split(chip, group_size, ranks_per_domain)
-    v = _eff_bytes(pp, num_bytes)
+    v = _eff_bytes(phys, num_bytes)
     t_up = (k - 1.0) / n * v / w_up
     t_out = (n - k) / n * v / w_out
     f = jnp.asarray(fused)
     q = jnp.maximum(jnp.asarray(copies_per_row, dtype=jnp.result_type(float)), 1.0)
     # base 0 at one domain (where t_out is 0 anyway): double where, finite gradients
     dedup = g * (1.0 - safe_pow(1.0 - 1.0 / g, q)) / q
-    t_seq = (t_up + t_out) / pp.a2a_bw_eff
-    t_par = smooth_max(t_up, dedup * t_out, FUSED_A2A_SHARPNESS) / pp.fused_a2a_bw_eff
+    t_seq = (t_up + t_out) / phys.a2a_bw_eff
+    t_par = smooth_max(t_up, dedup * t_out, FUSED_A2A_SHARPNESS) / phys.fused_a2a_bw_eff
     return (1.0 - f) * t_seq + f * t_par + (k - 1.0) * a_up + (g - 1.0) * a_out
 
 
-def send_recv_time(pp: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike, *,
+def send_recv_time(phys: PhysicalParams, chip: ChipSpec, num_bytes: ArrayLike, *,
                    cross_domain: ArrayLike = 0.0) -> jax.Array:
     """Point-to-point transfer of V bytes, s.
 
     ``cross_domain`` in [0, 1] blends the scale-up (0) and scale-out (1) link.
     """
-    w_up, a_up, w_out, a_out = _links(pp, chip)
-    v = _eff_bytes(pp, num_bytes)
+    w_up, a_up, w_out, a_out = _links(phys, chip)
+    v = _eff_bytes(phys, num_bytes)
     c = jnp.asarray(cross_domain)
     return (1.0 - c) * (v / w_up + a_up) + c * (v / w_out + a_out)
 
 
-def collective_time(kind: Collective | ArrayLike, pp: PhysicalParams, chip: ChipSpec,
+def collective_time(kind: Collective | ArrayLike, phys: PhysicalParams, chip: ChipSpec,
                     num_bytes: ArrayLike, group_size: ArrayLike, *,
                     ranks_per_domain: ArrayLike | None = None) -> jax.Array:
     """Dispatch on ``kind``: a static :class:`Collective`, or integer codes (traced ok).
@@ -188,7 +188,7 @@ def collective_time(kind: Collective | ArrayLike, pp: PhysicalParams, chip: Chip
     """
     n, k, _ = _split(chip, group_size, ranks_per_domain)
     cross = jnp.where(k < n, 1.0, 0.0)
-    args = (pp, chip, num_bytes, group_size)
+    args = (phys, chip, num_bytes, group_size)
     kw = {"ranks_per_domain": ranks_per_domain}
     if isinstance(kind, Collective):
         if kind == Collective.ALL_GATHER:
@@ -199,11 +199,11 @@ def collective_time(kind: Collective | ArrayLike, pp: PhysicalParams, chip: Chip
             return all_reduce_time(*args, **kw)
         if kind == Collective.ALL_TO_ALL:
             return all_to_all_time(*args, **kw)
-        return send_recv_time(pp, chip, num_bytes, cross_domain=cross)
+        return send_recv_time(phys, chip, num_bytes, cross_domain=cross)
     code = jnp.asarray(kind)
     ag = all_gather_time(*args, **kw)
     a2a = all_to_all_time(*args, **kw)
-    p2p = send_recv_time(pp, chip, num_bytes, cross_domain=cross)
+    p2p = send_recv_time(phys, chip, num_bytes, cross_domain=cross)
     return jnp.select([code == Collective.ALL_GATHER, code == Collective.REDUCE_SCATTER,
                        code == Collective.ALL_REDUCE, code == Collective.ALL_TO_ALL],
                       [ag, ag, 2.0 * ag, a2a], p2p)

@@ -109,7 +109,7 @@ def peak_flop_per_s(chip: ChipSpec, *, precision: Precision | str = Precision.BF
     raise ValueError(f"precision must be 'bf16' or 'fp8', got {precision!r}")
 
 
-def op_time(pp: PhysicalParams, chip: ChipSpec, flop: ArrayLike, num_bytes: ArrayLike,
+def op_time(phys: PhysicalParams, chip: ChipSpec, flop: ArrayLike, num_bytes: ArrayLike,
             kind: ArrayLike, *, precision: str = "bf16") -> jax.Array:
     """Time of one op on one chip, s (elementwise over arrays of ops).
 
@@ -122,7 +122,7 @@ def op_time(pp: PhysicalParams, chip: ChipSpec, flop: ArrayLike, num_bytes: Arra
     the result is never below the ideal roofline max(F/C, B/W).
 
     Args:
-      pp: physical parameters of the chip.
+      phys: physical parameters of the chip.
       chip: the chip.
       flop: FLOP of the op, any shape.
       num_bytes: bytes moved to/from HBM, same shape.
@@ -138,12 +138,12 @@ def op_time(pp: PhysicalParams, chip: ChipSpec, flop: ArrayLike, num_bytes: Arra
     peak = peak_flop_per_s(chip, precision=precision)
     is_attn = kind == OpKind.ATTENTION
     is_mem = kind == OpKind.ELEMENTWISE
-    e_max = jnp.where(is_attn, pp.attn_eff_max, pp.mm_eff_max)
-    half_c = jnp.where(is_mem, 0.0, jnp.where(is_attn, pp.attn_half_flop,
-                                               pp.mm_half_flop))
-    half_m = jnp.where(is_mem, pp.hbm_half_bytes, 0.0)
+    e_max = jnp.where(is_attn, phys.attn_eff_max, phys.mm_eff_max)
+    half_c = jnp.where(is_mem, 0.0, jnp.where(is_attn, phys.attn_half_flop,
+                                               phys.mm_half_flop))
+    half_m = jnp.where(is_mem, phys.hbm_half_bytes, 0.0)
     t_c = jnp.where(flop > 0, (flop + half_c) / (peak * e_max), 0.0)
     t_m = jnp.where(num_bytes > 0,
-                    (num_bytes + half_m) / (chip.hbm_bytes_per_s * pp.hbm_eff_max),
+                    (num_bytes + half_m) / (chip.hbm_bytes_per_s * phys.hbm_eff_max),
                     0.0)
-    return smooth_max(t_c, t_m, pp.roofline_sharpness)
+    return smooth_max(t_c, t_m, phys.roofline_sharpness)

@@ -167,9 +167,9 @@ def gemm_peak_flop_per_s(chip: ChipSpec, precision) -> jax.Array:
                      jnp.asarray(chip.peak_flop_per_s_bf16))
 
 
-def _parts(pp: PhysicalParams, chip: ChipSpec, w: TransformerConfig,
+def _parts(phys: PhysicalParams, chip: ChipSpec, workload: TransformerConfig,
            plan: ParallelPlan, precision) -> _Parts:
-    ops = layer_ops(w, plan)
+    ops = layer_ops(workload, plan)
     is_flash = ops.kind == OpKind.ATTENTION
     # The attention core runs in BF16 in FP8 training recipes (only the linear layers'
     # GEMMs are FP8), and a causal flash-attention kernel skips the masked upper
@@ -183,49 +183,50 @@ def _parts(pp: PhysicalParams, chip: ChipSpec, w: TransformerConfig,
     # Expert GEMMs are grouped GEMMs: with balanced routing each of the E/e + E_s local
     # experts multiplies its own share of the token copies, so the op is n_g GEMMs of
     # 1/n_g the size, each on the size-dependent efficiency curve.
-    n_g = jnp.where(_EXPERT_GEMM_MASK,
-                    jnp.maximum(w.num_experts / plan.ep + w.num_shared_experts, 1.0),
-                    1.0)
-    t_ops = n_g * op_time(pp, chip.replace(peak_flop_per_s_bf16=peak_ops),
+    local_experts = workload.num_experts / plan.ep + workload.num_shared_experts
+    n_g = jnp.where(_EXPERT_GEMM_MASK, jnp.maximum(local_experts, 1.0), 1.0)
+    t_ops = n_g * op_time(phys, chip.replace(peak_flop_per_s_bf16=peak_ops),
                           flop_exec / n_g, ops.bytes / n_g, ops.kind, precision="bf16")
     t_sum = jnp.sum(t_ops, axis=-1)
     t_attn = jnp.sum(jnp.where(ATTN_CORE_MASK, t_ops, 0.0), axis=-1)
     r = jnp.asarray(plan.recompute)
     full = r > 1.5
     sel = (r > 0.5) & ~full
-    fix = pp.layer_overhead_s + moe_layer_fraction(w) * pp.moe_layer_overhead_s
+    fix = (phys.layer_overhead_s
+           + moe_layer_fraction(workload) * phys.moe_layer_overhead_s)
     t_fwd = t_sum + fix
     t_rec = jnp.where(full, t_fwd, jnp.where(sel, t_attn + fix, 0.0))
     t_layer = t_fwd + (2.0 * t_sum + fix) + t_rec
 
     dom = jnp.maximum(jnp.asarray(chip.scaleup_domain_size), 1.0)
-    vol = comm_volumes(w, plan)
+    vol = comm_volumes(workload, plan)
     t, c, d, e = plan.tp, plan.cp, plan.dp, plan.ep
     full_f = jnp.where(full, 1.0, 0.0)
     rec_f = jnp.where(r > 0.5, 1.0, 0.0)
-    tp_one = all_gather_time(pp, chip, vol.tp_bytes_per_layer / 4.0, t,
+    tp_one = all_gather_time(phys, chip, vol.tp_bytes_per_layer / 4.0, t,
                              ranks_per_domain=ranks_per_domain(t, 1.0, dom))
     tpo = jnp.asarray(plan.tp_overlap)
-    tp_hidden = (1.0 - tpo) * pp.tp_overlap_frac + tpo * pp.tp_pipelined_overlap_frac
+    tp_hidden = ((1.0 - tpo) * phys.tp_overlap_frac
+                 + tpo * phys.tp_pipelined_overlap_frac)
     tp_layer = (1.0 - tp_hidden) * (2.0 + full_f) * 4.0 * tp_one
-    cp_one = all_gather_time(pp, chip, vol.cp_bytes_per_layer, c,
+    cp_one = all_gather_time(phys, chip, vol.cp_bytes_per_layer, c,
                              ranks_per_domain=ranks_per_domain(c, t, dom))
-    cp_layer = (1.0 - pp.cp_overlap_frac) * (3.0 + rec_f) * cp_one
-    ep_one = all_to_all_time(pp, chip, vol.ep_bytes_per_layer, e,
+    cp_layer = (1.0 - phys.cp_overlap_frac) * (3.0 + rec_f) * cp_one
+    ep_one = all_to_all_time(phys, chip, vol.ep_bytes_per_layer, e,
                              ranks_per_domain=ranks_per_domain(e, t, dom),
-                             fused=plan.fused_a2a, copies_per_row=w.top_k)
-    ep_layer = (1.0 - pp.ep_overlap_frac) * (2.0 + full_f) * ep_one
+                             fused=plan.fused_a2a, copies_per_row=workload.top_k)
+    ep_layer = (1.0 - phys.ep_overlap_frac) * (2.0 + full_f) * ep_one
 
-    h = head_ops(w, plan)
-    t_head = 3.0 * jnp.sum(op_time(pp, chip.replace(peak_flop_per_s_bf16=peak_mm),
+    h = head_ops(workload, plan)
+    t_head = 3.0 * jnp.sum(op_time(phys, chip.replace(peak_flop_per_s_bf16=peak_mm),
                                    h.flop, h.bytes, h.kind, precision="bf16"),
                            axis=-1)
 
     p, v = plan.pp, plan.vpp
     stride_pp = t * c * d
     cross = jnp.where(stride_pp * p > dom, 1.0, 0.0)
-    pp_one = send_recv_time(pp, chip, vol.pp_bytes_per_microbatch, cross_domain=cross)
-    pp_mb = jnp.where(p > 1.5, (1.0 - pp.pp_overlap_frac) * 2.0 * v * pp_one, 0.0)
+    pp_one = send_recv_time(phys, chip, vol.pp_bytes_per_microbatch, cross_domain=cross)
+    pp_mb = jnp.where(p > 1.5, (1.0 - phys.pp_overlap_frac) * 2.0 * v * pp_one, 0.0)
 
     n_rep = d * c
     dense_grad = vol.dp_grad_bytes - vol.dp_expert_grad_bytes
@@ -233,36 +234,36 @@ def _parts(pp: PhysicalParams, chip: ChipSpec, w: TransformerConfig,
     zero3 = jnp.asarray(plan.zero) > 2.5
     # ZeRO-3 keeps only a shard of the weights and gradients: every micro-batch
     # gathers the weights (forward and backward) and reduce-scatters its gradients
-    m_mb = w.global_batch_seqs / (d * plan.mbs)
+    m_mb = workload.global_batch_seqs / (d * plan.mbs)
     t_dense = jnp.where(
         zero3,
-        m_mb * (reduce_scatter_time(pp, chip, dense_grad, n_rep, ranks_per_domain=rpd)
-                + all_gather_time(pp, chip, vol.zero3_param_bytes * dense_grad
+        m_mb * (reduce_scatter_time(phys, chip, dense_grad, n_rep, ranks_per_domain=rpd)
+                + all_gather_time(phys, chip, vol.zero3_param_bytes * dense_grad
                                   / jnp.maximum(vol.dp_grad_bytes, 1.0), n_rep,
                                   ranks_per_domain=rpd)),
-        all_reduce_time(pp, chip, dense_grad, n_rep, ranks_per_domain=rpd))
+        all_reduce_time(phys, chip, dense_grad, n_rep, ranks_per_domain=rpd))
     n_exp = n_rep / e
     rpd_e = ranks_per_domain(n_exp, t * e, dom)
     t_exp = jnp.where(
         zero3,
-        m_mb * (reduce_scatter_time(pp, chip, vol.dp_expert_grad_bytes, n_exp,
+        m_mb * (reduce_scatter_time(phys, chip, vol.dp_expert_grad_bytes, n_exp,
                                     ranks_per_domain=rpd_e)
-                + all_gather_time(pp, chip,
+                + all_gather_time(phys, chip,
                                   vol.zero3_param_bytes * vol.dp_expert_grad_bytes
                                   / jnp.maximum(vol.dp_grad_bytes, 1.0), n_exp,
                                   ranks_per_domain=rpd_e)),
-        all_reduce_time(pp, chip, vol.dp_expert_grad_bytes, n_exp,
+        all_reduce_time(phys, chip, vol.dp_expert_grad_bytes, n_exp,
                         ranks_per_domain=rpd_e))
     dpo = jnp.asarray(plan.dp_overlap)
-    dp_hidden = (1.0 - dpo) * pp.dp_overlap_frac + dpo * pp.dp_bucketed_overlap_frac
+    dp_hidden = (1.0 - dpo) * phys.dp_overlap_frac + dpo * phys.dp_bucketed_overlap_frac
     t_grad = (1.0 - dp_hidden) * (t_dense + t_exp)
     has_dp = d > 1.5
     dp_s = jnp.where(has_dp, t_grad, 0.0)
     cpgrad_s = jnp.where(has_dp, 0.0, t_grad)
 
-    mem = memory_bytes(w, plan)
+    mem = memory_bytes(workload, plan)
     state_bytes = mem.weights + mem.grads + mem.optimizer
-    opt_s = 2.0 * state_bytes / (chip.hbm_bytes_per_s * pp.optimizer_eff)
+    opt_s = 2.0 * state_bytes / (chip.hbm_bytes_per_s * phys.optimizer_eff)
     cap = USABLE_HBM_FRAC * jnp.asarray(chip.hbm_capacity_bytes)
     return _Parts(t_layer, tp_layer, cp_layer, ep_layer, t_head, pp_mb, dp_s,
                   cpgrad_s, opt_s, mem.total, cap)
@@ -272,12 +273,12 @@ def _fits(mem, cap):
     return jax.nn.sigmoid(_FIT_SHARPNESS * (1.0 - mem / cap))
 
 
-def _finish(pp, w, plan, *, compute_s, tp_s, cp_s, ep_s, pp_s, dp_s, bubble_s,
+def _finish(phys, workload, plan, *, compute_s, tp_s, cp_s, ep_s, pp_s, dp_s, bubble_s,
             opt_s, mem, fits, chips, peak_total, hfu_factor) -> StepTime:
     raw = compute_s + tp_s + cp_s + ep_s + pp_s + dp_s + bubble_s + opt_s
-    overhead_s = pp.overhead_frac * raw
-    tokens = w.global_batch_seqs * w.seq_len
-    model_flop = model_flop_per_token(w) * tokens
+    overhead_s = phys.overhead_frac * raw
+    tokens = workload.global_batch_seqs * workload.seq_len
+    model_flop = model_flop_per_token(workload) * tokens
     ideal_s = model_flop / peak_total
     total_s = jnp.maximum(raw + overhead_s, ideal_s)
     tps_chip = tokens / (total_s * chips)
@@ -310,27 +311,26 @@ def _critical_head_s(t_head, t_per_layer, p, balance):
     return b * bal + (1.0 - b) * t_head
 
 
-def _hfu_factor(w, plan):
+def _hfu_factor(workload, plan):
     # hardware FLOP / model FLOP: the recomputed share of the forward pass (1/3 of
     # fwd + bwd) is executed once more.
-    return 1.0 + recompute_flop_frac(w, plan) / 3.0
+    return 1.0 + recompute_flop_frac(workload, plan) / 3.0
 
 
-def predict_step_time_physical(pp: PhysicalParams, hardware: ClusterSpec,
+def predict_step_time_physical(phys: PhysicalParams, hardware: ClusterSpec,
                                workload: TransformerConfig, plan: ParallelPlan, *,
                                precision="bf16") -> StepTime:
     """As :func:`predict_step_time`, with physical parameters already resolved.
 
-    Useful under ``vmap`` over plans or workloads, where ``pp`` is shared.
+    Useful under ``vmap`` over plans or workloads, where ``phys`` is shared.
     ``precision`` may also be a numeric flag (1 = FP8; see
     :func:`gemm_peak_flop_per_s`), e.g. vmapped over rows of mixed precision.
     """
     chip = hardware.chip
-    w = workload
-    parts = _parts(pp, chip, w, plan, precision)
+    parts = _parts(phys, chip, workload, plan, precision)
     p, v = plan.pp, plan.vpp
-    m = w.global_batch_seqs / (plan.dp * plan.mbs)
-    lps = w.num_layers / p
+    m = workload.global_batch_seqs / (plan.dp * plan.mbs)
+    lps = workload.num_layers / p
     per_layer = parts.t_layer + parts.tp_layer + parts.cp_layer + parts.ep_layer
     head = _critical_head_s(parts.t_head, per_layer, p, plan.pp_balance)
     t_stage = lps * per_layer + head + parts.pp_mb
@@ -338,7 +338,7 @@ def predict_step_time_physical(pp: PhysicalParams, hardware: ClusterSpec,
     chips = plan.dp * plan.tp * plan.pp * plan.cp
     peak = gemm_peak_flop_per_s(chip, precision)
     return _finish(
-        pp, w, plan,
+        phys, workload, plan,
         compute_s=m * (lps * parts.t_layer + head),
         tp_s=m * lps * parts.tp_layer,
         cp_s=m * lps * parts.cp_layer + parts.cpgrad_s,
@@ -346,7 +346,7 @@ def predict_step_time_physical(pp: PhysicalParams, hardware: ClusterSpec,
         pp_s=m * parts.pp_mb,
         dp_s=parts.dp_s, bubble_s=bubble_s, opt_s=parts.opt_s,
         mem=parts.mem, fits=_fits(parts.mem, parts.cap), chips=chips,
-        peak_total=chips * peak, hfu_factor=_hfu_factor(w, plan))
+        peak_total=chips * peak, hfu_factor=_hfu_factor(workload, plan))
 
 
 def predict_step_time(params: CostParams,
@@ -431,36 +431,38 @@ def predict_step_time_hetero(params: CostParams, clusters: tuple[ClusterSpec, ..
                         "plans: give one plan per group", column="plan_per_group")
     if mode not in ("pipeline", "data"):
         raise PlanError(f"mode={mode!r} must be 'pipeline' or 'data'", column="mode")
-    pps = [physical(params, cl.chip) for cl in clusters]
-    w = workload
+    group_phys = [physical(params, cl.chip) for cl in clusters]
     if mode == "pipeline":
-        return _hetero_pipeline(pps, clusters, w, plan_per_group, precision)
-    return hetero_data_parallel(pps, clusters, w, plan_per_group, precision)[0]
+        return _hetero_pipeline(group_phys, clusters, workload, plan_per_group,
+                                precision)
+    return hetero_data_parallel(group_phys, clusters, workload, plan_per_group,
+                                precision)[0]
 
 
-def _hetero_pipeline(pps, clusters, w, plans, precision) -> StepTime:
-    parts = [_parts(pp, cl.chip, w, pl, precision)
-             for pp, cl, pl in zip(pps, clusters, plans, strict=True)]
+def _hetero_pipeline(group_phys, clusters, workload, plans, precision) -> StepTime:
+    parts = [_parts(phys, cl.chip, workload, pl, precision)
+             for phys, cl, pl in zip(group_phys, clusters, plans, strict=True)]
     tau = jnp.stack([pt.t_layer + pt.tp_layer + pt.cp_layer + pt.ep_layer
                      for pt in parts])
     comp = jnp.stack([pt.t_layer for pt in parts])
     pgs = jnp.stack([jnp.asarray(pl.pp, dtype=float) for pl in plans])
     speed = pgs / tau
-    layers = w.num_layers * speed / jnp.sum(speed)
+    layers = workload.num_layers * speed / jnp.sum(speed)
     lps = layers / pgs
     # memory, gradients and optimizer of each group hold its share of L_g layers (for
     # an MoE model with leading dense layers the MoE fraction is taken at L_g: an
     # approximation)
-    parts_g = [_parts(pp, cl.chip, w.replace(num_layers=layers[i]), pl,
+    parts_g = [_parts(phys, cl.chip, workload.replace(num_layers=layers[i]), pl,
                       precision)
-               for i, (pp, cl, pl) in enumerate(zip(pps, clusters, plans, strict=True))]
+               for i, (phys, cl, pl)
+               in enumerate(zip(group_phys, clusters, plans, strict=True))]
     # cross-type boundary: send over the slower scale-out link
     last = plans[-1]
-    vol = comm_volumes(w, last)
-    cross_t = jnp.stack([send_recv_time(pp, cl.chip, vol.pp_bytes_per_microbatch,
+    vol = comm_volumes(workload, last)
+    cross_t = jnp.stack([send_recv_time(phys, cl.chip, vol.pp_bytes_per_microbatch,
                                         cross_domain=1.0)
-                         for pp, cl in zip(pps, clusters, strict=True)])
-    ov = jnp.stack([pp.pp_overlap_frac for pp in pps])
+                         for phys, cl in zip(group_phys, clusters, strict=True)])
+    ov = jnp.stack([phys.pp_overlap_frac for phys in group_phys])
     v = jnp.asarray(plans[0].vpp, dtype=float)
     cross_mb = 2.0 * v * jnp.max((1.0 - ov) * cross_t)
     n_groups = len(clusters)
@@ -471,7 +473,7 @@ def _hetero_pipeline(pps, clusters, w, plans, precision) -> StepTime:
     stage = lps * tau + head + pp_mb
     t_stage = _soft_group_max(stage)
     p_total = jnp.sum(pgs)
-    m = w.global_batch_seqs / (plans[0].dp * plans[0].mbs)
+    m = workload.global_batch_seqs / (plans[0].dp * plans[0].mbs)
     bubble_s = (p_total - 1.0) / v * t_stage
     idx_weights = _group_weights(stage)
 
@@ -491,12 +493,12 @@ def _hetero_pipeline(pps, clusters, w, plans, precision) -> StepTime:
                      * peak_flop_per_s(cl.chip, precision=precision)
                      for pl, cl in zip(plans, clusters, strict=True))
     return _finish(
-        pps[-1], w, plans[-1],
+        group_phys[-1], workload, plans[-1],
         compute_s=m * wsum(lps * comp + head), tp_s=m * wsum(lps * tp_l),
         cp_s=m * wsum(lps * cp_l) + cpg, ep_s=m * wsum(lps * ep_l),
         pp_s=m * wsum(pp_mb), dp_s=dp_s, bubble_s=bubble_s, opt_s=opt_s,
         mem=jnp.max(mems), fits=fits, chips=chips, peak_total=peak_total,
-        hfu_factor=_hfu_factor(w, plans[-1]))
+        hfu_factor=_hfu_factor(workload, plans[-1]))
 
 
 def hetero_batch_shares(params: CostParams, clusters: tuple[ClusterSpec, ...],
@@ -505,23 +507,24 @@ def hetero_batch_shares(params: CostParams, clusters: tuple[ClusterSpec, ...],
                         precision: str = "bf16") -> jax.Array:
     """Sequences of the global batch each group runs in ``predict_step_time_hetero``
     with ``mode="data"`` (the balanced shares, summing to the global batch)."""
-    pps = [physical(params, cl.chip) for cl in clusters]
-    share, _ = _balanced_shares(pps, clusters, workload, plan_per_group, precision)
+    group_phys = [physical(params, cl.chip) for cl in clusters]
+    share, _ = _balanced_shares(group_phys, clusters, workload, plan_per_group,
+                                precision)
     return share
 
 
-def _balanced_shares(pps, clusters, w, plans, precision):
-    full = [predict_step_time_physical(pp, cl, w, pl, precision=precision)
-            for pp, cl, pl in zip(pps, clusters, plans, strict=True)]
-    thr = jnp.stack([w.global_batch_seqs / st.total_s for st in full])
-    share = w.global_batch_seqs * thr / jnp.sum(thr)
+def _balanced_shares(group_phys, clusters, workload, plans, precision):
+    full = [predict_step_time_physical(phys, cl, workload, pl, precision=precision)
+            for phys, cl, pl in zip(group_phys, clusters, plans, strict=True)]
+    thr = jnp.stack([workload.global_batch_seqs / st.total_s for st in full])
+    share = workload.global_batch_seqs * thr / jnp.sum(thr)
 
     def on_share(share):
-        return [predict_step_time_physical(pp, cl,
-                                           w.replace(global_batch_seqs=share[i]),
+        return [predict_step_time_physical(phys, cl,
+                                           workload.replace(global_batch_seqs=share[i]),
                                            pl, precision=precision)
-                for i, (pp, cl, pl)
-                in enumerate(zip(pps, clusters, plans, strict=True))]
+                for i, (phys, cl, pl)
+                in enumerate(zip(group_phys, clusters, plans, strict=True))]
 
     # A group's time is not proportional to its share (fewer micro-batches mean a
     # larger pipeline bubble), so rebalance a few times: share ∝ share / time, the
@@ -529,7 +532,7 @@ def _balanced_shares(pps, clusters, w, plans, precision):
     own = on_share(share)
     for _ in range(_HETERO_BALANCE_ITERS):
         rate = share / jnp.stack([st.total_s for st in own])
-        share = w.global_batch_seqs * rate / jnp.sum(rate)
+        share = workload.global_batch_seqs * rate / jnp.sum(rate)
         own = on_share(share)
     return share, own
 
@@ -546,8 +549,8 @@ def hetero_data_parallel(phys: list[PhysicalParams], clusters: tuple[ClusterSpec
     Returns:
       (``StepTime`` of the cluster, batch share of each group in sequences).
     """
-    pps, w = phys, workload
-    share, own = _balanced_shares(pps, clusters, w, plans, precision)
+    group_phys = phys
+    share, own = _balanced_shares(group_phys, clusters, workload, plans, precision)
     n_groups = float(len(clusters))
     # cross-group gradient all-reduce over the slower scale-out network. Each group
     # first reduces its gradient internally (its own dp reduction, in ``own``); the
@@ -557,11 +560,11 @@ def hetero_data_parallel(phys: list[PhysicalParams], clusters: tuple[ClusterSpec
     # each group uses: only the total gradient and the number of links matter.
     n_min = jnp.min(jnp.stack([jnp.asarray(pl.dp * pl.tp * pl.pp * pl.cp, dtype=float)
                                for pl in plans]))
-    cross_bytes = 2.0 * param_count(w) / n_min
+    cross_bytes = 2.0 * param_count(workload) / n_min
     cross = jnp.stack([
-        (1.0 - pp.dp_overlap_frac)
-        * all_reduce_time(pp, cl.chip, cross_bytes, n_groups, ranks_per_domain=1.0)
-        for pp, cl in zip(pps, clusters, strict=True)])
+        (1.0 - phys.dp_overlap_frac)
+        * all_reduce_time(phys, cl.chip, cross_bytes, n_groups, ranks_per_domain=1.0)
+        for phys, cl in zip(group_phys, clusters, strict=True)])
     cross_s = jnp.max(cross)
     totals = jnp.stack([st.total_s for st in own])
     wts = _group_weights(totals)
@@ -569,21 +572,21 @@ def hetero_data_parallel(phys: list[PhysicalParams], clusters: tuple[ClusterSpec
     def wsum(name):
         return jnp.sum(wts * jnp.stack([getattr(st, name) for st in own]))
 
-    overhead_frac = sum(pp.overhead_frac for pp in pps) / n_groups
+    overhead_frac = sum(phys.overhead_frac for phys in group_phys) / n_groups
     chips = sum(pl.dp * pl.tp * pl.pp * pl.cp for pl in plans)
     peak_total = sum(pl.dp * pl.tp * pl.pp * pl.cp
                      * peak_flop_per_s(cl.chip, precision=precision)
                      for pl, cl in zip(plans, clusters, strict=True))
     # groups' totals already hold their own overhead; remove it and re-apply once
     st = _finish(
-        pps[0].replace(overhead_frac=overhead_frac), w, plans[0],
+        group_phys[0].replace(overhead_frac=overhead_frac), workload, plans[0],
         compute_s=wsum("compute_s"), tp_s=wsum("tp_comm_s"), cp_s=wsum("cp_comm_s"),
         ep_s=wsum("ep_comm_s"), pp_s=wsum("pp_comm_s"),
         dp_s=wsum("dp_comm_s") + cross_s, bubble_s=wsum("bubble_s"),
         opt_s=wsum("optimizer_s"),
         mem=jnp.max(jnp.stack([st.memory_bytes for st in own])),
         fits=jnp.prod(jnp.stack([st.fits_in_hbm for st in own])), chips=chips,
-        peak_total=peak_total, hfu_factor=_hfu_factor(w, plans[0]))
+        peak_total=peak_total, hfu_factor=_hfu_factor(workload, plans[0]))
     return st, share
 
 

@@ -3,7 +3,10 @@
 Default: GPT-3 175B on 1,024 A100-SXM (80 GB). Two plan spaces are timed:
 
 * ``default``: the options ``enumerate_plans`` uses by default (tp within the
-  scale-up domain, mbs 1-8, vpp 1/2/4, cp 1-8, ZeRO 0-3, three recompute modes);
+  scale-up domain, mbs 1-8, every interleave depth up to L/pp, cp 1-8, ZeRO 0-3,
+  three recompute modes);
+* ``predict``: the default plus uneven (balanced) pipeline splits, as the blank-plan
+  search of ``jaxcost predict`` runs it;
 * ``wide``: tp beyond the scale-up domain, every cp divisor, mbs up to 32, vpp up to
   8, sequence parallelism on and off.
 
@@ -60,6 +63,8 @@ def main() -> None:
 
     spaces = {
         "default": {},
+        # what the blank-plan search of `jaxcost predict` uses (row_plan_space)
+        "predict": {"pp_balance": "auto"},
         "wide": dict(allow_tp_beyond_scaleup=True, cp=None, mbs=(1, 2, 4, 8, 16, 32),
                      vpp=(1, 2, 3, 4, 6, 8), sp=(True, False),
                      recompute=(Recompute.NONE, Recompute.SELECTIVE, Recompute.FULL)),

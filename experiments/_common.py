@@ -8,6 +8,8 @@
 * :func:`ensemble_step_times` — one configuration (cluster, model, plan) evaluated
   under every ensemble member (one ``jit(vmap)`` per chip type and model).
 * :func:`interval` / :func:`fmt_interval` — median and 5–95 % range.
+* :func:`days_with_goodput` — failure-free time to wall-clock days with goodput
+  (``jaxcost.goodput_frac_range``), with the range over the sourced parameter sets.
 * :func:`claims` — published numbers quoted by the experiments, read from
   ``experiments/claims.csv`` (each with its source); no published number lives in code.
 * :func:`write_report` — ``report.md`` + ``table.csv`` + ``figure.png`` written
@@ -151,6 +153,18 @@ def interval(x) -> tuple[float, float, float]:
         float(np.percentile(a, 5)),
         float(np.percentile(a, 95)),
     )
+
+
+def days_with_goodput(time_to_train_s, num_chips: float) -> tuple[float, float, float]:
+    """Wall-clock days of a failure-free ``time_to_train_s`` on ``num_chips`` chips:
+    (default, lo, hi) = time / goodput, goodput from ``jaxcost.goodput_frac_range``
+    (default parameters of data/goodput.csv; lo/hi over its sourced parameter sets).
+    Reports keep ``days`` compute-only and name this column ``days_with_goodput``."""
+    import jaxcost as jc
+
+    lo_g, mid_g, hi_g = jc.goodput_frac_range(float(num_chips))
+    days = float(time_to_train_s) / 86400.0
+    return days / mid_g, days / hi_g, days / lo_g
 
 
 def fmt_interval(x, fmt: str = ".3g") -> str:

@@ -39,6 +39,13 @@ from jaxcost.model.collectives import (
     reduce_scatter_time,
     send_recv_time,
 )
+from jaxcost.model.goodput import (
+    GoodputParams,
+    goodput_frac,
+    goodput_frac_range,
+    load_goodput_params,
+    time_to_train_with_goodput_s,
+)
 from jaxcost.model.hardware import (
     ChipSpec,
     ClusterSpec,
@@ -195,6 +202,12 @@ __all__ = [
     "num_chips",
     "num_microbatches",
     "check_plan",
+    # goodput (failures, checkpoints, restarts)
+    "GoodputParams",
+    "load_goodput_params",
+    "goodput_frac",
+    "goodput_frac_range",
+    "time_to_train_with_goodput_s",
     "enumerate_plans",
     "stack_plans",
     "plan_at",

@@ -8,6 +8,18 @@ with status 2; it never shows a traceback for these.
 
 from __future__ import annotations
 
+__all__ = [
+    "JaxcostError",
+    "DataError",
+    "UnknownChipError",
+    "RegimeError",
+    "ScenarioError",
+    "InfeasibleError",
+    "ParamsError",
+    "PlanError",
+    "NumericalError",
+]
+
 
 class JaxcostError(ValueError):
     """Base class of all input errors raised by jaxcost."""

@@ -4,6 +4,24 @@ Everything inside the package is in SI base units (seconds, bytes, FLOP, FLOP/s,
 bytes/s, watts, USD, square metres). Decimal and binary prefixes are never mixed.
 """
 
+__all__ = [
+    "KILO",
+    "MEGA",
+    "GIGA",
+    "TERA",
+    "PETA",
+    "MILLI",
+    "MICRO",
+    "NANO",
+    "KIB",
+    "MIB",
+    "GIB",
+    "BITS_PER_BYTE",
+    "MM2",
+    "SECONDS_PER_HOUR",
+    "SECONDS_PER_DAY",
+]
+
 KILO = 1e3
 MEGA = 1e6
 GIGA = 1e9

@@ -210,6 +210,12 @@ def _cases(tmp: Path) -> list[tuple[str, list[str], Path, Path]]:
             cid = f"{cmd}/runs-{cls}"
             out = out_for(cid, "out.json" if cmd == "fit" else "out.csv")
             cases.append((cid, [cmd, str(p), "--out", str(out), *extra], p, out))
+    if "validate" in COMMANDS:
+        # file-level faults (row-level problems are listed, exit 1: test_byo_runs)
+        for cls in ("missing", "folder", "empty", "latin1", "header_only"):
+            cid = f"validate/runs-{cls}"
+            out = out_for(cid, "unused.csv")  # validate writes nothing
+            cases.append((cid, ["validate", str(runs[cls])], runs[cls], out))
     if "predict" in COMMANDS:
         good_runs = _write_csv(tmp / "runs" / "good_runs.csv",
                                _rows(DATA / "benchmarks" / "training_runs.csv", 2))

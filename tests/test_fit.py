@@ -248,7 +248,7 @@ def test_load_fit_files_kinds_hashes_and_errors(tmp_path):
     fd, hashes = load_fit_files([str(coll)], load_chips())
     assert fd.num_rows("collectives") > 0 and fd.num_rows("runs") == 0
     assert hashes == {"collectives.csv": hashlib.sha256(coll.read_bytes()).hexdigest()}
-    with pytest.raises(JaxcostError, match="a second collectives file"):
+    with pytest.raises(JaxcostError, match="given twice"):
         load_fit_files([str(coll), str(coll)], load_chips())
     odd = tmp_path / "odd.csv"
     odd.write_text("a,b\n1,2\n")

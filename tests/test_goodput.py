@@ -15,6 +15,8 @@ from jaxcost.errors import DataError
 from jaxcost.model.goodput import (
     GoodputParams,
     goodput_frac,
+    goodput_frac_range,
+    goodput_variants,
     load_goodput_params,
     optimal_checkpoint_interval_s,
     time_to_train_with_goodput_s,
@@ -262,6 +264,20 @@ def test_gradients_finite_time_and_interval(dtype):
                        for leaf in jax.tree.leaves(grads))
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_interval_at_zero_failure_rate_finite(dtype):
+    """A zero failure rate is clamped to the dtype's guard (``numerics.tiny_like``),
+    not a fixed 1e-30 (whose inverse square overflows float32): the interval is huge
+    but finite, and its gradients are finite, in float32 and float64."""
+    params = _params(0.0, 600.0, 5.0, dtype=dtype)
+    n = jnp.asarray(1024.0, dtype=dtype)
+    tau = optimal_checkpoint_interval_s(params, n)
+    assert tau.dtype == dtype
+    assert np.isfinite(np.asarray(tau)) and float(tau) > 1e9  # > 30 years
+    grads = jax.grad(optimal_checkpoint_interval_s, argnums=(0, 1))(params, n)
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
+
+
 def test_float32_matches_float64():
     p64 = load_goodput_params()
     p32 = jax.tree.map(lambda x: x.astype(jnp.float32), p64)
@@ -363,3 +379,33 @@ def test_unknown_variant_and_missing_file(tmp_path):
         [r for r in rows if r["name"] != "restart_s"], cols))
     with pytest.raises(DataError, match="missing default row 'restart_s'"):
         load_goodput_params(path)
+
+
+# ------------------------------------------------------------------ ranges
+
+
+def test_variants_listed_default_first():
+    v = goodput_variants()
+    assert v[0] == "default" and list(v[1:]) == _variants()
+    for name in v:
+        load_goodput_params(variant=name)  # every listed set loads
+
+
+@pytest.mark.parametrize("num_chips", [384, 2048, 16384])
+def test_range_brackets_default_and_equals_extremes(num_chips):
+    lo, mid, hi = goodput_frac_range(num_chips)
+    values = [float(goodput_frac(load_goodput_params(variant=v), num_chips))
+              for v in goodput_variants()]
+    assert 0.0 < lo <= mid <= hi <= 1.0
+    np.testing.assert_allclose((lo, hi), (min(values), max(values)), rtol=1e-12)
+    np.testing.assert_allclose(
+        mid, float(goodput_frac(load_goodput_params(), num_chips)), rtol=1e-12)
+    # time to train = compute / goodput: the interval is compute/hi .. compute/lo
+    t = float(time_to_train_with_goodput_s(86400.0, load_goodput_params(), num_chips))
+    assert 86400.0 / hi <= t * (1 + 1e-12) and t <= 86400.0 / lo * (1 + 1e-12)
+
+
+def test_range_widens_with_num_chips():
+    lo_small, _, _ = goodput_frac_range(1024)
+    lo_big, _, _ = goodput_frac_range(16384)
+    assert lo_big < lo_small

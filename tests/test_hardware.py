@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from jaxcost.errors import DataError, UnknownChipError
+from jaxcost.io.paths import data_dir
 from jaxcost.model.hardware import (
     CHIP_REQUIRED_COLUMNS,
     ChipSpec,
-    data_dir,
     get_chip,
     load_chips,
     stack_chips,

@@ -192,8 +192,12 @@ def test_balanced_pipeline_admits_uneven_layer_splits():
     even = np.mod(94.0, np.asarray(auto.pp) * np.asarray(auto.vpp)) == 0
     np.testing.assert_array_equal(np.asarray(auto.pp_balance) == 1.0,
                                   ~even & (np.asarray(auto.pp) > 1))
-    # "auto" keeps the uneven splits without interleaving (vpp 1) only
-    assert np.all(np.asarray(auto.vpp)[np.asarray(auto.pp_balance) == 1.0] == 1.0)
+    # "auto" interleaves an uneven split only where the embedding and head slots make
+    # it even: pp·vpp divides L + 2 = 96 (pp 8 with vpp 4), else vpp 1
+    ub = np.asarray(auto.pp_balance) == 1.0
+    v_ub, p_ub = np.asarray(auto.vpp)[ub], np.asarray(auto.pp)[ub]
+    assert np.all((v_ub == 1.0) | (np.mod(96.0, p_ub * v_ub) == 0))
+    assert np.any((v_ub == 4.0) & (p_ub == 8.0))
     assert np.any(np.asarray(bal.vpp) == 4.0)
     assert {8.0, 16.0} <= set(np.unique(auto.pp))
     assert set(np.unique(uni.pp)) <= {1.0, 2.0}

@@ -72,13 +72,36 @@ def test_explicit_plan_that_does_not_fit_is_flagged(tmp_path):
     assert np.isfinite(b["pred_step_time_s"][0])  # timed, but flagged
 
 
+def test_llama3_405b_production_plan_fits():
+    # Llama 3 405B on 16,384 H100 (arXiv:2407.21783 Table 4 and Sec. 3.3.2): TP8 PP16
+    # DP128, 8K sequences without activation checkpointing, interleaved schedule
+    # (vpp 8, inferred), stages balanced around embedding and head, FSDP with
+    # optimizer states and gradients sharded (ZeRO-2), TP with sequence parallelism.
+    # The published run fits in 80 GB, so the model must say so (it predicted
+    # 227 GB before sequence parallelism, the balanced stages and the m·v cap on
+    # in-flight chunks were modelled). Also the 128K / CP16 row (P0004).
+    df = pd.read_csv(ROOT / "tests" / "data" / "production_runs.csv")
+    rows = df[df.row_id.isin(["P0003", "P0004"])].copy()
+    chips = load_chips()
+    runs = calibrate.runs_to_arrays(rows, chips, strict=True)
+    assert np.asarray(runs.plan.vpp).tolist() == [8.0, 8.0]
+    assert np.asarray(runs.plan.zero).tolist() == [2.0, 2.0]
+    out = calibrate.predict_run_batch(default_params(), chips, runs)
+    assert all(bool(f) for f in out["pred_fits"])
+    # 7 or 8 layers x 16 sequences x ~31.75·s·h/t bytes + 6.4 GB of weights
+    mem = np.asarray(out["pred_mem_bytes_per_chip"])
+    assert np.all((mem > 60e9) & (mem < 0.95 * 80e9))
+
+
 def test_memory_model_against_published_measurements():
     # data/benchmarks/memory.csv: 36 published peak-memory readings (torchtitan tables,
     # Megatron-LM CI golden values, FlagPerf, Trainy). The Megatron CI rows are exact
     # peak allocated bytes: the model's accounting must hold there (10 %). Over all rows
-    # the error is recorded as measured (median APE 24.4 % on 2026-12-05: the model
-    # leaves out fp32 logits, allocator reserve and framework buffers); the bound
-    # guards against regressions.
+    # the error is recorded as measured (median APE 24.4 % and MAPE 33.8 % on
+    # 2026-12-05; 24.5 % and 32.9 % once GQA, gated MLPs, dropout-free Llama-style
+    # layers, the m·v cap of interleaved schedules and the working set of full
+    # recompute were counted: the model still leaves out fp32 logits, allocator
+    # reserve and framework buffers); the bounds guard against regressions.
     mc = _memory_check()
     with open(ROOT / "data" / "benchmarks" / "memory.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -92,6 +115,7 @@ def test_memory_model_against_published_measurements():
             clean.append(abs(e))
     assert clean and max(clean) < 0.10
     assert statistics.median(errs) < 0.30
+    assert statistics.fmean(errs) < 0.34
 
 
 def test_searched_tp_groups_do_not_straddle_a_node():

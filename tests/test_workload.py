@@ -28,6 +28,7 @@ from jaxcost.model.workload import (
     comm_volumes,
     get_model,
     head_ops,
+    in_flight_microbatches,
     layer_ops,
     load_models,
     memory_bytes,
@@ -37,6 +38,7 @@ from jaxcost.model.workload import (
     param_count,
     recompute_flop_frac,
     stack_models,
+    stage_layers,
 )
 
 MODELS = load_models()
@@ -191,6 +193,66 @@ def test_first_stage_holds_pp_microbatches():
     )
     np.testing.assert_allclose(a1, 105 * per_layer, rtol=1e-12)
     np.testing.assert_allclose(a2, 105 * per_layer, rtol=1e-12)
+
+
+def test_activation_count_gqa_gated_no_dropout_by_hand():
+    # Llama 3 405B, TP8 + SP, flash attention, no recompute, per s·b·h/t bytes:
+    # norms 4 + attention input 2 + MLP input 2 (no dropout masks: Llama-style)
+    # + Q 2·(128·128/16384) + K,V 4·(8·128/16384) + core output 2 + MLP 6·3.25 = 31.75
+    w = MODELS["llama3-405b"]
+    plan = _plan(tp=8, sp=True)
+    sbh = 8192.0 * 1.0 * 16384.0
+    np.testing.assert_allclose(activation_bytes_per_layer(w, plan),
+                               31.75 * sbh / 8, rtol=1e-12)
+    # without SP the norm and block inputs are replicated: 8 + 23.75/t
+    np.testing.assert_allclose(activation_bytes_per_layer(w, plan.replace(sp=0.0)),
+                               sbh * (8.0 + 23.75 / 8), rtol=1e-12)
+
+
+def test_interleaved_in_flight_capped_at_all_microbatches():
+    w = MODELS["llama3-405b"]  # B = 2048 sequences
+    # m = 2048 / (8·1) = 256 >> p: Korthikanti's p·(1 + (p − 1)/(p·v)) on stage 0
+    big = _plan(dp=8, tp=8, pp=16, vpp=4)
+    np.testing.assert_allclose(in_flight_microbatches(w, big),
+                               16 * (1 + 15 / (16 * 4)), rtol=1e-12)
+    np.testing.assert_allclose(in_flight_microbatches(w, big.replace(vpp=1.0)), 16,
+                               rtol=1e-12)
+    np.testing.assert_allclose(in_flight_microbatches(w, big, stage=1),
+                               (2 * 14 + 3 * 16 + 1) / 4, rtol=1e-12)
+    # m = 2048 / (128·1) = 16 = p: the schedule runs every forward first; a stage
+    # never holds more than the m micro-batches of the step
+    small = _plan(dp=128, tp=8, pp=16, vpp=8)
+    np.testing.assert_allclose(in_flight_microbatches(w, small), 16, rtol=1e-12)
+    np.testing.assert_allclose(in_flight_microbatches(w, small, stage=1), 16,
+                               rtol=1e-12)
+
+
+def test_balanced_stages_and_peak_stage():
+    # 126 layers + embedding + head on 16 stages: 7 layers on the first, 8 on the
+    # second; the second stage (8 layers x 16 in flight) is the peak
+    w = MODELS["llama3-405b"]
+    plan = _plan(dp=128, tp=8, pp=16, vpp=8, zero=2, pp_balance=True)
+    n0, n1 = stage_layers(w, plan)
+    assert (float(n0), float(n1)) == (7.0, 8.0)
+    assert tuple(map(float, stage_layers(w, plan.replace(pp_balance=0.0)))) == (
+        126 / 16, 126 / 16)
+    m = memory_bytes(w, plan)
+    np.testing.assert_allclose(m.activations,
+                               8 * 16 * activation_bytes_per_layer(w, plan),
+                               rtol=1e-12)
+
+
+def test_full_recompute_holds_one_layer_working_set():
+    # full recompute: L/p layer inputs per micro-batch in flight, plus the whole
+    # activation set of the one layer being recomputed (Chen et al. 2016)
+    w = MODELS["llama2-70b"]
+    plan = _plan(dp=8, tp=8, pp=1, recompute=Recompute.FULL)
+    m = memory_bytes(w, plan)
+    full = activation_bytes_per_layer(w, plan)
+    none = activation_bytes_per_layer(w, plan.replace(recompute=0.0))
+    head = memory_bytes(w, plan.replace(recompute=0.0)).activations - 80 * none
+    np.testing.assert_allclose(m.activations, 80 * full + (none - full) + head,
+                               rtol=1e-12)
 
 
 def test_layer_flop_sum_matches_model_flop():

@@ -49,7 +49,9 @@ from pathlib import Path
 import pandas as pd
 
 from jaxcost import units
+from jaxcost.errors import DataError
 from jaxcost.io import benchmarks as jd
+from jaxcost.io import notation, schema
 from jaxcost.model.parallel import uneven_layer_split
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,6 +116,55 @@ def read_inputs(kind: str, reference: Path) -> pd.DataFrame:
         if not pd.api.types.is_numeric_dtype(df[c]):
             df[c] = df[c].astype(object).where(df[c].notna(), None)
     return df
+
+
+#: Numeric training-run columns whose cells may be printed in a source's own notation
+#: (``2 layers/virtual stage``, ``64 (8 nodes)``, ``41%``, ``256 routed + 1 shared``).
+NOTATION_COLUMNS = (
+    "layers", "hidden", "ffn_hidden", "heads", "kv_heads", "seq_len", "vocab",
+    "experts", "topk", "n_chips", "gbs_seqs", "gbs_tokens", "mbs", "tp", "pp", "vpp",
+    "dp", "cp", "ep", "step_time_s", "tokens_per_s_per_chip", "tflops_per_chip",
+    "mfu", "hfu",
+)
+
+
+def read_notations(df: pd.DataFrame) -> None:
+    """Read cells printed in a published notation with the one parser of the package
+    (:data:`jaxcost.io.schema.RUN_COLUMNS`, :mod:`jaxcost.io.notation`): the number
+    replaces the text, which is kept in ``derivation``. A cell no parser reads stops
+    the build with one line naming the row and column (never a traceback)."""
+    parsers = {c.name: c.parse for c in schema.RUN_COLUMNS}
+    for col in NOTATION_COLUMNS:
+        if col not in df.columns or pd.api.types.is_numeric_dtype(df[col]):
+            continue
+        changed = False
+        for i in df.index:
+            text = df.at[i, col]
+            if _blank(text):
+                continue
+            try:
+                float(str(text))
+                continue
+            except ValueError:
+                pass
+            try:
+                if col == "vpp":
+                    layers, pp = (
+                        None if _blank(df.at[i, c]) else int(float(df.at[i, c]))
+                        for c in ("layers", "pp")
+                    )
+                    value = notation.parse_vpp(text, layers=layers, pp=pp)
+                else:
+                    value = parsers[col](str(text).strip())
+            except (DataError, ValueError) as err:
+                detail = getattr(err, "detail", str(err))
+                sys.exit(f"training runs, row_id {df.at[i, 'row_id']}, column "
+                         f"'{col}': {detail}")
+            df.at[i, col] = value
+            _derive(df, i, f"{col} '{text}' read as {value:g} (jaxcost.io.notation)")
+            changed = True
+        if changed:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
 
 
 def map_chips(df: pd.DataFrame, aliases: pd.DataFrame, chip_keys: set[str]) -> None:
@@ -617,6 +668,7 @@ def build(reference: Path) -> dict[str, pd.DataFrame]:
     out = {}
 
     df = read_inputs("training_runs", reference)
+    read_notations(df)
     map_chips(df, aliases, keys)
     fill_from_notes(df)
     apply_row_fills(df, BENCH / "row_fills.csv")

@@ -1,7 +1,7 @@
 """Print jaxcost's import graph by layer and check that imports flow one way.
 
     python tools/import_graph.py            # edges, layer of each module, counts
-    python tools/import_graph.py --check    # exit 1 on a back edge or a private import
+    python tools/import_graph.py --check    # exit 1 on any problem listed below
 
 Layers, lowest first (a module may import only from its own layer or below; inside a
 layer, only from modules that do not import it back):
@@ -13,8 +13,10 @@ layer, only from modules that do not import it back):
     4  jaxcost.calibrate, jaxcost.policy
     5  jaxcost.cli, jaxcost (the curated public API), jaxcost.__main__
 
-Counted as well: imports inside functions, names starting with ``_`` imported from
-another module, the largest module and modules without ``__all__``.
+Problems (``--check`` exits 1): a back edge, a cycle, a name starting with ``_``
+imported from another module, an import inside a function (matplotlib excepted), a
+module without ``__all__`` (``__main__`` excepted) and a name in ``__all__`` that the
+module neither defines nor imports. Counted as well: the largest module.
 """
 
 from __future__ import annotations
@@ -81,11 +83,24 @@ def scan(path: Path):
             )
             if mod.split(".")[0] not in LAZY_OK:
                 inner.append(node.lineno)
-    has_all = any(isinstance(n, ast.Assign) and any(
-        isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)
-        for n in tree.body)
+    has_all, unbound = False, []
+    bound = set()
+    for n in tree.body:
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(n.name)
+        elif isinstance(n, ast.Import | ast.ImportFrom):
+            bound.update((a.asname or a.name).split(".")[0] for a in n.names)
+        targets = (n.targets if isinstance(n, ast.Assign) else
+                   [n.target] if isinstance(n, ast.AnnAssign) else [])
+        bound.update(t.id for t in targets if isinstance(t, ast.Name))
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            has_all = True
+            if isinstance(n.value, ast.List | ast.Tuple):
+                unbound = [e.value for e in n.value.elts
+                           if isinstance(e, ast.Constant) and e.value not in bound]
+    unbound = [u for u in unbound if u not in bound]
     lines = len(path.read_text().splitlines())
-    return edges, inner, private, has_all, lines
+    return edges, inner, private, has_all, unbound, lines
 
 
 def main(argv=None) -> int:
@@ -97,7 +112,7 @@ def main(argv=None) -> int:
     n_inner = n_private = 0
     no_all, largest = [], ("", 0)
     for mod, path in mods.items():
-        edges, inner, private, has_all, lines = scan(path)
+        edges, inner, private, has_all, unbound, lines = scan(path)
         edges = {e for e in edges if e in mods and e != mod}
         graph[mod] = edges
         n_inner += len(inner)
@@ -106,6 +121,10 @@ def main(argv=None) -> int:
         problems += [f"{mod}:{ln}: import inside a function" for ln in inner]
         if not has_all and not mod.endswith("__main__"):
             no_all.append(mod)
+            problems.append(f"{mod}: no __all__ (rule 4: every module lists its "
+                            "public names)")
+        problems += [f"{mod}: __all__ names {u!r}, which it does not define or "
+                     "import" for u in unbound]
         if lines > largest[1]:
             largest = (mod, lines)
         for e in sorted(edges):

@@ -49,7 +49,9 @@ from jaxcost.calibrate.metrics import (
 )
 from jaxcost.calibrate.predict import (
     best_plans_for_missing,
+    best_published_mfu,
     predict_run_batch,
+    published_mfu,
     row_plan_space,
     searched_columns,
 )
@@ -140,4 +142,6 @@ __all__ = [
     "ensemble_from_json",
     "predict_run_batch",
     "best_plans_for_missing",
+    "published_mfu",
+    "best_published_mfu",
 ]

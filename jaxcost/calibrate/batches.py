@@ -235,8 +235,17 @@ def runs_to_arrays(
             )
             plan_blank = any(is_blank(r.get(c)) for c in ("tp", "pp", "dp"))
             row_given = {c: r.get(c) for c in PLAN_COLUMNS if not is_blank(r.get(c))}
+            # the software of the run (attention kernel, dispatcher, overlaps, layer
+            # split) is the framework's, not a plan choice: a blank plan keeps it
+            software = dict(
+                flash_attn=_software(r, "attention") != "unfused",
+                fused_a2a=_software(r, "ep_dispatcher") == "fused",
+                tp_overlap=_software(r, "tp_comm_overlap") == "yes",
+                pp_balance=_software(r, "pp_layout") == "balanced",
+                dp_overlap=_software(r, "dp_comm_overlap") == "yes",
+            )
             if plan_blank:
-                p = ParallelPlan.create(dp=n)
+                p = ParallelPlan.create(dp=n, **software)
             else:
                 p = ParallelPlan.create(
                     dp=float(r["dp"]),
@@ -249,11 +258,7 @@ def runs_to_arrays(
                     zero=zero_stage(r.get("zero_fsdp")),
                     recompute=Recompute(recompute_code(r.get("recompute"))),
                     sp=_opt(r, "sp", "no") == "yes",
-                    flash_attn=_software(r, "attention") != "unfused",
-                    fused_a2a=_software(r, "ep_dispatcher") == "fused",
-                    tp_overlap=_software(r, "tp_comm_overlap") == "yes",
-                    pp_balance=_software(r, "pp_layout") == "balanced",
-                    dp_overlap=_software(r, "dp_comm_overlap") == "yes",
+                    **software,
                 )
         except (ValueError, TypeError) as e:
             msg = " ".join(str(e).split())

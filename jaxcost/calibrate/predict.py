@@ -15,8 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcost.calibrate.batches import PLAN_COLUMNS, RunBatch
-from jaxcost.calibrate.residuals import pack_params, run_chips, run_values, with_network
-from jaxcost.calibrate.rows import build_fit_data, x64
+from jaxcost.calibrate.residuals import (
+    pack_params,
+    run_chips,
+    run_step_times,
+    with_network,
+)
+from jaxcost.calibrate.rows import FitData, build_fit_data, x64
 from jaxcost.errors import DataError, PlanError
 from jaxcost.io.benchmarks import recompute_code, zero_stage
 from jaxcost.model.hardware import ChipSpec, ClusterSpec, Precision
@@ -26,8 +31,8 @@ from jaxcost.model.params import (
 )
 from jaxcost.model.plan import Recompute, plan_to_str
 from jaxcost.model.workload import (
-    memory_bytes,
     model_flop_per_token,
+    recompute_flop_frac,
 )
 from jaxcost.search.plans import best_plan
 from jaxcost.search.space import PlanSpace
@@ -37,7 +42,33 @@ __all__ = [
     "searched_columns",
     "predict_run_batch",
     "best_plans_for_missing",
+    "published_mfu",
+    "best_published_mfu",
 ]
+
+
+@jax.jit
+def _predict_arrays(
+    params: CostParams, ensemble: CostParams | None, fd: FitData
+) -> tuple[jax.Array, ...]:
+    """Everything :func:`predict_run_batch` needs from JAX, in one compiled program
+    (one trace and one compilation per shape: few compilations keep a cold start
+    short). Returns the step times ``(1 + b, n)`` of the point estimate then the ``b``
+    ensemble members, the model FLOP per token, the peak memory per chip, the peak
+    FLOP/s of the MFU and the usable HBM per chip of every row."""
+    members = pack_params(params, fd)[None]
+    if ensemble is not None:
+        members = jnp.concatenate(
+            [members, jax.vmap(lambda e: pack_params(e, fd))(ensemble)]
+        )
+    st = jax.vmap(lambda m: run_step_times(m, fd))(members)
+    chip = run_chips(fd)
+    mf = jax.vmap(model_flop_per_token)(fd.runs.workload)
+    # StepTime.memory_bytes is workload.memory_bytes(w, plan).total: no parameter
+    # enters it, so every member's is the same
+    mem = st.memory_bytes[0]
+    cap = chip.hbm_capacity_bytes * USABLE_HBM_FRAC
+    return st.total_s, mf, mem, chip.peak_flop_per_s_bf16, cap
 
 
 def predict_run_batch(
@@ -69,32 +100,22 @@ def predict_run_batch(
         fd = build_fit_data(
             chips,
             runs=runs.replace(
-                plan_missing=jnp.zeros_like(jnp.asarray(runs.plan_missing))
+                plan_missing=np.zeros_like(np.asarray(runs.plan_missing))
             ),
         )
         fd = fd.replace(
-            runs=fd.runs.replace(target_kind=jnp.zeros_like(fd.runs.target_kind))
+            runs=fd.runs.replace(target_kind=np.zeros_like(fd.runs.target_kind))
         )
-
-        def times(m):
-            return run_values(m, fd)[1]
-
-        m = pack_params(params, fd)
-        t = np.asarray(jax.jit(times)(m))
+        t_all, mf, mem, peak, cap = _predict_arrays(params, ensemble, fd)
+        t_all = np.asarray(t_all)
+        t = t_all[0]
         w = fd.runs.workload
         tokens = np.asarray(w.global_batch_seqs * w.seq_len)
         n = np.asarray(fd.runs.num_chips)
-        chip = run_chips(fd)
-        mf = np.asarray(jax.vmap(model_flop_per_token)(w)) * tokens
-        mfu = mf / (t * n * np.asarray(chip.peak_flop_per_s_bf16))
-        mem = np.asarray(
-            jax.vmap(lambda w_, p_: memory_bytes(w_, p_).total)(w, fd.runs.plan)
-        )
-        cap = np.asarray(chip.hbm_capacity_bytes) * USABLE_HBM_FRAC
-        logs = np.log(t)[None, :]
-        if ensemble is not None:
-            mb = jax.vmap(lambda e: pack_params(e, fd))(ensemble)
-            logs = np.log(np.asarray(jax.jit(jax.vmap(times))(mb)))
+        mfu = np.asarray(mf) * tokens / (t * n * np.asarray(peak))
+        mem = np.asarray(mem)
+        cap = np.asarray(cap)
+        logs = np.log(t_all[1:] if ensemble is not None else t_all)
     pool = (
         np.zeros(1)
         if log_residuals_pool is None
@@ -160,6 +181,8 @@ def best_plans_for_missing(
     runs: RunBatch,
     *,
     space: PlanSpace | None = None,
+    ensemble: CostParams | None = None,
+    quantile: float | None = None,
     progress: bool = False,
 ) -> tuple[RunBatch, tuple[str, ...], tuple[str, ...]]:
     """Fill the blank plans of a ``RunBatch`` with the fastest valid plan.
@@ -169,8 +192,13 @@ def best_plans_for_missing(
     valid and fits in memory, scored by
     :func:`jaxcost.search.score.plan_time_s_physical`)
     runs on the row's own cluster (chip, chip count, scale-out network) at the row's
-    GEMM precision. The plan cells the row gives are constraints
-    (:func:`row_plan_space`); only the blank ones are searched.
+    GEMM precision (the ``precision`` column is the run's, not a plan cell). The plan
+    cells the row gives are constraints (:func:`row_plan_space`); only the blank ones
+    are searched. The row's software (attention kernel, expert dispatcher, TP and DP
+    communication overlap: the framework that ran, kept in the batch's plan) is
+    kept, so a run of an unfused-attention framework is not planned as if it had
+    flash attention. With ``quantile`` and ``ensemble`` the plans are ranked by the
+    ensemble's pessimistic quantile (:func:`best_plan`).
 
     Returns:
       (the batch with those plans, every row's plan as text, every row's searched
@@ -186,7 +214,12 @@ def best_plans_for_missing(
         for i in np.flatnonzero(missing):
             given = dict(runs.given[i]) if runs.given else {}
             try:
-                row_space = row_plan_space(given, space)
+                row_space = row_plan_space(given, space).replace(
+                    **{
+                        f: bool(np.asarray(getattr(runs.plan, f))[i] > 0.5)
+                        for f in ("flash_attn", "fused_a2a", "tp_overlap", "dp_overlap")
+                    }
+                )
             except DataError as err:
                 raise DataError(
                     err.detail, row=f"row_id {runs.row_ids[i]}", column=err.column
@@ -205,6 +238,8 @@ def best_plans_for_missing(
                 k=1,
                 space=row_space,
                 precision=precision,
+                ensemble=ensemble,
+                quantile=quantile,
                 progress=progress,
             )
             if not found:
@@ -231,3 +266,63 @@ def best_plans_for_missing(
         text,
         tuple(searched),
     )
+
+
+def published_mfu(chips: Mapping[str, ChipSpec], runs: RunBatch) -> np.ndarray:
+    """The measured MFU of every row of a ``RunBatch`` of published runs, ``(n,)``.
+
+    The row's measured value (step time, tokens/s per chip, MFU, HFU or FLOP/s per
+    chip, ``target_kind``) is turned back into a step time and divided into the
+    model FLOP (``workload.model_flop_per_token``, no recompute) at the chip's dense
+    peak of the row's precision (BF16, or FP8 on FP8 rows): the convention of
+    ``pred_mfu``. An MFU or HFU quoted against another peak (``mfu_peak_flop_per_s``)
+    is converted with that peak.
+    """
+    w = runs.workload
+    tokens = np.asarray(w.global_batch_seqs * w.seq_len, dtype=float)
+    with x64():
+        mf = np.asarray(jax.vmap(model_flop_per_token)(w), dtype=float) * tokens
+        rec = np.asarray(jax.vmap(recompute_flop_frac)(w, runs.plan), dtype=float)
+    n = np.asarray(runs.num_chips, dtype=float)
+    peak = np.asarray(
+        [
+            float(
+                chips[k].peak_flop_per_s_fp8
+                if p == "fp8" and float(chips[k].peak_flop_per_s_fp8) > 0
+                else chips[k].peak_flop_per_s_bf16
+            )
+            for k, p in zip(runs.chip_keys, runs.precision, strict=True)
+        ]
+    )
+    quoted = np.asarray(runs.peak_flop_per_s, dtype=float)
+    quoted = np.where(np.isfinite(quoted), quoted, peak)
+    obs = np.asarray(runs.target_value, dtype=float)
+    kind = np.asarray(runs.target_kind)
+    hw = mf * (1.0 + rec / 3.0)
+    step_s = np.select(
+        [kind == 0, kind == 1, kind == 2, kind == 3],
+        [
+            obs,
+            tokens / (obs * n),
+            mf / (obs * n * quoted),
+            hw / (obs * n * quoted),
+        ],
+        mf / (obs * n),
+    )
+    return mf / (step_s * n * peak)
+
+
+def best_published_mfu(
+    chips: Mapping[str, ChipSpec], runs: RunBatch
+) -> dict[tuple[str, str], tuple[float, str]]:
+    """The best measured MFU of each chip class: ``(family, precision)`` ->
+    ``(mfu, row_id)`` over the rows of ``runs`` (:func:`published_mfu`), so that a
+    searched plan's ``pred_mfu`` can be set against what has been reached on such
+    chips at that precision. Rows with a non-finite MFU are skipped."""
+    mfu = published_mfu(chips, runs)
+    best: dict[tuple[str, str], tuple[float, str]] = {}
+    for i, (k, p) in enumerate(zip(runs.chip_keys, runs.precision, strict=True)):
+        key = (chips[k].family, p)
+        if np.isfinite(mfu[i]) and mfu[i] > best.get(key, (-1.0, ""))[0]:
+            best[key] = (float(mfu[i]), runs.row_ids[i])
+    return best

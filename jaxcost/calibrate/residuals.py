@@ -46,7 +46,7 @@ from jaxcost.model.params import (
     zero_offsets,
 )
 from jaxcost.model.roofline import op_time
-from jaxcost.model.step_time import predict_step_time_physical
+from jaxcost.model.step_time import StepTime, predict_step_time_physical
 from jaxcost.model.workload import (
     model_flop_per_token,
     recompute_flop_frac,
@@ -62,6 +62,7 @@ __all__ = [
     "with_network",
     "cluster_chips",
     "run_chips",
+    "run_step_times",
     "run_values",
     "log_residuals",
     "log_residuals_packed",
@@ -229,8 +230,9 @@ def _collective_times(m: jax.Array, data: FitData) -> jax.Array:
     )
 
 
-def run_values(m: jax.Array, data: FitData) -> tuple[jax.Array, jax.Array]:
-    """Predicted target value and step time of every training row."""
+def run_step_times(m: jax.Array, data: FitData) -> StepTime:
+    """The ``StepTime`` of every training row (``(n,)`` leaves), on the row's own
+    cluster network and at its GEMM precision."""
     r = data.runs
     pp = physical_from_matrix(m, data, r.fam_idx, r.chip_idx)
     chip = cluster_chips(data)
@@ -238,14 +240,18 @@ def run_values(m: jax.Array, data: FitData) -> tuple[jax.Array, jax.Array]:
         np.asarray([p == "fp8" for p in data.precision_runs], dtype=float)
     )
 
-    def total(pp_i, chip_i, w, plan, n, f8):
+    def one(pp_i, chip_i, w, plan, n, f8):
         # f8: traced precision flag (1 = FP8 GEMMs), see step_time.gemm_peak_flop_per_s
-        st = predict_step_time_physical(
+        return predict_step_time_physical(
             pp_i, ClusterSpec(chip=chip_i, num_chips=n), w, plan, precision=f8
         )
-        return st.total_s
 
-    t = jax.vmap(total)(pp, chip, r.workload, r.plan, r.num_chips, fp8)
+    return jax.vmap(one)(pp, chip, r.workload, r.plan, r.num_chips, fp8)
+
+
+def run_values(m: jax.Array, data: FitData) -> tuple[jax.Array, jax.Array]:
+    """Predicted target value and step time of every training row."""
+    t = run_step_times(m, data).total_s
     return _target_from_time(t, data, run_chips(data)), t
 
 

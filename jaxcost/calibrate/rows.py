@@ -461,48 +461,94 @@ def benchmark_kind(path: str) -> str:
         return "kernels"
     if "collective_kind" in header:
         return "collectives"
-    if "target" in header:
+    if "target" in header or _published_runs_header(header):
         return "training_runs"
     raise JaxcostError(
         "cannot tell the benchmark kind; expected a 'target', "
-        "'collective_kind' or 'kernel_kind' column",
+        "'collective_kind' or 'kernel_kind' column, or training runs in the input "
+        "schema of docs/interfaces.md (a 'model' and a 'chip' or 'chip_key' column)",
         file=path,
         row=1,
         column="target",
     )
 
 
+def _published_runs_header(header: Sequence[str]) -> bool:
+    """True for training runs in the input schema (:mod:`jaxcost.io.schema`): no
+    ``target`` column, a model and a chip column."""
+    cols = set(header)
+    return "target" not in cols and ("model" in cols or "arch" in cols) and bool(
+        cols & {"chip", "chip_key"})
+
+
+def _read_fit_file(kind: str, path: str, skipped: list[str] | None = None):
+    """One fit file as a frame: training runs in the input schema go through
+    :func:`jaxcost.io.benchmarks.load_user_runs` (published notations, aliases,
+    fills), everything else through
+    :func:`jaxcost.io.benchmarks.load_user_benchmarks`."""
+    if kind == "training_runs":
+        with open(path, newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if _published_runs_header(header):
+            return D.load_user_runs(path, skipped=skipped)
+    return D.load_user_benchmarks(kind, path)
+
+
 def load_fit_files(
-    paths: Sequence[str], chips: Mapping[str, ChipSpec]
+    paths: Sequence[str],
+    chips: Mapping[str, ChipSpec],
+    *,
+    skipped: list[str] | None = None,
 ) -> tuple[FitData, dict[str, str]]:
-    """``FitData`` of benchmark CSVs (at most one per kind, told apart by
+    """``FitData`` of benchmark CSVs of any kinds (told apart by
     :func:`benchmark_kind`), and the SHA-256 of each file by base name (provenance).
 
+    Files of the same kind are concatenated in the order given. Provenance columns
+    (:data:`jaxcost.io.benchmarks.PROVENANCE_COLUMNS`) are optional: a blank
+    ``group`` is the file name's stem and a blank ``row_id`` is ``<stem>:<row>``
+    (:func:`jaxcost.io.benchmarks.load_user_benchmarks`). Row ids must be unique
+    across all files of a kind.
+
+    Training runs in the input schema (published notations, no ``target`` column)
+    are read by :func:`jaxcost.io.benchmarks.load_user_runs`; with ``skipped`` (a
+    list) their invalid rows are left out and named there, one line each.
+
     Raises:
-      JaxcostError: an unreadable or malformed file, two files of one kind, or rows
-        the builders reject; the message names the file.
+      JaxcostError: an unreadable or malformed file, a file given twice, a row id
+        used in two files, or rows the builders reject; the message names the file
+        (both files, for a duplicated row id).
     """
 
-    batches: dict[str, Any] = {}
+    frames: dict[str, list[tuple[str, Any]]] = {}
     hashes: dict[str, str] = {}
     conv = {
         "training_runs": lambda d: runs_to_arrays(d, chips),
         "collectives": collectives_to_arrays,
         "kernels": kernels_to_arrays,
     }
+    seen_paths: dict[str, str] = {}
     for path in paths:
-        kind = benchmark_kind(path)
-        if kind in batches:
+        real = os.path.realpath(path)
+        if real in seen_paths:
             raise JaxcostError(
-                f"a second {kind} file; give one file per kind", file=path
+                f"given twice (also as {seen_paths[real]}); expected each file once",
+                file=path,
             )
-        df = D.load_benchmarks(kind, path)
-        try:
-            batches[kind] = conv[kind](df)
-        except JaxcostError as err:
-            raise err.in_file(path) from None
+        seen_paths[real] = path
+        kind = benchmark_kind(path)
+        df = _read_fit_file(kind, path, skipped)
+        frames.setdefault(kind, []).append((path, df))
         with open(path, "rb") as fh:
-            hashes[os.path.basename(path)] = hashlib.sha256(fh.read()).hexdigest()
+            digest = hashlib.sha256(fh.read()).hexdigest()
+        name = os.path.basename(path)
+        hashes[name if name not in hashes else path] = digest
+    batches: dict[str, Any] = {}
+    for kind, parts in frames.items():
+        merged = D.concat_benchmarks(parts)
+        try:
+            batches[kind] = conv[kind](merged)
+        except JaxcostError as err:
+            raise err.in_file(", ".join(p for p, _ in parts)) from None
     try:
         fd = build_fit_data(
             chips,

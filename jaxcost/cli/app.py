@@ -10,25 +10,38 @@ atomically, so a failed command leaves no partial file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime
 import io
 import json
 import math
 import os
+import signal
+import socket
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import jax
 import numpy as np
 
 import jaxcost
 from jaxcost import calibrate, units
-from jaxcost.errors import JaxcostError, PlanError, RegimeError
-from jaxcost.io import benchmarks
-from jaxcost.io.atomic import atomic_write_bytes, atomic_write_text
+from jaxcost.calibrate.predict_rows import predict_rows, target_errors
+from jaxcost.errors import JaxcostError, RegimeError
+from jaxcost.io import benchmarks, schema
+from jaxcost.io.atomic import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    remove_pending,
+)
 from jaxcost.io.paths import data_dir
+from jaxcost.model.goodput import goodput_frac_range
 from jaxcost.model.hardware import load_chips
 from jaxcost.model.params import default_params, load_params, save_params
 from jaxcost.policy.export_control import (
@@ -39,6 +52,15 @@ from jaxcost.policy.export_control import (
 )
 from jaxcost.policy.mix import chip_mix
 from jaxcost.policy.scenario import load_scenario
+
+__all__ = [
+    "build_parser",
+    "EXIT_INTERRUPTED",
+    "CACHE_DIR_ENV",
+    "NO_CACHE_ENV",
+    "compilation_cache_dir",
+    "main",
+]
 
 
 def _fmt(value: float, scale: float = 1.0, digits: int = 4) -> str:
@@ -245,13 +267,30 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 def _optimize_outputs(res, sc, top: int) -> tuple[str, str, str, bytes]:
     """The printed table, ranked.csv, result.json and pareto.png of a chip-mix
-    result."""
+    result.
+
+    ``time_to_train_days`` / ``time_to_train_s`` are failure-free compute time;
+    ``days_with_goodput`` / ``time_to_train_with_goodput_s`` divide it by the goodput of
+    the cluster's chip count (``model.goodput``, default parameters of
+    data/goodput.csv), with ``_lo`` / ``_hi`` over the file's sourced parameter sets."""
+
+    goodput_cache: dict[int, tuple[float, float, float]] = {}
+
+    def with_goodput(r) -> tuple[float, float, float]:
+        """(default, lo, hi) wall-clock time to train with failures, s."""
+        n = int(sum(r.counts.values()))
+        if n not in goodput_cache:
+            goodput_cache[n] = goodput_frac_range(max(n, 1))
+        lo_g, mid_g, hi_g = goodput_cache[n]
+        t = r.time_to_train_s
+        return t / mid_g, t / hi_g, t / lo_g
 
     header = [
         "rank",
         "chips",
         "plan",
         "time_to_train_days",
+        "days_with_goodput",
         "capex_musd",
         "power_mw",
         "tokens_per_s",
@@ -265,6 +304,7 @@ def _optimize_outputs(res, sc, top: int) -> tuple[str, str, str, bytes]:
                 r.label,
                 r.plan_label,
                 _fmt(r.time_to_train_s, units.SECONDS_PER_DAY),
+                _fmt(with_goodput(r)[0], units.SECONDS_PER_DAY),
                 _fmt(r.capex_usd, units.MEGA),
                 _fmt(r.power_w, units.MEGA),
                 _fmt(r.tokens_per_s),
@@ -277,6 +317,7 @@ def _optimize_outputs(res, sc, top: int) -> tuple[str, str, str, bytes]:
                 r.label,
                 r.plan_label,
                 _sci(r.time_to_train_s),
+                *(_sci(x) for x in with_goodput(r)),
                 _sci(r.capex_usd),
                 _sci(r.power_w),
                 _sci(r.tokens_per_s),
@@ -305,6 +346,9 @@ def _optimize_outputs(res, sc, top: int) -> tuple[str, str, str, bytes]:
             "chips",
             "plan",
             "time_to_train_s",
+            "time_to_train_with_goodput_s",
+            "time_to_train_with_goodput_s_lo",
+            "time_to_train_with_goodput_s_hi",
             "capex_usd",
             "power_w",
             "tokens_per_s",
@@ -323,6 +367,9 @@ def _optimize_outputs(res, sc, top: int) -> tuple[str, str, str, bytes]:
             "tokens_per_s": r.tokens_per_s,
             "surrogate_tokens_per_s": r.surrogate_tokens_per_s,
             "time_to_train_s": r.time_to_train_s,
+            "time_to_train_with_goodput_s": dict(
+                zip(("default", "lo", "hi"), with_goodput(r), strict=True)
+            ),
             "capex_usd": r.capex_usd,
             "power_w": r.power_w,
             "tpp": r.tpp,
@@ -461,9 +508,39 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             f"--bootstrap {args.bootstrap}: expected an integer >= 2",
             column="--bootstrap",
         )
+    for flag, value in (
+        ("--adam-steps", args.adam_steps),
+        ("--lbfgs-steps", args.lbfgs_steps),
+    ):
+        if value is not None and value < 0:
+            raise JaxcostError(f"{flag} {value}: expected an integer >= 0")
+    files = list(args.files)
+    if args.with_shipped:
+        given = {os.path.realpath(f) for f in files}
+        shipped = [
+            str(benchmarks.benchmark_path(k))
+            for k in benchmarks.BENCHMARK_KINDS
+            if os.path.realpath(benchmarks.benchmark_path(k)) not in given
+        ]
+        files = shipped + files
+    if not files:
+        raise JaxcostError(
+            "no benchmark file; expected FILES or --with-shipped (or both)"
+        )
     chips = load_chips()
-    fd, hashes = calibrate.load_fit_files(args.files, chips)
-    opts = calibrate.FitOptions(progress=True)
+    skipped: list[str] | None = [] if args.skip_invalid else None
+    fd, hashes = calibrate.load_fit_files(files, chips, skipped=skipped)
+    if skipped:
+        print(f"skipped {len(skipped)} invalid training-run rows (--skip-invalid):",
+              file=sys.stderr)
+        for line in skipped:
+            print(f"  {line}", file=sys.stderr)
+    steps = {
+        k: v
+        for k, v in (("adam_steps", args.adam_steps), ("lbfgs_steps", args.lbfgs_steps))
+        if v is not None
+    }
+    opts = calibrate.FitOptions(progress=True, **steps)
     res = calibrate.fit_params(fd, options=opts)
     print(
         "rows fitted: "
@@ -515,15 +592,16 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "package": "jaxcost",
         "version": jaxcost.__version__,
         "date": datetime.date.today().isoformat(),
-        "command": "jaxcost fit " + " ".join(args.files),
+        "command": "jaxcost fit "
+        + ("--with-shipped " if args.with_shipped else "")
+        + " ".join(args.files),
+        "files": files,
         "data_sha256": hashes,
         "loss": res.loss,
         "dataset_losses": res.dataset_losses,
         "rows": {d: fd.num_rows(d) for d in calibrate.DATASETS},
         "rows_left_out": {d: len(fd.excluded_rows(d)) for d in calibrate.DATASETS},
-        "options": {
-            k: v for k, v in calibrate.FitOptions().__dict__.items() if k != "progress"
-        },
+        "options": {k: v for k, v in opts.__dict__.items() if k != "progress"},
         "in_sample": [r.__dict__ for r in res.metrics],
         "cv": [r.__dict__ for r in cv.metrics] if cv is not None else None,
         "cv_interval_coverage": (
@@ -541,15 +619,25 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         obs = pred * np.exp(-res.step_log_residuals)
         cvp = obs * np.exp(cv.step_log_residuals) if cv is not None else None
         png = _parity_png(obs, pred, cvp)
-    save_params(args.out, res.params, prov)
-    if png is not None:
-        atomic_write_bytes(args.plot, png)
+    # both files are renamed into place only once both are written in full
+    with contextlib.ExitStack() as stack:
+        if png is not None:
+            stack.enter_context(atomic_path(args.plot)).write_bytes(png)
+        save_params(stack.enter_context(atomic_path(args.out)), res.params, prov)
     print(f"wrote {args.out}" + (f", {args.plot}" if png is not None else ""))
     return 0
 
 
+def _runs_table(path: str, *, require_measured: bool):
+    """The validated training-run table of ``path`` (every row's problems)."""
+    return schema.read_runs(path, require_measured=require_measured)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
-    """``jaxcost predict RUNS.csv --out PRED.csv``: predicted step time per row."""
+    """``jaxcost predict RUNS.csv [--out PRED.csv] [--skip-invalid]``: predicted step
+    time per row. Strict by default: the first problem stops the command with no file
+    written; with ``--skip-invalid`` a row that cannot be predicted keeps its line with
+    blank predictions and its reason in ``pred_error``."""
 
     path = args.params or str(_shipped_calibration())
     params, prov = load_params(path)
@@ -557,47 +645,120 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     ensemble = calibrate.ensemble_from_json(ens, file=path) if ens else None
     pool = prov.get("step_log_residuals")
     chips = load_chips()
-    df = benchmarks.load_runs(args.runs)
-    filled = df.copy()
-    filled["target"] = "step_time_s"
-    filled["step_time_s"] = 1.0
-    try:
-        runs = calibrate.runs_to_arrays(filled, chips, strict=True)
-    except JaxcostError as err:
-        raise err.in_file(args.runs) from None
-    plans = {
-        f: np.asarray(getattr(runs.plan, f), dtype=float)
-        for f in ("dp", "tp", "pp", "cp")
-    }
-    n = np.asarray(runs.num_chips)
-    missing = np.asarray(runs.plan_missing)
-    prod = plans["dp"] * plans["tp"] * plans["pp"] * plans["cp"]
-    for i in range(len(n)):
-        if not missing[i] and prod[i] != n[i]:
-            raise PlanError(
-                f"dp*tp*pp*cp = {prod[i]:g} but n_chips = {n[i]:g}; expected equal",
-                file=args.runs,
-                row=i + 2,
-                column="dp",
-            )
-    runs, plan_text, searched = calibrate.best_plans_for_missing(
-        params, chips, runs, progress=args.progress
+    table = _runs_table(args.runs, require_measured=False)
+    n = len(table)
+    reasons: dict[int, str] = {}
+    for i, probs in enumerate(table.problems):
+        if probs and not args.skip_invalid:
+            raise probs[0].error()
+        if probs:
+            more = f" (+{len(probs) - 1} more)" if len(probs) > 1 else ""
+            first = probs[0]
+            col = f"column '{first.column}': " if first.column else ""
+            reasons[i] = f"{col}{first.message}{more}"
+    ok = table.valid_rows()
+    frame = benchmarks.runs_frame(table, ok) if ok else None
+
+    def on_error(k: int, reason: str) -> None:
+        if not args.skip_invalid:
+            raise schema.Problem(table.file, ok[k] + 1, None, reason,
+                                 table.lines[ok[k]]).error()
+
+    pred = None
+    if frame is not None:
+        pred = predict_rows(
+            params,
+            chips,
+            frame,
+            ensemble=ensemble,
+            log_residuals_pool=None if pool is None else np.asarray(pool),
+            on_error=on_error,
+            progress=args.progress,
+        )
+        for k, why in pred.errors.items():
+            reasons[ok[k]] = why
+    header = list(table.header)
+    rows = [[r.get(h, "") for h in header] for r in table.raw]
+    names = [
+        "pred_step_time_s",
+        "pred_tokens_per_s_per_chip",
+        "pred_mfu",
+        "pred_step_time_s_lo",
+        "pred_step_time_s_hi",
+        "pred_mem_bytes_per_chip",
+        "pred_fits",
+    ]
+    if pred is not None:
+        names += [c for c in pred.columns if c not in names]
+    extra = names + [
+        "pred_plan",
+        "pred_plan_searched",
+        "pred_rel_error",
+        "fills",
+        "pred_error",
+    ]
+    rel = (
+        target_errors(frame, pred, chips)
+        if pred is not None
+        else np.full(0, np.nan)
     )
-    pred = calibrate.predict_run_batch(
-        params,
-        chips,
-        runs,
-        ensemble=ensemble,
-        log_residuals_pool=None if pool is None else np.asarray(pool),
-    )
-    out = df.copy()
-    for k, v in pred.items():
-        out[k] = v
-    out["pred_plan"] = plan_text
-    out["pred_plan_searched"] = searched
-    benchmarks.write_csv_atomic(out, args.out)
-    print(f"wrote {args.out} ({len(out)} rows)")
+    at = {i: k for k, i in enumerate(ok)}
+    for i, row in enumerate(rows):
+        k = at.get(i)
+        good = i not in reasons and pred is not None and k is not None
+        for name in names:
+            v = pred.columns.get(name) if pred is not None else None
+            if not good or v is None:
+                row.append("")
+            elif v.dtype == bool:
+                row.append("True" if v[k] else "False")
+            else:
+                row.append(f"{float(v[k]):.10g}")
+        row.append(pred.plan[k] if good else "")
+        row.append(pred.searched[k] if good else "")
+        row.append(f"{rel[k]:.4g}" if good and math.isfinite(rel[k]) else "")
+        row.append("; ".join(table.fills[i]))
+        row.append(reasons.get(i, ""))
+    text = _csv_text(header + extra, rows)
+    done = n - len(reasons)
+    measured = [e for e in rel if math.isfinite(e)]
+    if args.out:
+        atomic_write_text(args.out, text)
+    else:
+        sys.stdout.write(text)
+    summary = f"predicted {done} of {n} rows"
+    if measured:
+        summary += (
+            f"; median |error| {100 * np.median(np.abs(measured)):.1f} % over the "
+            f"{len(measured)} rows with a measured value (pred_rel_error)"
+        )
+    if args.out:
+        summary += f"; wrote {args.out}"
+    print(summary, file=sys.stderr)
     return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    """``jaxcost validate RUNS.csv``: every problem of every row at once, one line
+    each; exit 1 if any, 0 if none."""
+    table = _runs_table(args.runs, require_measured=not args.no_measured)
+    problems = table.all_problems()
+    for p in problems:
+        print(p)
+    bad = sum(1 for p in table.problems if p)
+    fills = sum(len(f) for f in table.fills)
+    print(
+        f"{table.file}: {len(table)} rows, {len(table) - bad} valid, {bad} with "
+        f"problems ({len(problems)} problems); {fills} cells filled"
+        + (" (--fills lists them)" if fills and not args.fills else ""),
+        file=sys.stderr,
+    )
+    if args.fills:
+        for i, f in enumerate(table.fills):
+            if f:
+                where = schema.row_where(table.file, i + 1, table.lines[i])
+                print(f"{where}: filled {'; '.join(f)}")
+    return 1 if problems else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -662,9 +823,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="fit cost parameters to benchmark CSVs")
     p.add_argument(
         "files",
-        nargs="+",
+        nargs="*",
         metavar="FILES",
-        help="benchmark CSVs (training runs, collectives, kernels)",
+        help="benchmark CSVs (training runs, collectives, kernels; any number per "
+        "kind, concatenated; provenance columns optional)",
+    )
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="leave out training-run rows (input schema) that cannot be read, "
+        "naming each on stderr; without it the first such row is an error",
+    )
+    p.add_argument(
+        "--with-shipped",
+        action="store_true",
+        help="also fit the shipped data/benchmarks training runs, collectives and "
+        "kernels",
+    )
+    p.add_argument(
+        "--adam-steps",
+        type=int,
+        metavar="N",
+        help=f"Adam iterations (default: {calibrate.FitOptions().adam_steps})",
+    )
+    p.add_argument(
+        "--lbfgs-steps",
+        type=int,
+        metavar="N",
+        help=f"L-BFGS iterations (default: {calibrate.FitOptions().lbfgs_steps})",
     )
     p.add_argument("--out", required=True, metavar="JSON", help="parameters JSON")
     p.add_argument(
@@ -683,7 +869,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict step time of training runs")
     p.add_argument("runs", metavar="RUNS.csv", help="runs CSV (training-run schema)")
-    p.add_argument("--out", required=True, metavar="PRED.csv", help="output CSV")
+    p.add_argument(
+        "--out", metavar="PRED.csv", help="output CSV (default: standard output)"
+    )
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="keep going past rows that cannot be predicted: blank predictions and "
+        "the reason in pred_error (default: stop at the first, write nothing)",
+    )
     p.add_argument(
         "--params",
         metavar="JSON",
@@ -692,21 +886,210 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="progress bars on stderr")
     p.set_defaults(func=_cmd_predict)
 
+    p = sub.add_parser(
+        "validate", help="list every problem of a training-runs CSV at once"
+    )
+    p.add_argument("runs", metavar="RUNS.csv", help="runs CSV (training-run schema)")
+    p.add_argument(
+        "--no-measured",
+        action="store_true",
+        help="do not require a measured value (as predict)",
+    )
+    p.add_argument(
+        "--fills", action="store_true", help="also list every filled-in cell"
+    )
+    p.set_defaults(func=_cmd_validate)
+
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``jaxcost`` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
+#: Exit status of an interrupted command (128 + SIGINT, as a shell reports it).
+EXIT_INTERRUPTED = 130
+
+
+def _die_interrupted() -> None:
+    """Remove the temporary files of writes in progress, say so in one line, and
+    exit 130 at once (no traceback, no interpreter teardown under running XLA
+    threads)."""
+    remove_pending()
+    # start a fresh line: a progress bar may be half drawn on stderr
+    lead = b"\r\x1b[K" if os.isatty(2) else b"\n"
+    with contextlib.suppress(OSError):
+        os.write(2, lead + b"jaxcost: interrupted\n")
+    os._exit(EXIT_INTERRUPTED)
+
+
+@contextlib.contextmanager
+def _interrupt_exits():
+    """While inside, SIGINT (Ctrl-C) ends the command through
+    :func:`_die_interrupted`.
+
+    Python runs signal handlers on the main thread between bytecodes, so a
+    ``KeyboardInterrupt`` would arrive late (after an XLA compilation) or inside a
+    ``jax.pure_callback`` (as "pure_callback failed"). Instead the C-level handler
+    writes the signal number to a socket (``signal.set_wakeup_fd``) that a watcher
+    thread reads; the Python-level handler does nothing. Outside the main thread
+    (e.g. ``main`` called from a worker), or where SIGINT is ignored (``nohup``, a
+    background job), nothing is installed.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    ):
+        yield
+        return
+    r, w = socket.socketpair()
+    w.setblocking(False)
+    # wake-up socket first: a signal between the two calls is not lost
+    old_fd = signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
+    old_handler = signal.signal(signal.SIGINT, lambda *_: None)
+
+    def watch() -> None:
+        while True:
+            try:
+                data = r.recv(64)
+            except OSError:
+                return
+            if not data:
+                return
+            if signal.SIGINT in data:
+                _die_interrupted()
+
+    watcher = threading.Thread(target=watch, name="jaxcost-sigint", daemon=True)
+    watcher.start()
     try:
-        return args.func(args)
+        yield
+    finally:
+        signal.set_wakeup_fd(old_fd)
+        signal.signal(signal.SIGINT, old_handler)
+        with contextlib.suppress(OSError):
+            w.shutdown(socket.SHUT_RDWR)
+        w.close()
+        watcher.join(timeout=1.0)
+        r.close()
+
+
+def _check_output(path: str, flag: str, *, folder: bool = False) -> None:
+    """Fail at once, before any work, when ``path`` (given as ``flag``) cannot be
+    written: a folder where a file is meant (or the reverse), a file where a folder is
+    on the way, or no permission to create files in the nearest existing folder
+    (tried with an unnamed temporary file, so nothing is left).
+
+    Raises:
+      JaxcostError: naming ``flag`` and ``path`` as the user gave them.
+    """
+    p = Path(path)
+    if p.exists():
+        if folder and not p.is_dir():
+            raise JaxcostError(f"{flag} {path}: not a folder; expected a folder")
+        if not folder and p.is_dir():
+            raise JaxcostError(f"{flag} {path}: is a folder; expected a file path")
+    where = p if folder else p.parent
+    where = Path(os.path.abspath(where))
+    while not where.exists():
+        where = where.parent
+    if not where.is_dir():
+        raise JaxcostError(
+            f"{flag} {path}: {where} is a file, not a folder; expected a writable path"
+        )
+    try:
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as err:
+        raise JaxcostError(
+            f"{flag} {path}: cannot write in {where} ({err.strerror}); "
+            "expected a writable path"
+        ) from None
+
+
+#: Output options checked before a command runs: attribute, flag.
+_OUTPUT_OPTIONS = (("out", "--out"), ("plot", "--plot"))
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    for attr, flag in _OUTPUT_OPTIONS:
+        value = getattr(args, attr, None)
+        if value:
+            _check_output(
+                value, flag, folder=args.command == "optimize" and attr == "out"
+            )
+
+
+#: Environment variables of the persistent compilation cache of the command.
+CACHE_DIR_ENV = "JAXCOST_CACHE_DIR"
+NO_CACHE_ENV = "JAXCOST_NO_CACHE"
+
+
+def compilation_cache_dir() -> Path | None:
+    """Folder of the command's persistent XLA compilation cache, or None when off.
+
+    ``$JAXCOST_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/jaxcost/xla`` (by default
+    ``~/.cache/jaxcost/xla``); None when ``JAXCOST_NO_CACHE`` is set to anything but
+    ``""`` or ``0``.
+    """
+    if os.environ.get(NO_CACHE_ENV, "") not in ("", "0"):
+        return None
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return Path(base).expanduser() / "jaxcost" / "xla"
+
+
+def _use_compilation_cache() -> None:
+    """Turn on JAX's persistent compilation cache for this process.
+
+    The command is the application, so it (and never the library) sets the global JAX
+    options ``jax_compilation_cache_dir`` (:func:`compilation_cache_dir`) and
+    ``jax_persistent_cache_min_compile_time_secs = 0`` (keep every program, however
+    fast it compiled): a second run with inputs of the same shapes loads the compiled
+    programs instead of compiling them again. A cache folder already set through JAX's
+    own ``JAX_COMPILATION_CACHE_DIR`` is left alone; a folder that cannot be created
+    or written turns the cache off without a message. The cache only takes effect if
+    nothing was compiled before in the process (JAX decides once per process). JAX
+    writes entries in place (not atomically): an entry cut short by a killed first run
+    gives a warning on later runs until the folder is deleted (README).
+    """
+    if jax.config.jax_compilation_cache_dir:
+        return
+    path = compilation_cache_dir()
+    if path is None:
+        return
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return
+    if not os.access(path, os.W_OK | os.X_OK):
+        return
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``jaxcost`` command; returns the exit status.
+
+    Input errors print one ``jaxcost:`` line and return 2; Ctrl-C (SIGINT) prints
+    ``jaxcost: interrupted`` and exits 130 at once, leaving no output or temporary
+    file; a closed output pipe (``jaxcost chips | head``) returns 0 quietly.
+    """
+    args = build_parser().parse_args(argv)
+    _use_compilation_cache()
+    try:
+        with _interrupt_exits():
+            _check_outputs(args)
+            status = args.func(args)
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+            return status
     except JaxcostError as err:
         print(f"jaxcost: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # SIGINT where no watcher runs (not the main thread)
+        remove_pending()
+        print("jaxcost: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        return 0
     except OSError as err:  # e.g. an --out path in a read-only or missing place
         where = f"{err.filename}: " if err.filename else ""
         text = " ".join(f"{where}{err.strerror or err}".split())

@@ -3,3 +3,5 @@
 The bottom layer above :mod:`jaxcost.errors` and :mod:`jaxcost.units`: nothing here
 imports a model, a fit or a search.
 """
+
+__all__: list[str] = []

@@ -27,7 +27,7 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,10 @@ import pandas as pd
 
 from jaxcost import units
 from jaxcost.errors import DataError, UnknownChipError
+from jaxcost.io import notation
 from jaxcost.io.atomic import atomic_path
 from jaxcost.io.paths import data_dir
+from jaxcost.io.schema import Table, read_runs
 
 __all__ = [
     "Col",
@@ -55,7 +57,12 @@ __all__ = [
     "benchmark_path",
     "load_csv",
     "load_benchmarks",
+    "load_user_benchmarks",
+    "concat_benchmarks",
+    "PROVENANCE_COLUMNS",
     "load_runs",
+    "runs_frame",
+    "load_user_runs",
     "load_chips_frame",
     "add_si_columns",
     "kernel_flop",
@@ -607,11 +614,157 @@ def load_benchmarks(
     return add_si_columns(df, kind, file=str(p))
 
 
+#: The columns that say where a benchmark row comes from; a user's file handed to
+#: ``jaxcost fit`` may leave them out (:func:`load_user_benchmarks`).
+PROVENANCE_COLUMNS = tuple(c for c in _SOURCE if c != "chip_key")
+
+
+def load_user_benchmarks(
+    kind: str, path: str | os.PathLike, *, chips: Any = "default"
+) -> pd.DataFrame:
+    """Load a benchmark CSV of ``kind`` whose provenance columns are optional.
+
+    Like :func:`load_benchmarks`, except that the columns of
+    :data:`PROVENANCE_COLUMNS`, ``derivation`` and ``weight`` may be missing or blank:
+    a blank ``group`` is the file name's stem (``mine.csv`` -> ``mine``), a blank
+    ``row_id`` is ``<stem>:<row>`` (spreadsheet row, header = row 1), a blank
+    ``weight`` is 1, and the other cells stay blank.
+
+    Raises:
+      DataError: as :func:`load_benchmarks`.
+    """
+    if kind not in _SCHEMAS:
+        raise DataError(
+            f"unknown benchmark kind '{kind}'; expected one of "
+            f"{', '.join(BENCHMARK_KINDS)}"
+        )
+    optional = (*PROVENANCE_COLUMNS, "derivation", "weight")
+    schema = {
+        name: (
+            dataclasses.replace(col, required=False, filled=False)
+            if name in optional
+            else col
+        )
+        for name, col in _SCHEMAS[kind].items()
+    }
+    p = Path(path)
+    df = load_csv(p, schema, chips=chips)
+    stem = p.stem
+    for name in optional:
+        if name in schema and name not in df.columns:
+            df[name] = pd.Series([None] * len(df), index=df.index, dtype=object)
+    if "weight" in schema:
+        df["weight"] = pd.to_numeric(df["weight"], errors="coerce").fillna(1.0)
+    df["group"] = [stem if is_blank(g) else g for g in df["group"]]
+    df["row_id"] = [
+        f"{stem}:{i + 2}" if is_blank(r) else r for i, r in enumerate(df["row_id"])
+    ]
+    return add_si_columns(df, kind, file=str(p))
+
+
+def concat_benchmarks(parts: Sequence[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """One frame of the validated frames ``(file, frame)`` of one benchmark kind, in
+    order; a column missing from a file is blank in its rows.
+
+    Raises:
+      DataError: a ``row_id`` used twice; the message names both files and rows.
+    """
+    first: dict[str, tuple[str, int]] = {}
+    for file, df in parts:
+        for i, rid in enumerate(df["row_id"]):
+            if is_blank(rid):
+                continue
+            if rid in first:
+                other, j = first[rid]
+                where = "" if other == file else f"{other}, "
+                raise DataError(
+                    f"row_id '{rid}' also at {where}{row_label(j)}; expected row ids "
+                    "unique across the files of a kind (rename one)",
+                    file=file,
+                    row=row_label(i),
+                    column="row_id",
+                )
+            first[rid] = (file, i)
+    if len(parts) == 1:
+        return parts[0][1]
+    return pd.concat([df for _, df in parts], ignore_index=True, sort=False)
+
+
 def load_runs(path: str | os.PathLike, *, chips: Any = "default") -> pd.DataFrame:
     """Load a user's training-run CSV (``jaxcost predict`` input):
     :data:`RUNS_SCHEMA`."""
     df = load_csv(path, RUNS_SCHEMA, chips=chips)
     return add_si_columns(df, "training_runs", file=str(path))
+
+
+def load_user_runs(
+    path: str | os.PathLike, *, skipped: list[str] | None = None
+) -> pd.DataFrame:
+    """A user's training runs in any published notation, validated and filled
+    (:func:`jaxcost.io.schema.read_runs`, a measured value required), as the frame
+    ``runs_to_arrays`` takes: the fit path of the one input schema.
+
+    ``row_id`` is the file's where given, else ``<stem>:<row>`` (1-based data row);
+    ``group`` defaults to the file name's stem.
+
+    Args:
+      path: the CSV file.
+      skipped: if given, rows with problems are left out and each one's first
+        problem is appended to it as one line; if None, the first problem raises.
+
+    Raises:
+      DataError: the first problem of the file (one line: file, row, column), unless
+        ``skipped`` is given.
+    """
+    table = read_runs(path)
+    for probs in table.problems:
+        if probs:
+            if skipped is None:
+                raise probs[0].error()
+            skipped.append(str(probs[0]))
+    df = runs_frame(table)
+    stem = Path(path).stem
+    df["row_id"] = [
+        f"{stem}:{r}" if is_blank(s) else str(s)
+        for r, s in zip(df["row_id"], df["source_row_id"], strict=True)
+    ]
+    return df
+
+
+def runs_frame(table: Table, rows: Sequence[int] | None = None) -> pd.DataFrame:
+    """Frame of the rows of a validated training-run table
+    (:func:`jaxcost.io.schema.read_runs`), ready for ``runs_to_arrays``.
+
+    Values are the table's (parsed and filled), numbers as float64 (NaN = blank),
+    text as str or None. ``row_id`` is the 1-based data row number as text (unique
+    and what the table's problems name); the row id given in the file, if any, is
+    kept in ``source_row_id``.
+
+    Args:
+      table: the validated table.
+      rows: 0-based indices of the rows to take (default: the rows without problems).
+    """
+    take = table.valid_rows() if rows is None else list(rows)
+    records = []
+    for i in take:
+        rec = dict(table.values[i])
+        rec["source_row_id"] = rec.get("row_id")
+        rec["row_id"] = str(i + 1)
+        records.append(rec)
+    df = pd.DataFrame.from_records(records)
+    for name in df.columns:
+        vals = [v for v in df[name] if v is not None and not is_blank(v)]
+        if vals and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals
+        ):
+            df[name] = pd.to_numeric(df[name], errors="coerce").astype(float)
+        else:
+            df[name] = pd.Series(
+                [None if is_blank(v) else v for v in df[name]],
+                index=df.index,
+                dtype=object,
+            )
+    return df
 
 
 # ------------------------------------------------------------------ unit conversion
@@ -841,11 +994,15 @@ def recompute_code(text: Any) -> int:
 
 
 def precision_kind(text: Any) -> str:
-    """Compute precision of a training run: ``fp8`` where FP8 is named, else
-    fp16_bf16."""
+    """Compute precision of a training run (:func:`notation.parse_precision`):
+    ``fp32``, ``tf32``, ``fp16_bf16`` or ``fp8``; blank or unreadable text is
+    fp16_bf16 unless it names FP8."""
     if is_blank(text):
         return "fp16_bf16"
-    return "fp8" if "fp8" in str(text).lower() else "fp16_bf16"
+    try:
+        return notation.parse_precision(text)
+    except DataError:
+        return "fp8" if "fp8" in str(text).lower() else "fp16_bf16"
 
 
 # ----------------------------------------------------------------------- batches

@@ -4,7 +4,9 @@ Paths are resolved when a function is called, never at import, so that
 ``$JAXCOST_DATA_DIR`` / ``$JAXCOST_SCENARIOS_DIR`` set after import are honoured. In a
 source checkout the files are the repository's ``data/`` and ``scenarios/`` next to
 ``jaxcost/``; in an installed wheel they ship as ``jaxcost/_data`` and
-``jaxcost/_scenarios`` (``pyproject.toml``, ``force-include``).
+``jaxcost/_scenarios`` (``pyproject.toml``: ``[tool.hatch.build.targets.wheel.sources]``
+maps ``data`` and ``scenarios`` there; not ``force-include``, which would also ship
+git-ignored and excluded files).
 """
 
 from __future__ import annotations

@@ -43,6 +43,21 @@ from jaxcost.model.params import PhysicalParams
 from jaxcost.model.roofline import smooth_max
 from jaxcost.model.types import ArrayLike
 
+__all__ = [
+    "FUSED_A2A_SHARPNESS",
+    "Collective",
+    "ranks_per_domain",
+    "all_gather_time",
+    "reduce_scatter_time",
+    "all_reduce_time",
+    "all_to_all_time",
+    "send_recv_time",
+    "collective_time",
+    "bus_bandwidth_factor",
+    "nccl_bus_bandwidth",
+    "time_from_bus_bandwidth",
+]
+
 #: p of the smooth max over the scale-up and scale-out times of a fused dispatcher
 #: (structural: the two links run concurrently; 8 keeps it within 9 % of the max).
 FUSED_A2A_SHARPNESS = 8.0

@@ -18,7 +18,8 @@ familiar waste ``1 - goodput ~ sqrt(2 delta / M) + R / M``.
 
 Public symbols: :class:`GoodputParams`, :func:`load_goodput_params`,
 :func:`goodput_frac`, :func:`optimal_checkpoint_interval_s`,
-:func:`time_to_train_with_goodput_s`. Parameter values and their sources are in
+:func:`time_to_train_with_goodput_s`, :func:`goodput_variants`,
+:func:`goodput_frac_range`. Parameter values and their sources are in
 ``data/goodput.csv``.
 
 Symbols: N chips, lambda failure rate per chip-second, Lambda = N lambda cluster
@@ -45,6 +46,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxcost.errors import DataError
+from jaxcost.model.numerics import clamp_tiny, tiny_like
 
 __all__ = [
     "GoodputParams",
@@ -52,9 +54,10 @@ __all__ = [
     "goodput_frac",
     "optimal_checkpoint_interval_s",
     "time_to_train_with_goodput_s",
+    "goodput_variants",
+    "goodput_frac_range",
 ]
 
-_TINY = 1e-30  # guards divisions and sqrt at 0; a normal number in float32
 _SERIES_BELOW = 1e-4  # h(s) uses its Taylor series below this (error ~ s^4 / 720)
 
 #: The CSV rows that make up a parameter set (the variant suffix is ``__<variant>``).
@@ -216,8 +219,13 @@ def _cluster_failure_rate(params: GoodputParams,
 
 
 def _safe_sqrt(x: jax.Array) -> jax.Array:
-    """sqrt(x) for x >= 0 with a finite gradient at 0 (0 there)."""
-    return jnp.where(x > _TINY, jnp.sqrt(jnp.maximum(x, _TINY)), 0.0)
+    """sqrt(x) for x >= 0 with a finite gradient at 0 (0 there).
+
+    Below the dtype's guard (``numerics.tiny_like``) the value and gradient are 0;
+    the double ``where`` (through ``clamp_tiny``) keeps the unused branch's infinite
+    derivative out of the gradient in float32 and float64.
+    """
+    return jnp.where(x > tiny_like(x), jnp.sqrt(clamp_tiny(x)), 0.0)
 
 
 def _x_over_expm1(s: jax.Array) -> jax.Array:
@@ -234,9 +242,10 @@ def optimal_checkpoint_interval_s(params: GoodputParams,
     """Young's optimal checkpoint interval tau = sqrt(2 delta M), in s.
 
     M = 1 / (N lambda) is the cluster MTBF. tau is the work between two checkpoint
-    writes (not counting the write itself). A zero failure rate is clamped to
-    1e-30 /s, which gives a huge but finite interval; the gradient is finite
-    everywhere (0 at delta = 0).
+    writes (not counting the write itself). A zero failure rate is clamped to the
+    dtype's guard (``numerics.tiny_like``: about 1e-19 /s in float32, 1.5e-154 /s in
+    float64), which gives a huge but finite interval; the gradient is finite
+    everywhere in both dtypes (0 at delta = 0, and 0 with respect to a clamped rate).
 
     Args:
       params: failure rate, restart and checkpoint costs (scalar leaves).
@@ -251,7 +260,7 @@ def optimal_checkpoint_interval_s(params: GoodputParams,
     """
     rate = _cluster_failure_rate(params, num_chips)
     delta = jnp.asarray(params.checkpoint_write_s)
-    return _safe_sqrt(2.0 * delta / jnp.maximum(rate, _TINY))
+    return _safe_sqrt(2.0 * delta / clamp_tiny(rate))
 
 
 def goodput_frac(params: GoodputParams, num_chips: jax.typing.ArrayLike) -> jax.Array:
@@ -313,3 +322,49 @@ def time_to_train_with_goodput_s(compute_s: jax.typing.ArrayLike,
       Daly (2006), FGCS 22(3); see :func:`goodput_frac`.
     """
     return jnp.asarray(compute_s) / goodput_frac(params, num_chips)
+
+
+def goodput_variants(path: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """Names of the parameter sets in a goodput CSV: ``"default"``, then every
+    variant suffix ``v`` of a row named ``<field>__v`` (sorted).
+
+    Args:
+      path: the goodput CSV (default ``data/goodput.csv``).
+
+    Returns:
+      the names accepted by :func:`load_goodput_params`'s ``variant``.
+
+    Raises:
+      DataError: as :func:`load_goodput_params`.
+    """
+    path = Path(path) if path is not None else _default_path()
+    rows = _read_rows(path)
+    suffixes = sorted({name.split("__", 1)[1] for name in rows
+                       if "__" in name and name.split("__", 1)[0] in _FIELDS})
+    return ("default", *suffixes)
+
+
+def goodput_frac_range(num_chips: float, path: str | os.PathLike | None = None
+                       ) -> tuple[float, float, float]:
+    """(lowest, default, highest) goodput of a job on ``num_chips`` chips over every
+    sourced parameter set of the goodput CSV (:func:`goodput_variants`).
+
+    The sets are the published failure rates, restart and checkpoint costs (Llama 3,
+    OPT-175B, BLOOM, MegaScale, Kokolis et al.), each completed by the default rows;
+    their spread is the range used for the interval of a time to train,
+    ``compute_s / hi`` to ``compute_s / lo``. Runs eagerly on concrete values (a
+    reporting helper, not a traced cost function).
+
+    Args:
+      num_chips: N, chips in the synchronous job.
+      path: the goodput CSV (default ``data/goodput.csv``).
+
+    Returns:
+      ``(lo, default, hi)`` goodput fractions, dimensionless.
+
+    Raises:
+      DataError: as :func:`load_goodput_params`.
+    """
+    values = {v: float(goodput_frac(load_goodput_params(path, variant=v), num_chips))
+              for v in goodput_variants(path)}
+    return min(values.values()), values["default"], max(values.values())

@@ -23,13 +23,27 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
-from jaxcost.errors import DataError, UnknownChipError
+from jaxcost.errors import DataError, PlanError, UnknownChipError
 from jaxcost.io.paths import data_dir
+
+__all__ = [
+    "Precision",
+    "ChipSpec",
+    "ClusterSpec",
+    "stack_chips",
+    "CHIP_REQUIRED_COLUMNS",
+    "load_chips",
+    "get_chip",
+    "MAX_CHIP_COUNT",
+    "check_chip_count",
+]
 
 
 class Precision(enum.StrEnum):
@@ -370,3 +384,33 @@ def get_chip(key_or_name: str, chips: Mapping[str, ChipSpec] | None = None) -> C
     raise UnknownChipError(
         f"unknown chip {key_or_name!r}{hint} (known keys: {', '.join(chips)})"
     )
+
+
+#: Largest chip count the public entry points accept (2^32, about 4e9: far above any
+#: cluster, and small enough that plan enumeration over its divisors stays quick).
+MAX_CHIP_COUNT = 2.0**32
+
+
+def check_chip_count(value: Any, *, name: str = "num_chips") -> None:
+    """Check a chip count given to a public entry point (outside jitted code).
+
+    Args:
+      value: a number or array of chip counts. Traced values (inside ``jit``,
+        ``vmap`` or ``grad``) are not checked.
+      name: the argument's name, for the message.
+
+    Raises:
+      PlanError: an element is not finite, below 1 or above :data:`MAX_CHIP_COUNT`.
+    """
+    try:
+        a = np.asarray(value, dtype=float)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return
+    except (TypeError, ValueError):
+        raise PlanError(f"{name}={value!r}: expected a number of chips",
+                        column=name) from None
+    bad = ~(np.isfinite(a) & (a >= 1.0) & (a <= MAX_CHIP_COUNT))
+    if bad.any():
+        v = a.reshape(-1)[int(np.flatnonzero(bad.reshape(-1))[0])]
+        raise PlanError(f"{name}={float(v):g}: expected a finite number of chips in "
+                        "[1, 2^32]", column=name)

@@ -18,6 +18,15 @@ from jaxcost.model.plan import PLAN_FIELDS, ParallelPlan
 from jaxcost.model.workload import TransformerConfig, memory_bytes
 from jaxcost.units import GIB
 
+__all__ = [
+    "USABLE_HBM_FRAC",
+    "num_microbatches",
+    "plan_conditions",
+    "memory_condition",
+    "check_plan",
+    "uneven_layer_split",
+]
+
 #: Default fraction of HBM capacity usable by the training job.
 USABLE_HBM_FRAC = 0.95
 

@@ -39,6 +39,27 @@ from jaxcost.io.atomic import atomic_write_text
 from jaxcost.io.paths import data_dir
 from jaxcost.model.hardware import ChipSpec
 
+__all__ = [
+    "PARAMS_FORMAT_VERSION",
+    "FAMILY_SIGMA_SCALE",
+    "CHIP_SIGMA_SCALE",
+    "PhysicalParams",
+    "RawParams",
+    "CostParams",
+    "PARAM_NAMES",
+    "priors_path",
+    "zero_offsets",
+    "default_params",
+    "prior_sigmas",
+    "to_physical",
+    "raw_for_chip",
+    "physical",
+    "with_offsets",
+    "log_prior",
+    "save_params",
+    "load_params",
+]
+
 #: Version of the parameters JSON format written by :func:`save_params`.
 PARAMS_FORMAT_VERSION = 1
 _FORMAT_NAME = "jaxcost-params"

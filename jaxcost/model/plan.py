@@ -32,6 +32,18 @@ from flax import struct
 
 from jaxcost.errors import PlanError
 
+__all__ = [
+    "Recompute",
+    "PLAN_FIELDS",
+    "ParallelPlan",
+    "as_recompute",
+    "num_chips",
+    "stack_plans",
+    "plan_at",
+    "plan_to_str",
+    "plan_from_str",
+]
+
 
 class Recompute(enum.Enum):
     """Activation recomputation: none, selective (attention core), full (per layer)."""

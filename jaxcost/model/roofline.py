@@ -26,6 +26,19 @@ from jaxcost.model.numerics import clamp_tiny, pow2_scale, safe_pow
 from jaxcost.model.params import PhysicalParams
 from jaxcost.model.types import ArrayLike
 
+__all__ = [
+    "OpKind",
+    "compute_time",
+    "memory_time",
+    "arithmetic_intensity",
+    "ridge_point",
+    "roofline_lower",
+    "roofline_upper",
+    "smooth_max",
+    "peak_flop_per_s",
+    "op_time",
+]
+
 
 class OpKind(enum.IntEnum):
     """Kinds of operations in ``LayerOps.kind``."""

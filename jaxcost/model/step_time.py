@@ -65,7 +65,12 @@ from jaxcost.model.collectives import (
     reduce_scatter_time,
     send_recv_time,
 )
-from jaxcost.model.hardware import ChipSpec, ClusterSpec, Precision
+from jaxcost.model.hardware import (
+    ChipSpec,
+    ClusterSpec,
+    Precision,
+    check_chip_count,
+)
 from jaxcost.model.numerics import pow2_scale
 from jaxcost.model.parallel import USABLE_HBM_FRAC
 from jaxcost.model.params import CostParams, PhysicalParams, physical
@@ -371,6 +376,7 @@ def predict_step_time(params: CostParams,
     if isinstance(hardware, tuple):
         return predict_step_time_hetero(params, hardware, workload, plan, mode=mode,
                                         precision=precision)
+    check_chip_count(hardware.num_chips, name="hardware.num_chips")
     return predict_step_time_physical(physical(params, hardware.chip), hardware,
                                       workload, plan, precision=precision)
 
@@ -431,6 +437,8 @@ def predict_step_time_hetero(params: CostParams, clusters: tuple[ClusterSpec, ..
                         "plans: give one plan per group", column="plan_per_group")
     if mode not in ("pipeline", "data"):
         raise PlanError(f"mode={mode!r} must be 'pipeline' or 'data'", column="mode")
+    for g, cl in enumerate(clusters):
+        check_chip_count(cl.num_chips, name=f"clusters[{g}].num_chips")
     group_phys = [physical(params, cl.chip) for cl in clusters]
     if mode == "pipeline":
         return _hetero_pipeline(group_phys, clusters, workload, plan_per_group,

@@ -44,6 +44,42 @@ from jaxcost.errors import DataError, PlanError
 from jaxcost.io.paths import data_dir
 from jaxcost.model.plan import ParallelPlan
 
+__all__ = [
+    "BF16_BYTES",
+    "ADAM_STATE_BYTES",
+    "LAYER_OP_NAMES",
+    "ATTN_CORE_OPS",
+    "ATTN_CORE_MASK",
+    "HEAD_OP_NAMES",
+    "KIND_MATMUL",
+    "KIND_ATTENTION",
+    "KIND_MEMORY",
+    "UNFUSED_SCORE_BYTES_PER_ELEM",
+    "Mlp",
+    "TransformerConfig",
+    "LayerOps",
+    "CommVolumes",
+    "MemoryBreakdown",
+    "moe_layer_fraction",
+    "param_count",
+    "active_param_count",
+    "tokens_per_step",
+    "model_flop_per_token",
+    "narayanan_flop_per_step",
+    "layer_ops",
+    "recompute_flop_frac",
+    "head_ops",
+    "activation_bytes_per_layer",
+    "stage_layers",
+    "in_flight_microbatches",
+    "memory_bytes",
+    "comm_volumes",
+    "models_csv_path",
+    "stack_models",
+    "load_models",
+    "get_model",
+]
+
 #: bytes of one bf16 value (activations, weights in compute, communicated tensors).
 BF16_BYTES = 2.0
 #: Mixed-precision Adam optimizer state per parameter: fp32 master weight, momentum,
@@ -707,45 +743,128 @@ def activation_bytes_per_layer(w: TransformerConfig, plan: ParallelPlan) -> jax.
     """Activation bytes stored by one layer for one micro-batch on one chip.
 
     Korthikanti et al. (2022), with s = T/c (context parallelism splits the sequence),
-    b = mbs, h = D, a = N, t = tp:
+    b = mbs, h = D, a = N, t = tp, for their GPT layer (F = 4h, multi-head attention,
+    dropout, 2-byte activations, 1-byte dropout masks):
       no recompute, SP:        s·b·h/t·(34 + 5·a·s/h)          (eq. for TP+SP, §4.2.2)
       no recompute, no SP:     s·b·h·(10 + 24/t + 5·a·s/(h·t)) (TP only, eq. 2)
       selective, SP:           34·s·b·h/t                      (§5)
       selective, no SP:        s·b·h·(10 + 24/t)
       full recompute:          2·s·b·h/t with SP, 2·s·b·h without (layer input only)
-    The 5·a·s/h terms are the stored T×T softmax output, dropout mask and dropout
-    output of an unfused attention (``plan.flash_attn`` = 0); a flash-style kernel
-    keeps no score matrix, so without recompute it stores what selective recompute
-    stores (its per-row softmax statistics, 4·a·s·b bytes, are neglected). With t = 1
-    the first line is the unparallelised s·b·h·(34 + 5·a·s/h). The constants
-    assume a GPT layer (F = 4h, multi-head attention, 2-byte activations, 1-byte
-    dropout masks); other architectures use the same formula as an approximation.
+    The 34 is counted tensor by tensor (bytes per s·b·h), so that other architectures
+    get their own constant: two norm inputs 4; attention input 2, Q 2·q, K and V
+    4·k, core output (the output projection's input) 2·q, with q = N·H/D and
+    k = K·H/D (grouped-query attention stores K/N of the keys and values); MLP input
+    2 and 4·F/D (GELU: its input and output) or 6·F/D (gated: gate, up and their
+    product); one dropout mask each after attention and MLP, 1 byte. The GPT layer
+    gives 4 + 11 + 19 = 34. Of these, the norm inputs, the attention and MLP inputs
+    and the masks (10 of 34) are replicated over the TP ranks without SP.
+    Llama-style models (``gated_mlp`` = 1, the package's convention switch) train
+    without dropout: no masks, and an unfused attention stores only its softmax
+    output (2·a·s/h instead of 5·a·s/h). MoE layers keep the GPT MLP count (F = 4h),
+    a known approximation. The a·s/h terms are the stored T×T scores of an unfused
+    attention (``plan.flash_attn`` = 0); a flash-style kernel keeps no score matrix,
+    so without recompute it stores what selective recompute stores (its per-row
+    softmax statistics, 4·a·s·b bytes, are neglected).
 
     References:
       Korthikanti et al., Reducing Activation Recomputation in Large Transformer
-      Models, MLSys 2023, arXiv:2205.05198, sections 4.1-5, Table 2.
+      Models, MLSys 2023, arXiv:2205.05198, sections 4.1-5, Table 2 (the per-tensor
+      count of §4.1 generalised to GQA, gated MLPs and dropout-free training).
     """
     s = w.seq_len / plan.cp
     b, h, a, t = plan.mbs, w.d_model, w.num_heads, plan.tp
     sbh = s * b * h
     sp = jnp.asarray(plan.sp) > 0.5
-    scores = (1.0 - jnp.asarray(plan.flash_attn)) * 5.0 * a * s / h
-    none = jnp.where(
-        sp, sbh / t * (34.0 + scores), sbh * (10.0 + 24.0 / t + scores / t)
+    drop = 1.0 - w.gated_mlp  # 1-byte dropout masks (GPT-style conventions only)
+    q = w.num_heads * w.head_dim / h
+    k = w.num_kv_heads * w.head_dim / h
+    f = w.d_ff / h
+    f_moe = moe_layer_fraction(w)
+    mlp_dense = w.gated_mlp * 6.0 * f + (1.0 - w.gated_mlp) * 4.0 * f
+    mlp_sharded = (1.0 - f_moe) * mlp_dense + f_moe * 16.0
+    replicated = 4.0 + 2.0 + 2.0 + 2.0 * drop  # norms, attn/MLP inputs, masks
+    sharded = 2.0 * q + 4.0 * k + 2.0 * q + mlp_sharded
+    scores = (1.0 - jnp.asarray(plan.flash_attn)) * (2.0 + 3.0 * drop) * a * s / h
+    selective = jnp.where(
+        sp, sbh / t * (replicated + sharded), sbh * (replicated + sharded / t)
     )
-    selective = jnp.where(sp, 34.0 * sbh / t, sbh * (10.0 + 24.0 / t))
+    none = selective + sbh / t * scores
     full = jnp.where(sp, 2.0 * sbh / t, 2.0 * sbh)
     r = jnp.asarray(plan.recompute)
     return jnp.where(r > 1.5, full, jnp.where(r > 0.5, selective, none))
 
 
-def _in_flight_microbatches(w: TransformerConfig, plan: ParallelPlan) -> jax.Array:
-    """Micro-batches whose activations the first stage holds at the 1F1B peak:
-    min(p, m), times (1 + (p − 1)/(p·v)) for the interleaved schedule (v > 1)."""
+def stage_layers(w: TransformerConfig, plan: ParallelPlan):
+    """Transformer layers held by the first and by the second pipeline stage.
+
+    Uniform split (``plan.pp_balance`` = 0): L/p on every stage. Balanced split with
+    p > 1: the embedding and the LM head each take one layer's place, (L + 2)/p places
+    per stage, so the first (and last) stage holds (L + 2)/p − 1 layers and the
+    middle stages (L + 2)/p (e.g. Llama 3 405B: 126 layers on 16 stages, 7 on the
+    first and last, 8 on the others; arXiv:2407.21783 §3.3.2). With p ≤ 2 the second
+    stage is the last one and holds as many layers as the first.
+
+    Returns:
+      ``(n_first, n_second)``, layer counts (the mean when (L + 2)/p is fractional).
+    """
+    L, p = w.num_layers, plan.pp
+    p_arr = jnp.asarray(p)
+    bal = (jnp.asarray(plan.pp_balance) > 0.5) & (p_arr > 1.5)
+    places = (L + 2.0) / p
+    n_first = jnp.where(bal, places - 1.0, L / p)
+    n_second = jnp.where(bal & (p_arr > 2.5), places, n_first)
+    return n_first, n_second
+
+
+def in_flight_microbatches(
+    w: TransformerConfig, plan: ParallelPlan, *, stage: int = 0
+) -> jax.Array:
+    """Micro-batches whose activations pipeline stage ``stage`` holds at its peak.
+
+    1F1B (v = 1): min(p − k, m) for stage k (k micro-batches fewer than the first
+    stage's p). Interleaved 1F1B (v > 1): rank k runs w_k = 2(p − k − 1) + (v − 1)p
+    warm-up chunk forwards before its first backward, and holds w_k + 1 chunks of
+    L_k/v layers, but never more than all m·v chunks of the step; in units of whole
+    micro-batches of the stage, min(m·v, w_k + 1)/v. For k = 0 and m large this is
+    p·(1 + (p − 1)/(p·v)), Korthikanti's interleaving factor; with m ≤ p the schedule
+    runs every forward first and the stage holds all m micro-batches (not more).
+
+    Args:
+      stage: k, 0 for the first stage, 1 for the second.
+
+    Returns:
+      micro-batches (may be fractional), dimensionless.
+
+    References:
+      Narayanan et al., Efficient Large-Scale Language Model Training on GPU Clusters
+      Using Megatron-LM, SC21, arXiv:2104.04473, §2.2 (1F1B holds p micro-batches,
+      interleaved schedule); Megatron-LM ``pipeline_parallel/schedules.py``
+      (warm-up count (p − rank − 1)·2 + (v − 1)·p, capped at m·v);
+      Korthikanti et al. 2022, arXiv:2205.05198, §4.2.3.
+    """
     p, v = plan.pp, plan.vpp
     m = w.global_batch_seqs / (plan.dp * plan.mbs)
-    interleave = jnp.where(jnp.asarray(v) > 1.5, 1.0 + (p - 1.0) / (p * v), 1.0)
-    return jnp.minimum(p, m) * interleave
+    plain = jnp.minimum(p - stage, m)
+    chunks = jnp.minimum(m * v, 2.0 * (p - stage - 1.0) + (v - 1.0) * p + 1.0)
+    return jnp.where(jnp.asarray(v) > 1.5, chunks / v, plain)
+
+
+def _stage_params(w: TransformerConfig, plan: ParallelPlan, n_layers, *, first: bool):
+    """(dense, expert) parameters of one chip of a stage holding ``n_layers`` layers
+    (the first stage also holds the embedding, and the LM head when p = 1), before
+    ZeRO sharding; same conventions as :func:`_params_per_chip`."""
+    t, e = plan.tp, plan.ep
+    f_moe = moe_layer_fraction(w)
+    expert = _dense_mlp_params(w, w.moe_d_ff)
+    routed_total = w.num_layers * f_moe * w.num_experts * expert
+    layer_dense = _layer_params(w, active=False) - routed_total
+    frac = n_layers / w.num_layers
+    emb_mats = jnp.where(jnp.asarray(plan.pp) > 1.5, 1.0, 2.0 - w.tied_frac)
+    emb = emb_mats * w.vocab_size * w.d_model + _is_gelu(w) * w.seq_len * w.d_model
+    emb = emb if first else 0.0
+    dense = (layer_dense * frac + emb + _norm_params(w)) / t
+    experts = routed_total * frac / (t * e)
+    return dense, experts
 
 
 def memory_bytes(
@@ -754,55 +873,76 @@ def memory_bytes(
     *,
     grad_bytes_per_param: float = BF16_BYTES,
 ) -> MemoryBreakdown:
-    """Peak memory of one chip (first pipeline stage), bytes.
+    """Peak memory of one chip (the fuller of the first two pipeline stages), bytes.
 
-    weights = 2·P_c, grads = g·P_c, optimizer = 12·P_c (mixed-precision Adam), with
-    P_c the chip's parameters (:func:`_params_per_chip`); ZeRO stage z shards over the
-    d·c data-parallel ranks (d·c/e for routed experts): z ≥ 1 the optimizer state,
-    z ≥ 2 also the gradients, z ≥ 3 also the weights.
-    activations = (L/p)·A_layer·n_flight (+ the LM head's 4·s·b·h/t·(1 + V/h) when
-    p = 1, Korthikanti §4.3), where n_flight = min(p, m) micro-batches under 1F1B
-    (the first stage holds p of them: L·A_layer in total, independent of p) and
-    interleaving multiplies by 1 + (p − 1)/(p·v).
+    For a stage holding n_k layers (:func:`stage_layers`), with P_c the chip's
+    parameters of those layers (plus the embedding on the first stage):
+    weights = 2·P_c, grads = g·P_c, optimizer = 12·P_c (mixed-precision Adam); ZeRO
+    stage z shards over the d·c data-parallel ranks (d·c/e for routed experts): z ≥ 1
+    the optimizer state, z ≥ 2 also the gradients, z ≥ 3 also the weights.
+    activations = n_k·A_layer·n_flight,k (+ the LM head's 4·s·b·h/t·(1 + V/h) when
+    p = 1, Korthikanti §4.3), with n_flight,k from :func:`in_flight_microbatches`
+    (under 1F1B with uniform stages the first stage holds p micro-batches of L/p
+    layers: L·A_layer in total, independent of p). The first stage is the peak under
+    a uniform split; under a balanced split (``plan.pp_balance``, p > 2) the second
+    stage holds one layer more and one micro-batch fewer, and the larger of the two
+    is returned.
 
     Args:
       grad_bytes_per_param: 2 (bf16 gradients, the ZeRO paper's 16 B/param) or 4.
 
     Returns:
-      ``MemoryBreakdown`` in bytes.
+      ``MemoryBreakdown`` in bytes (the parts of the peak stage).
     """
-    dense, experts = _params_per_chip(w, plan)
     z = jnp.asarray(plan.zero)
     shard_dense = plan.dp * plan.cp
     shard_exp = plan.dp * plan.cp / plan.ep
-
-    def sharded(stage):
-        on = z > stage - 0.5
-        return jnp.where(on, dense / shard_dense, dense) + jnp.where(
-            on, experts / shard_exp, experts
-        )
-
-    weights = BF16_BYTES * sharded(3)
-    grads = grad_bytes_per_param * sharded(2)
-    optimizer = ADAM_STATE_BYTES * sharded(1)
     s = w.seq_len / plan.cp
     sbh = s * plan.mbs * w.d_model
+    a_layer = activation_bytes_per_layer(w, plan)
+    # full recompute: the layer being recomputed holds its whole activation set until
+    # its backward is done (Chen et al. 2016: checkpoints + one segment)
+    a_none = activation_bytes_per_layer(w, plan.replace(recompute=0.0 * plan.recompute))
+    recompute_working = jnp.where(
+        jnp.asarray(plan.recompute) > 1.5, a_none - a_layer, 0.0
+    )
     head_act = jnp.where(
         jnp.asarray(plan.pp) < 1.5,
         4.0 * sbh / plan.tp * (1.0 + w.vocab_size / w.d_model),
         0.0,
     )
-    acts = (
-        w.num_layers
-        / plan.pp
-        * activation_bytes_per_layer(w, plan)
-        * _in_flight_microbatches(w, plan)
-        + head_act
+
+    def stage(k: int, n_layers):
+        dense, experts = _stage_params(w, plan, n_layers, first=k == 0)
+
+        def sharded(zstage):
+            on = z > zstage - 0.5
+            return jnp.where(on, dense / shard_dense, dense) + jnp.where(
+                on, experts / shard_exp, experts
+            )
+
+        weights = BF16_BYTES * sharded(3)
+        grads = grad_bytes_per_param * sharded(2)
+        optimizer = ADAM_STATE_BYTES * sharded(1)
+        acts = (
+            n_layers * a_layer * in_flight_microbatches(w, plan, stage=k)
+            + recompute_working
+        )
+        if k == 0:
+            acts = acts + head_act
+        return dict(weights=weights, grads=grads, optimizer=optimizer,
+                    activations=acts,
+                    total=weights + grads + optimizer + acts)
+
+    n_first, n_second = stage_layers(w, plan)
+    first = stage(0, n_first)
+    second = stage(1, n_second)
+    use_second = (
+        (jnp.asarray(plan.pp_balance) > 0.5)
+        & (jnp.asarray(plan.pp) > 2.5)
+        & (second["total"] > first["total"])
     )
-    total = weights + grads + optimizer + acts
-    parts = dict(
-        weights=weights, grads=grads, optimizer=optimizer, activations=acts, total=total
-    )
+    parts = {k: jnp.where(use_second, second[k], first[k]) for k in first}
     return MemoryBreakdown(**{k: jnp.asarray(v, dtype=float) for k, v in parts.items()})
 
 

@@ -52,6 +52,29 @@ from jaxcost.model.hardware import ChipSpec
 from jaxcost.model.numerics import pow2_scale, tiny_like
 from jaxcost.policy import expr as _expr
 
+__all__ = [
+    "Consequence",
+    "BASE_NAME_TYPES",
+    "tpp",
+    "performance_density",
+    "Rule",
+    "Effect",
+    "Regime",
+    "Classification",
+    "regimes_dir",
+    "load_regime",
+    "load_regimes",
+    "classify",
+    "tpp_cap_units",
+    "ChipQuantities",
+    "chip_quantities",
+    "RegimeThresholds",
+    "regime_thresholds",
+    "smooth_consequence_probs",
+    "smooth_allowed_frac",
+    "smooth_license_cost_frac",
+]
+
 
 class Consequence(enum.StrEnum):
     """What a regime means for exporting a chip to the regime's destination."""
@@ -263,7 +286,7 @@ def _parse_condition(text: Any, *, file: str, where: str, column: str,
 
 def _frac(value: Any, *, file: str, where: str, column: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not (
-            0.0 <= float(value) <= 1.0):
+            0.0 <= value <= 1.0):  # no float(): an integer may be too large for one
         raise RegimeError(f"expected a fraction between 0 and 1, got {value!r}",
                           file=file, row=where, column=column)
     return float(value)
@@ -288,6 +311,9 @@ def _load_file(path: Path, cache: dict[str, Regime], stack: tuple[str, ...]) -> 
         raise RegimeError(f"TOML syntax error: {err}", file=file) from None
     except UnicodeDecodeError:
         raise RegimeError("expected a UTF-8 text file", file=file) from None
+    except RecursionError:
+        raise RegimeError("arrays or inline tables nested too deeply; expected a "
+                          "regime table", file=file) from None
     for key in doc:
         if key not in _TOP_KEYS:
             raise RegimeError(f"unknown table (expected one of {sorted(_TOP_KEYS)})",

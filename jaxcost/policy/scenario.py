@@ -244,6 +244,21 @@ _MODEL_KEYS = {
 #: keys that may override a named model's row
 _MODEL_OVERRIDES = ("seq_len", "global_batch_seqs")
 
+#: Largest integer a scenario may give (exact in float64); counts above it are refused.
+_MAX_INT = 2**53
+
+#: Largest values of the search options (far above any useful setting; a larger value
+#: would only make the command run for ever).
+_SEARCH_MAX = {
+    "top": 10**6,
+    "grid_steps_per_octave": 64,
+    "relaxed_steps": 10**6,
+    "max_plans": 10**9,
+}
+
+#: Largest token budget accepted (1e20: 10^5 times the largest published run).
+_MAX_TOKENS = 1e20
+
 _TYPE_WORDS = {
     str: "a string",
     bool: "true or false",
@@ -294,6 +309,10 @@ class _Ctx:
                 or v != round(v)
             ):
                 raise self.error(full, f"expected {_TYPE_WORDS[want]}, got {v!r}")
+            if abs(v) > _MAX_INT:
+                raise self.error(
+                    full, f"expected an integer of magnitude <= 2^53, got {v:.6g}"
+                )
             return int(v)
         if not isinstance(v, want):
             raise self.error(full, f"expected {_TYPE_WORDS[want]}, got {v!r}")
@@ -353,6 +372,9 @@ def _build_model(table: dict, ctx: _Ctx):
     }
     dims = {k: v for k, v in vals.items() if k in _MODEL_DIM_KEYS}
     name = vals.get("name")
+    for k in _MODEL_OVERRIDES:
+        if name is not None and k in dims and dims[k] < 1:
+            raise ctx.error(f"model.{k}", f"expected an integer >= 1, got {dims[k]}")
     if (
         name is not None
         and set(dims) - set(_MODEL_OVERRIDES)
@@ -430,7 +452,7 @@ def _build_candidates(table: dict, ctx: _Ctx, chips: dict) -> tuple[Candidate, .
         chip = _resolve_chip(name, chips, ctx, f"{where}.name")
         owned = ctx.typed(item, "owned", bool, f"{where}.", False)
         stock = ctx.typed(item, "stock", float, f"{where}.")
-        if stock is not None and (stock < 0 or stock != round(stock)):
+        if stock is not None and (not 0 <= stock <= _MAX_INT or stock != round(stock)):
             raise ctx.error(
                 f"{where}.stock", f"expected a non-negative integer, got {stock!r}"
             )
@@ -519,6 +541,11 @@ def scenario_from_dict(
         raise ctx.error(
             "training.tokens", f"expected a positive number, got {tokens!r}"
         )
+    if tokens > _MAX_TOKENS:
+        raise ctx.error(
+            "training.tokens",
+            f"expected at most {_MAX_TOKENS:g} tokens, got {tokens:g}",
+        )
 
     model = _build_model(top["model"], ctx)
     candidates = _build_candidates(top["chips"], ctx, chips)
@@ -529,6 +556,11 @@ def scenario_from_dict(
     budget = ctx.nonneg(lim["budget_usd"], "limits.budget_usd")
     power = ctx.nonneg(lim["power_w"], "limits.power_w")
     max_chips = ctx.nonneg(lim["max_chips"], "limits.max_chips")
+    if math.isfinite(max_chips) and max_chips > _MAX_INT:
+        raise ctx.error(
+            "limits.max_chips",
+            f"expected at most 2^53 chips (or inf: no limit), got {max_chips:g}",
+        )
     tpp_cap = ctx.nonneg(lim["tpp_cap"], "limits.tpp_cap")
     max_t = ctx.nonneg(
         lim["max_time_to_train_s"], "limits.max_time_to_train_s", positive=True
@@ -553,6 +585,10 @@ def scenario_from_dict(
     for k in ("top", "grid_steps_per_octave", "relaxed_steps", "max_plans"):
         if k in s and s[k] < 1:
             raise ctx.error(f"search.{k}", f"expected an integer >= 1, got {s[k]}")
+        if k in s and s[k] > _SEARCH_MAX[k]:
+            raise ctx.error(
+                f"search.{k}", f"expected an integer <= {_SEARCH_MAX[k]}, got {s[k]}"
+            )
     if "pp_layout" in s and s["pp_layout"] not in ("uniform", "auto"):
         raise ctx.error(
             "search.pp_layout", f'expected "uniform" or "auto", got {s["pp_layout"]!r}'
@@ -611,4 +647,9 @@ def load_scenario(
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"not valid TOML: {exc}", file=str(p)) from None
+    except RecursionError:
+        raise ScenarioError(
+            "arrays or inline tables nested too deeply; expected a scenario table",
+            file=str(p),
+        ) from None
     return scenario_from_dict(data, path=str(p), name=p.stem, chips=chips)

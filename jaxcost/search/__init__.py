@@ -2,3 +2,5 @@
 
 Imports :mod:`jaxcost.model`; never :mod:`jaxcost.calibrate` or :mod:`jaxcost.policy`.
 """
+
+__all__: list[str] = []

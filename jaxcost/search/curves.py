@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcost.model.hardware import ChipSpec, ClusterSpec, Precision
+from jaxcost.model.hardware import ChipSpec, ClusterSpec, Precision, check_chip_count
 from jaxcost.model.params import CostParams, physical
 from jaxcost.model.plan import plan_at, plan_to_str
 from jaxcost.model.workload import TransformerConfig, tokens_per_step
@@ -129,6 +129,8 @@ def throughput_curves(
     Returns:
       One :class:`ThroughputCurve` per chip type.
     """
+    for t, cnts in enumerate(counts):
+        check_chip_count(cnts, name=f"counts[{t}]")
     tps = tokens_per_step(workload)
     blocks, owner_t, owner_c, nplans = [], [], [], []
     for t, (chip, cnts) in enumerate(zip(chips, counts, strict=True)):

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 
 import numpy as np
 
 from jaxcost.errors import PlanError
-from jaxcost.model.hardware import ChipSpec
+from jaxcost.model.hardware import ChipSpec, Precision, check_chip_count
 from jaxcost.model.parallel import (
     USABLE_HBM_FRAC,
     memory_condition,
@@ -26,7 +27,7 @@ from jaxcost.model.parallel import (
 from jaxcost.model.plan import PLAN_FIELDS, ParallelPlan, Recompute, as_recompute
 from jaxcost.model.workload import TransformerConfig
 
-__all__ = ["PlanSpace", "enumerate_plans"]
+__all__ = ["PlanSpace", "enumerate_plans", "space_precisions"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +42,10 @@ class PlanSpace:
       zero_stages: ZeRO stages tried.
       recompute: activation recomputation modes tried.
       mbs: micro-batch sizes tried (sequences).
-      vpp: interleave depths tried (virtual stages per pipeline rank).
+      vpp: interleave depths tried (virtual stages per pipeline rank); None: every
+        depth v ≥ 1 with pp·v ≤ L that splits the L/pp layers of a stage evenly
+        (each virtual stage at least one layer, as Megatron-Core's
+        ``--num-layers-per-virtual-pipeline-stage`` allows), only v = 1 when pp = 1.
       cp: context-parallel degrees tried (None: every divisor of the chip count).
       ep: expert-parallel degrees tried (None: every divisor of the expert count).
       sp: sequence parallelism settings tried.
@@ -51,10 +55,14 @@ class PlanSpace:
       pp_balance: layer split over the pipeline stages: False, L/p layers per stage
         (pp·vpp must divide L); True, the embedding and head take one layer's place
         each (uneven whole numbers of layers, pp·vpp ≤ L); "auto", uniform where pp·vpp
-        divides L and balanced where it does not, the uneven splits without
-        interleaving (vpp = 1).
+        divides L and balanced where it does not, the uneven splits interleaved only
+        where pp·vpp divides L + 2 (the embedding and head as one slot each).
       dp_overlap: gradient reduction overlapped with the backward pass in every plan.
       usable_hbm_frac: fraction of HBM a plan may use.
+      precisions: number formats of the linear layers' GEMMs tried (a plan
+        dimension scored at that format's peak): ``(Precision.BF16,)`` by default;
+        with ``Precision.FP8`` listed, FP8 is tried only on chips whose FP8 peak is
+        positive (``chips.csv``), see :func:`space_precisions`.
     """
 
     tp: tuple[int, ...] | None = None
@@ -69,7 +77,7 @@ class PlanSpace:
         Recompute.FULL,
     )
     mbs: tuple[int, ...] = (1, 2, 4, 8)
-    vpp: tuple[int, ...] = (1, 2, 4)
+    vpp: tuple[int, ...] | None = None
     cp: tuple[int, ...] | None = (1, 2, 4, 8)
     ep: tuple[int, ...] | None = None
     sp: tuple[bool, ...] = (True,)
@@ -79,6 +87,7 @@ class PlanSpace:
     pp_balance: bool | str = False
     dp_overlap: bool = False
     usable_hbm_frac: float = USABLE_HBM_FRAC
+    precisions: tuple[Precision, ...] = (Precision.BF16,)
 
     @classmethod
     def create(cls, **options) -> PlanSpace:
@@ -101,6 +110,8 @@ class PlanSpace:
         }
         if "recompute" in fixed:
             fixed["recompute"] = tuple(as_recompute(r) for r in fixed["recompute"])
+        if "precisions" in fixed:
+            fixed["precisions"] = _as_precisions(fixed["precisions"])
         return cls(**fixed)
 
     def replace(self, **changes) -> PlanSpace:
@@ -108,8 +119,58 @@ class PlanSpace:
         return dataclasses.replace(self, **changes)
 
 
+def _as_precisions(values) -> tuple[Precision, ...]:
+    out = []
+    for v in (values,) if isinstance(values, str) else values:
+        try:
+            out.append(Precision(str(v).lower()))
+        except ValueError:
+            raise PlanError(
+                f"precision {v!r}: expected one of "
+                f"{', '.join(x.value for x in Precision)}",
+                column="precisions",
+            ) from None
+    if not out:
+        raise PlanError("precisions is empty", column="precisions")
+    return tuple(dict.fromkeys(out))
+
+
+def space_precisions(space: PlanSpace, chip: ChipSpec | None) -> tuple[Precision, ...]:
+    """The precisions of ``space`` that ``chip`` runs: FP8 only where the chip's dense
+    FP8 peak is positive (0 or NaN in ``chips.csv``: no FP8 tensor cores). BF16 is
+    kept when it is the only one listed."""
+    precs = _as_precisions(space.precisions)
+    if chip is None:
+        return precs
+    f8 = float(np.asarray(chip.peak_flop_per_s_fp8))
+    keep = tuple(
+        p for p in precs if p != Precision.FP8 or (math.isfinite(f8) and f8 > 0)
+    )
+    return keep or (Precision.BF16,)
+
+
 def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+def _vpp_options(space: PlanSpace, layers: int, pp: int) -> list[int]:
+    """Interleave depths tried with ``pp`` stages (see ``PlanSpace.vpp``): the
+    divisors of L/pp, and where the split may be balanced around the embedding and
+    the head (``pp_balance`` True or "auto"), those of (L + 2)/pp, each virtual
+    stage then holding (L + 2)/(pp·v) slots (Megatron's
+    ``--account-for-embedding/loss-in-pipeline-split``; e.g. 94 layers on pp = 8,
+    vpp = 6)."""
+    if space.vpp is not None:
+        return list(space.vpp)
+    if pp <= 1:
+        return [1]
+    opts = {1}
+    if layers % pp == 0:
+        opts.update(_divisors(layers // pp))
+    if space.pp_balance is not False and (layers + 2) % pp == 0:
+        opts.update(v for v in _divisors((layers + 2) // pp) if pp * v <= layers)
+    return sorted(opts)
 
 
 def enumerate_plans(
@@ -121,9 +182,10 @@ def enumerate_plans(
     """Every valid plan of ``workload`` on ``num_chips`` chips, as one batched plan.
 
     The candidates are the product of tp, pp, cp over divisors of ``num_chips``
-    (dp = num_chips/(tp·pp·cp)), ep over divisors of E, and the option lists of
-    ``space``; the conditions of :func:`jaxcost.model.parallel.check_plan` are evaluated
-    as numpy masks (memory with ``workload.memory_bytes`` on the whole batch at once,
+    (dp = num_chips/(tp·pp·cp)), the interleave depths of each pp
+    (``PlanSpace.vpp``), ep over divisors of E, and the option lists of ``space``;
+    the conditions of :func:`jaxcost.model.parallel.check_plan` are evaluated as numpy
+    masks (memory with ``workload.memory_bytes`` on the whole batch at once,
     when ``chip`` is given).
 
     Args:
@@ -145,7 +207,12 @@ def enumerate_plans(
             f"space must be a PlanSpace, got {type(s).__name__}", column="space"
         )
     w = workload
+    check_chip_count(num_chips)
     n = int(num_chips)
+    if n != float(num_chips):
+        raise PlanError(
+            f"num_chips={num_chips!r}: expected a whole number", column="num_chips"
+        )
     if n < 1:
         raise PlanError(f"num_chips={num_chips!r} must be >= 1", column="num_chips")
     max_tp = s.max_tp
@@ -157,13 +224,15 @@ def enumerate_plans(
     ep_opts = _divisors(num_experts) if s.ep is None else list(s.ep)
     rec_opts = [float(as_recompute(r).value) for r in s.recompute]
     # structural degrees first (small), then the cheap options
+    layers = int(round(float(w.num_layers)))
     combos = [
-        (t, p, c)
+        (t, p, c, v)
         for t, p, c in itertools.product(divs, divs, cp_opts)
         if n % (t * p * c) == 0
         and (s.tp is None or t in s.tp)
         and (s.pp is None or p in s.pp)
         and (s.dp is None or n // (t * p * c) in s.dp)
+        for v in _vpp_options(s, layers, p)
     ]
     if not combos:
         return ParallelPlan(**{k: np.zeros((0,)) for k in PLAN_FIELDS})
@@ -171,15 +240,14 @@ def enumerate_plans(
     grids = np.meshgrid(
         np.arange(len(combos)),
         np.asarray(ep_opts, float),
-        np.asarray(s.vpp, float),
         np.asarray(s.mbs, float),
         np.asarray(s.zero_stages, float),
         np.asarray(rec_opts, float),
         np.asarray([1.0 if x else 0.0 for x in s.sp]),
         indexing="ij",
     )
-    idx, e_, v_, b_, z_, r_, s_ = (g.ravel() for g in grids)
-    t_, p_, c_ = tpc[idx, 0], tpc[idx, 1], tpc[idx, 2]
+    idx, e_, b_, z_, r_, s_ = (g.ravel() for g in grids)
+    t_, p_, c_, v_ = tpc[idx, 0], tpc[idx, 1], tpc[idx, 2], tpc[idx, 3]
 
     def const(flag: bool) -> np.ndarray:
         return np.full(idx.shape, 1.0 if flag else 0.0)
@@ -202,8 +270,19 @@ def enumerate_plans(
         "dp_overlap": const(s.dp_overlap),
     }
     keep = np.ones(idx.shape, dtype=bool)
-    if isinstance(s.pp_balance, str):  # "auto": uneven splits only without interleaving
-        keep &= (p["pp_balance"] < 0.5) | (v_ < 1.5)
+    if isinstance(s.pp_balance, str):
+        # "auto": an uneven split is interleaved only where the embedding and head
+        # slots make it even, (L + 2) = pp·vpp·slots
+        keep &= (
+            (p["pp_balance"] < 0.5)
+            | (v_ < 1.5)
+            | (np.mod(float(w.num_layers) + 2.0, p_ * v_) == 0)
+        )
+    # context parallelism splits the attention over the sequence with a fused
+    # (flash-style) ring or all-gather kernel (Megatron-Core CP runs on Transformer
+    # Engine's fused attention; Llama 3's CP on flash attention): an unfused attention
+    # that materialises the T×T scores has no CP implementation
+    keep &= (c_ < 1.5) | (p["flash_attn"] > 0.5)
     if chip is not None:
         # a TP group lies inside one scale-up domain or spans whole domains: a group
         # straddling a node boundary (tp = 3 on 8-chip nodes) would run at the

@@ -87,7 +87,9 @@ for mname, tok_key in MODELS:
                 w,
                 k=1,
                 tokens=tokens,
-                space=jc.PlanSpace.create(**C.PLANS),
+                # uneven pipeline stages (embedding / head stages), as practiced:
+                # DeepSeek-V3's 61 layers admit no uniform pipeline split
+                space=jc.PlanSpace.create(**C.PLANS, pp_balance="auto"),
             )[0]
             st = np.asarray(C.ensemble_step_times(cal.ensemble, cl, w,
                                                   best.plan).total_s)

@@ -21,18 +21,17 @@ chip's own value. At each bandwidth the best plan is found by exhaustive enumera
 bandwidth (each with its best plan), paired per ensemble member. "Plan kept" evaluates
 the reference network's best plan on the weaker network instead.
 
-Finding (shipped calibration, 100-member bootstrap; slowdown median [5–95 %]):
-DeepSeek-V3 (14.8 T tokens) on 2,048 H800 takes 73 days [69, 94] with 8 x 400 Gb/s per
-node and ×1.27 [1.20, 1.49] with 8 x 200, ×1.80 [1.62, 2.36] with 8 x 100 and ×2.83
-[2.41, 4.17] with 4 x 100 Gb/s (206 days): the expert all-to-all crosses nodes, and
-re-planning (expert groups of 32 instead of 256) recovers almost nothing (×2.90 with the
-reference plan kept). On 2,048 Ascend 910B (25 GB/s per chip) 4 x 100 Gb/s per node
-costs ×1.98 [1.79, 2.37]. Dense Llama-2-70B loses ×1.24 [1.19, 1.29] on H800 (×1.32 if
-the plan is not re-optimised) and ×1.11 [1.07, 1.16] on 910B at 4 x 100 Gb/s per node:
-pipeline and context parallelism keep its scale-out traffic small. For MoE training
-the network is as much a constraint as the chip: 2,048 compliant chips on a quarter of
-the reference network train DeepSeek-V3 about as slowly as 2,048 / 2.8 ≈ 730 chips on
-the full one would at equal efficiency. Oversubscribed switches and congestion are not
+Finding (shipped calibration, 100-member bootstrap; slowdown median [5–95 %]; the
+search allows uneven pipeline stages, as practiced): DeepSeek-V3 (14.8 T tokens) on
+2,048 H800 takes 58.6 days [55.9, 65.3] with 8 x 400 Gb/s per node (plan
+dp128-pp16-ep8, embedding and head stages) and ×1.11 [1.07, 1.15] with 4 x 100 Gb/s
+(65.1 days; ×1.23 [1.15, 1.33] with 2 x 100): pipeline stages keep the expert groups
+small enough that little of the all-to-all leaves the node. On 2,048 Ascend 910B
+4 x 100 Gb/s per node costs ×1.04 [1.03, 1.06]. Dense Llama-2-70B loses ×1.29
+[1.20, 1.39] on H800 (×1.36 if the plan is not re-optimised) and ×1.12 [1.09, 1.16] on
+910B at 4 x 100 Gb/s per node. With uniform stages only (the search before), 61 layers
+admit no pipeline and the H800 slowdown was ×2.83 [2.41, 4.17]: that figure measured
+the narrow search, not the network. Oversubscribed switches and congestion are not
 modelled, so a real weak network can only be slower.
 """
 

@@ -35,7 +35,7 @@ DeepSeek-V3: 910C 21.5 [19.7, 22.6] (8-chip servers 22.0 [20.2, 23.1]), H200 29.
 assumed price) wins for the large models on the budget, and the conclusion does not
 rest on its 384-chip supernode: with pipeline stages (61 layers need uneven ones) the
 expert all-to-all stays in small groups. Before uneven stages were searched, DeepSeek-V3
-had no pipeline and the 910C/H200 gap was 43.0 / 14.4 ≈ 3.0x; now 1.4x. FP8 (H200, H20)
+had no pipeline and the 910C/H200 gap was 43.0 / 15.4 ≈ 2.8x; now 1.4x. FP8 (H200, H20)
 is not yet searched by the chip-mix curves, so the H200 MoE figure is a BF16 upper
 bound.
 """

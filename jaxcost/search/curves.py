@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Sequence
 
 import jax
@@ -140,6 +141,13 @@ def throughput_curves(
             pl = enumerate_plans(workload, int(n), chip, space)
             m = sweep.batch_size(pl) if jax.tree.leaves(pl) else 0
             if m and total + m > max_plans:
+                warnings.warn(
+                    f"throughput_curves: {chip.key} at {int(n)} chips left out "
+                    f"({total + m} plans would exceed max_plans={max_plans}); "
+                    "raise max_plans to score it",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 m = 0
             per.append(m)
             if m:

@@ -34,8 +34,8 @@ by exact re-optimisation, not by derivatives:
   as a sensitivity.
 
 Finding (shipped calibration, 100-member bootstrap): the optimum is 16,384 H20 +
-4,096 Ascend 910B, 8.5 days (point; 9.3 [7.8, 12.3] over the ensemble) under 2023-10,
-and 4,096 910B alone, 17.1 days (17.1 [15.8, 18.0]) under 2025-04.
+4,096 Ascend 910B, 7.9 days (point; 8.7 [7.2, 11.4] over the ensemble) under 2023-10,
+and 4,096 910B alone, 15.4 days (15.5 [14.2, 16.3]) under 2025-04.
 
 Correction of the previous version, which reported threshold elasticities "of order
 1e-214" and that no candidate sits within a smoothing temperature of a threshold. The
@@ -44,12 +44,14 @@ relaxed derivative is an artefact of the temperature (2023-10, TPP rule 1: −1e
 thresholds: the A800 is 4.0 % above the TPP threshold 4800 and 2.1 % above the PD
 threshold 5.92 (each alone leaves it prohibited by the other), the H20 1.3 % below and
 the L20 1.7 % below a notification threshold (TPP 2400, PD 3.2). Value functions: the
-TPP threshold alone (2,400–8,000) and the PD threshold alone (3–12) never change the
-optimum (at PD ≤ 3.145 the L20 becomes prohibited, which the optimum does not use);
+TPP threshold alone (2,400–8,000) never changes the optimum; the PD threshold alone
+(3–12) changes it only at PD ≤ 3.145, where the L20 becomes prohibited and the mix
+search returns 16,384 H20 + 1,024 910B (8.4 [7.4, 9.9] days): the L20 is in neither
+optimum, so this is a path of the heuristic mix search, not a binding threshold;
 neither do the 2025-04 memory-bandwidth (800–4,500 GB/s; below 864 the L20 becomes
 prohibited) and combined (1,100–6,000 GB/s) thresholds. Moving the TPP 4800 and PD
 5.92 thresholds together by more than 4.0 % frees the A800 (notify) and the optimum
-becomes 16,384 A800: 6.8 [5.9, 8.1] days instead of 9.3 [7.8, 12.3]. The two 2023-10
+becomes 16,384 A800: 5.8 [5.0, 7.7] days instead of 8.7 [7.2, 11.4]. The two 2023-10
 rules bind jointly, at the A800.
 """
 

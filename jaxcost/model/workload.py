@@ -373,57 +373,69 @@ class MemoryBreakdown:
 # --------------------------------------------------------------------------- params
 
 
-def _is_gelu(w: TransformerConfig) -> jax.Array | float:
-    return 1.0 - w.gated_mlp
+def _is_gelu(workload: TransformerConfig) -> jax.Array | float:
+    return 1.0 - workload.gated_mlp
 
 
-def _mlp_mats(w: TransformerConfig) -> float:
+def _mlp_mats(workload: TransformerConfig) -> float:
     """Weight matrices of size D×F in one MLP: 2 (GELU) or 3 (SwiGLU)."""
-    return 2.0 + w.gated_mlp
+    return 2.0 + workload.gated_mlp
 
 
-def moe_layer_fraction(w: TransformerConfig) -> jax.Array:
+def moe_layer_fraction(workload: TransformerConfig) -> jax.Array:
     """Fraction of layers with an MoE block (0 for a dense model)."""
-    is_moe = jnp.asarray(w.num_experts) > 1
-    return jnp.where(is_moe, (w.num_layers - w.num_dense_layers) / w.num_layers, 0.0)
+    is_moe = jnp.asarray(workload.num_experts) > 1
+    return jnp.where(
+        is_moe,
+        (workload.num_layers - workload.num_dense_layers) / workload.num_layers,
+        0.0,
+    )
 
 
-def _attn_params(w: TransformerConfig) -> jax.Array:
+def _attn_params(workload: TransformerConfig) -> jax.Array:
     """Attention weights (+ biases for GELU models) of one layer."""
-    q_o = 2.0 * w.d_model * w.num_heads * w.head_dim
-    kv = 2.0 * w.d_model * w.num_kv_heads * w.head_dim
-    bias = _is_gelu(w) * ((w.num_heads + 2.0 * w.num_kv_heads) * w.head_dim + w.d_model)
+    q_o = 2.0 * workload.d_model * workload.num_heads * workload.head_dim
+    kv = 2.0 * workload.d_model * workload.num_kv_heads * workload.head_dim
+    bias = _is_gelu(workload) * (
+        (workload.num_heads + 2.0 * workload.num_kv_heads) * workload.head_dim
+        + workload.d_model
+    )
     return q_o + kv + bias
 
 
-def _norm_params(w: TransformerConfig) -> jax.Array:
+def _norm_params(workload: TransformerConfig) -> jax.Array:
     """Parameters of one norm: weight (+ bias for GELU models' LayerNorm)."""
-    return (1.0 + _is_gelu(w)) * w.d_model
+    return (1.0 + _is_gelu(workload)) * workload.d_model
 
 
-def _dense_mlp_params(w: TransformerConfig, d_ff) -> jax.Array:
-    bias = _is_gelu(w) * (d_ff + w.d_model)
-    return _mlp_mats(w) * w.d_model * d_ff + bias
+def _dense_mlp_params(workload: TransformerConfig, d_ff) -> jax.Array:
+    bias = _is_gelu(workload) * (d_ff + workload.d_model)
+    return _mlp_mats(workload) * workload.d_model * d_ff + bias
 
 
-def _embedding_params(w: TransformerConfig) -> jax.Array:
+def _embedding_params(workload: TransformerConfig) -> jax.Array:
     """Token embedding + LM head (once if tied) + learned positions (GELU models)."""
-    mats = 2.0 - w.tied_frac
-    return mats * w.vocab_size * w.d_model + _is_gelu(w) * w.seq_len * w.d_model
+    mats = 2.0 - workload.tied_frac
+    return (
+        mats * workload.vocab_size * workload.d_model
+        + _is_gelu(workload) * workload.seq_len * workload.d_model
+    )
 
 
-def _layer_params(w: TransformerConfig, *, active: bool) -> jax.Array:
+def _layer_params(workload: TransformerConfig, *, active: bool) -> jax.Array:
     """Parameters of all L layers (total or active per token)."""
-    attn_norm = _attn_params(w) + 2.0 * _norm_params(w)
-    dense = _dense_mlp_params(w, w.d_ff)
-    expert = _dense_mlp_params(w, w.moe_d_ff)
-    routed = w.top_k if active else w.num_experts
-    moe = (routed + w.num_shared_experts) * expert + w.d_model * w.num_experts
-    f_moe = moe_layer_fraction(w)
-    return w.num_layers * (attn_norm + (1.0 - f_moe) * dense + f_moe * moe)
+    attn_norm = _attn_params(workload) + 2.0 * _norm_params(workload)
+    dense = _dense_mlp_params(workload, workload.d_ff)
+    expert = _dense_mlp_params(workload, workload.moe_d_ff)
+    routed = workload.top_k if active else workload.num_experts
+    moe = (
+        routed + workload.num_shared_experts
+    ) * expert + workload.d_model * workload.num_experts
+    f_moe = moe_layer_fraction(workload)
+    return workload.num_layers * (attn_norm + (1.0 - f_moe) * dense + f_moe * moe)
 
 
-def param_count(w: TransformerConfig) -> jax.Array:
+def param_count(workload: TransformerConfig) -> jax.Array:
     """Total parameter count.
 
     P = L·(attention + 2 norms) + L_dense·MLP(F) + L_moe·((E + E_s)·MLP(F_e) + D·E)
@@ -435,38 +447,54 @@ def param_count(w: TransformerConfig) -> jax.Array:
     Returns:
       Parameter count (float).
     """
-    return _layer_params(w, active=False) + _embedding_params(w) + _norm_params(w)
+    return (
+        _layer_params(workload, active=False)
+        + _embedding_params(workload)
+        + _norm_params(workload)
+    )
 
 
-def active_param_count(w: TransformerConfig) -> jax.Array:
+def active_param_count(workload: TransformerConfig) -> jax.Array:
     """Parameters a token passes through: as :func:`param_count` with k routed experts
     instead of E in MoE layers (embedding and router counted). Equals
     :func:`param_count` for a dense model."""
-    return _layer_params(w, active=True) + _embedding_params(w) + _norm_params(w)
+    return (
+        _layer_params(workload, active=True)
+        + _embedding_params(workload)
+        + _norm_params(workload)
+    )
 
 
-def _matmul_params_per_token(w: TransformerConfig) -> jax.Array:
+def _matmul_params_per_token(workload: TransformerConfig) -> jax.Array:
     """Weight-matrix parameters a token is multiplied with: attention projections,
     active MLP/expert matrices, router, LM head (no embedding lookup, biases, norms)."""
-    attn = 2.0 * w.d_model * (w.num_heads + w.num_kv_heads) * w.head_dim
-    dense = _mlp_mats(w) * w.d_model * w.d_ff
+    attn = (
+        2.0
+        * workload.d_model
+        * (workload.num_heads + workload.num_kv_heads)
+        * workload.head_dim
+    )
+    dense = _mlp_mats(workload) * workload.d_model * workload.d_ff
     moe = (
-        _mlp_mats(w) * w.d_model * w.moe_d_ff * (w.top_k + w.num_shared_experts)
-        + w.d_model * w.num_experts
+        _mlp_mats(workload)
+        * workload.d_model
+        * workload.moe_d_ff
+        * (workload.top_k + workload.num_shared_experts)
+        + workload.d_model * workload.num_experts
     )
-    f_moe = moe_layer_fraction(w)
+    f_moe = moe_layer_fraction(workload)
     return (
-        w.num_layers * (attn + (1.0 - f_moe) * dense + f_moe * moe)
-        + w.vocab_size * w.d_model
+        workload.num_layers * (attn + (1.0 - f_moe) * dense + f_moe * moe)
+        + workload.vocab_size * workload.d_model
     )
 
 
-def tokens_per_step(w: TransformerConfig) -> float:
+def tokens_per_step(workload: TransformerConfig) -> float:
     """Tokens trained per step, B·T (static: concrete leaves)."""
-    return float(w.global_batch_seqs) * float(w.seq_len)
+    return float(workload.global_batch_seqs) * float(workload.seq_len)
 
 
-def model_flop_per_token(w: TransformerConfig) -> jax.Array:
+def model_flop_per_token(workload: TransformerConfig) -> jax.Array:
     """Model FLOP per trained token, forward + backward, without recompute (MFU).
 
     F_tok = 6·N_mm + 12·L·T·N·H,
@@ -481,12 +509,16 @@ def model_flop_per_token(w: TransformerConfig) -> jax.Array:
       FLOP per token.
     """
     return (
-        6.0 * _matmul_params_per_token(w)
-        + 12.0 * w.num_layers * w.seq_len * w.num_heads * w.head_dim
+        6.0 * _matmul_params_per_token(workload)
+        + 12.0
+        * workload.num_layers
+        * workload.seq_len
+        * workload.num_heads
+        * workload.head_dim
     )
 
 
-def narayanan_flop_per_step(w: TransformerConfig) -> jax.Array:
+def narayanan_flop_per_step(workload: TransformerConfig) -> jax.Array:
     """FLOP of one training step with full recompute, Narayanan et al. (2021) eq. 3.
 
     F = 96·B·s·l·h²·(1 + s/(6h) + V/(16·l·h)), with B global batch in sequences,
@@ -499,14 +531,20 @@ def narayanan_flop_per_step(w: TransformerConfig) -> jax.Array:
       Using Megatron-LM, SC21, arXiv:2104.04473, section 5.1, eq. (3).
     """
     B, s, n_layers, h, V = (
-        w.global_batch_seqs,
-        w.seq_len,
-        w.num_layers,
-        w.d_model,
-        w.vocab_size,
+        workload.global_batch_seqs,
+        workload.seq_len,
+        workload.num_layers,
+        workload.d_model,
+        workload.vocab_size,
     )
-    return (96.0 * B * s * n_layers * h**2
-            * (1.0 + s / (6.0 * h) + V / (16.0 * n_layers * h)))
+    return (
+        96.0
+        * B
+        * s
+        * n_layers
+        * h**2
+        * (1.0 + s / (6.0 * h) + V / (16.0 * n_layers * h))
+    )
 
 
 # --------------------------------------------------------------------- per-chip ops
@@ -517,12 +555,12 @@ def _sp_div(plan: ParallelPlan) -> jax.Array:
     return jnp.where(jnp.asarray(plan.sp) > 0.5, plan.tp, 1.0)
 
 
-def _kv_heads_per_chip(w: TransformerConfig, plan: ParallelPlan) -> jax.Array:
+def _kv_heads_per_chip(workload: TransformerConfig, plan: ParallelPlan) -> jax.Array:
     """K/V heads held per chip: K/t, or 1 (replicated) when t > K (Megatron)."""
-    return jnp.maximum(w.num_kv_heads, plan.tp) / plan.tp
+    return jnp.maximum(workload.num_kv_heads, plan.tp) / plan.tp
 
 
-def layer_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
+def layer_ops(workload: TransformerConfig, plan: ParallelPlan) -> LayerOps:
     """Forward operations of one (mean) layer, one micro-batch, one chip.
 
     With b = mbs, t = tp, c = cp, tokens per chip T_c = b·T/c (context parallelism
@@ -552,24 +590,29 @@ def layer_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
     so that the sum over ops is the mean layer; a dense model has zero MoE ops.
 
     Args:
-      w: the model.
+      workload: the model.
       plan: the parallel plan (``mbs``, ``tp``, ``cp``, ``ep``, ``sp`` are used).
 
     Returns:
       ``LayerOps`` with (len(LAYER_OP_NAMES),) leaves in ``LAYER_OP_NAMES`` order.
     """
     b, t, c, e = plan.mbs, plan.tp, plan.cp, plan.ep
-    D, N, H, T = w.d_model, w.num_heads, w.head_dim, w.seq_len
+    D, N, H, T = (
+        workload.d_model,
+        workload.num_heads,
+        workload.head_dim,
+        workload.seq_len,
+    )
     y = BF16_BYTES
     tok = b * T / c  # tokens per chip (sequence split by cp)
     tok_sp = tok / _sp_div(plan)  # tokens per chip for norms / elementwise ops
-    kv_c = _kv_heads_per_chip(w, plan)
+    kv_c = _kv_heads_per_chip(workload, plan)
     q_c = N / t
-    m = _mlp_mats(w) - 1.0  # up-projection matrices: 1 GELU, 2 SwiGLU
-    f_moe = moe_layer_fraction(w)
+    m = _mlp_mats(workload) - 1.0  # up-projection matrices: 1 GELU, 2 SwiGLU
+    f_moe = moe_layer_fraction(workload)
     f_dense = 1.0 - f_moe
-    per_tok_experts = w.top_k + w.num_shared_experts
-    local_experts = w.num_experts / e + w.num_shared_experts
+    per_tok_experts = workload.top_k + workload.num_shared_experts
+    local_experts = workload.num_experts / e + workload.num_shared_experts
 
     def norm(n_tok):
         return _NORM_FLOP_PER_ELEM * n_tok * D, y * 2.0 * n_tok * D
@@ -589,7 +632,7 @@ def layer_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
         resid(tok_sp),
         norm(tok_sp),
     ]
-    F = w.d_ff
+    F = workload.d_ff
     ops += [
         (
             f_dense * 2.0 * tok * D * m * F / t,
@@ -604,8 +647,8 @@ def layer_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
             f_dense * y * (tok * F / t + F * D / t + tok * D),
         ),
     ]
-    Fe = w.moe_d_ff
-    Ex = w.num_experts
+    Fe = workload.moe_d_ff
+    Ex = workload.num_experts
     tok_e = tok * per_tok_experts  # token copies through experts on this chip
     ops += [
         (
@@ -636,7 +679,7 @@ def layer_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
             unfused * UNFUSED_SCORE_BYTES_PER_ELEM / 3.0 * n_scores,
         )
     ]
-    ops += [(0.0 * tok_sp, f_moe * y * (3.0 * w.top_k + 1.0) * tok_sp * D)]
+    ops += [(0.0 * tok_sp, f_moe * y * (3.0 * workload.top_k + 1.0) * tok_sp * D)]
     flop = jnp.stack([jnp.asarray(f, dtype=float) for f, _ in ops], axis=-1)
     nbytes = jnp.stack([jnp.asarray(bb, dtype=float) for _, bb in ops], axis=-1)
     kind = jnp.asarray(
@@ -666,14 +709,14 @@ def layer_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
     return LayerOps(flop=flop, bytes=nbytes, kind=kind)
 
 
-def recompute_flop_frac(w: TransformerConfig, plan: ParallelPlan) -> jax.Array:
+def recompute_flop_frac(workload: TransformerConfig, plan: ParallelPlan) -> jax.Array:
     """Fraction of a layer's forward FLOP recomputed during the backward pass.
 
     0 without recompute; attention-core FLOP (``ATTN_CORE_OPS``) / layer FLOP with
     selective recompute (Korthikanti et al. 2022 recompute the attention core only); 1
     with full recompute.
     """
-    ops = layer_ops(w, plan)
+    ops = layer_ops(workload, plan)
     sel = jnp.sum(jnp.where(ATTN_CORE_MASK, ops.flop, 0.0), axis=-1) / jnp.sum(
         ops.flop, axis=-1
     )
@@ -681,7 +724,7 @@ def recompute_flop_frac(w: TransformerConfig, plan: ParallelPlan) -> jax.Array:
     return jnp.where(r > 1.5, 1.0, jnp.where(r > 0.5, sel, 0.0))
 
 
-def head_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
+def head_ops(workload: TransformerConfig, plan: ParallelPlan) -> LayerOps:
     """Embedding, final norm, LM head and loss for one micro-batch on one chip.
 
     With T_c = b·T/c tokens and vocabulary-parallel embedding and head (V/t per chip):
@@ -695,9 +738,9 @@ def head_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
       ``LayerOps`` with (len(HEAD_OP_NAMES),) leaves.
     """
     b, t, c = plan.mbs, plan.tp, plan.cp
-    D, V = w.d_model, w.vocab_size
+    D, V = workload.d_model, workload.vocab_size
     y = BF16_BYTES
-    tok = b * w.seq_len / c
+    tok = b * workload.seq_len / c
     tok_sp = tok / _sp_div(plan)
     ops = [
         (0.0 * tok, y * 2.0 * tok * D),
@@ -719,7 +762,7 @@ def head_ops(w: TransformerConfig, plan: ParallelPlan) -> LayerOps:
 # ------------------------------------------------------------ memory and comm
 
 
-def _params_per_chip(w: TransformerConfig, plan: ParallelPlan):
+def _params_per_chip(workload: TransformerConfig, plan: ParallelPlan):
     """(dense, expert) parameters held by one chip of the largest pipeline stage,
     before any ZeRO sharding.
 
@@ -728,18 +771,23 @@ def _params_per_chip(w: TransformerConfig, plan: ParallelPlan):
     holds the embedding; with p = 1 it also holds the LM head (and positions / norms).
     """
     t, p, e = plan.tp, plan.pp, plan.ep
-    f_moe = moe_layer_fraction(w)
-    expert = _dense_mlp_params(w, w.moe_d_ff)
-    routed_total = w.num_layers * f_moe * w.num_experts * expert
-    layer_dense = _layer_params(w, active=False) - routed_total
-    emb_mats = jnp.where(jnp.asarray(p) > 1.5, 1.0, 2.0 - w.tied_frac)
-    emb = emb_mats * w.vocab_size * w.d_model + _is_gelu(w) * w.seq_len * w.d_model
-    dense = (layer_dense / p + emb + _norm_params(w)) / t
+    f_moe = moe_layer_fraction(workload)
+    expert = _dense_mlp_params(workload, workload.moe_d_ff)
+    routed_total = workload.num_layers * f_moe * workload.num_experts * expert
+    layer_dense = _layer_params(workload, active=False) - routed_total
+    emb_mats = jnp.where(jnp.asarray(p) > 1.5, 1.0, 2.0 - workload.tied_frac)
+    emb = (
+        emb_mats * workload.vocab_size * workload.d_model
+        + _is_gelu(workload) * workload.seq_len * workload.d_model
+    )
+    dense = (layer_dense / p + emb + _norm_params(workload)) / t
     experts = routed_total / (p * t * e)
     return dense, experts
 
 
-def activation_bytes_per_layer(w: TransformerConfig, plan: ParallelPlan) -> jax.Array:
+def activation_bytes_per_layer(
+    workload: TransformerConfig, plan: ParallelPlan
+) -> jax.Array:
     """Activation bytes stored by one layer for one micro-batch on one chip.
 
     Korthikanti et al. (2022), with s = T/c (context parallelism splits the sequence),
@@ -771,16 +819,16 @@ def activation_bytes_per_layer(w: TransformerConfig, plan: ParallelPlan) -> jax.
       Models, MLSys 2023, arXiv:2205.05198, sections 4.1-5, Table 2 (the per-tensor
       count of §4.1 generalised to GQA, gated MLPs and dropout-free training).
     """
-    s = w.seq_len / plan.cp
-    b, h, a, t = plan.mbs, w.d_model, w.num_heads, plan.tp
+    s = workload.seq_len / plan.cp
+    b, h, a, t = plan.mbs, workload.d_model, workload.num_heads, plan.tp
     sbh = s * b * h
     sp = jnp.asarray(plan.sp) > 0.5
-    drop = 1.0 - w.gated_mlp  # 1-byte dropout masks (GPT-style conventions only)
-    q = w.num_heads * w.head_dim / h
-    k = w.num_kv_heads * w.head_dim / h
-    f = w.d_ff / h
-    f_moe = moe_layer_fraction(w)
-    mlp_dense = w.gated_mlp * 6.0 * f + (1.0 - w.gated_mlp) * 4.0 * f
+    drop = 1.0 - workload.gated_mlp  # 1-byte dropout masks (GPT-style conventions only)
+    q = workload.num_heads * workload.head_dim / h
+    k = workload.num_kv_heads * workload.head_dim / h
+    f = workload.d_ff / h
+    f_moe = moe_layer_fraction(workload)
+    mlp_dense = workload.gated_mlp * 6.0 * f + (1.0 - workload.gated_mlp) * 4.0 * f
     mlp_sharded = (1.0 - f_moe) * mlp_dense + f_moe * 16.0
     replicated = 4.0 + 2.0 + 2.0 + 2.0 * drop  # norms, attn/MLP inputs, masks
     sharded = 2.0 * q + 4.0 * k + 2.0 * q + mlp_sharded
@@ -794,7 +842,7 @@ def activation_bytes_per_layer(w: TransformerConfig, plan: ParallelPlan) -> jax.
     return jnp.where(r > 1.5, full, jnp.where(r > 0.5, selective, none))
 
 
-def stage_layers(w: TransformerConfig, plan: ParallelPlan):
+def stage_layers(workload: TransformerConfig, plan: ParallelPlan):
     """Transformer layers held by the first and by the second pipeline stage.
 
     Uniform split (``plan.pp_balance`` = 0): L/p on every stage. Balanced split with
@@ -807,7 +855,7 @@ def stage_layers(w: TransformerConfig, plan: ParallelPlan):
     Returns:
       ``(n_first, n_second)``, layer counts (the mean when (L + 2)/p is fractional).
     """
-    L, p = w.num_layers, plan.pp
+    L, p = workload.num_layers, plan.pp
     p_arr = jnp.asarray(p)
     bal = (jnp.asarray(plan.pp_balance) > 0.5) & (p_arr > 1.5)
     places = (L + 2.0) / p
@@ -817,7 +865,7 @@ def stage_layers(w: TransformerConfig, plan: ParallelPlan):
 
 
 def in_flight_microbatches(
-    w: TransformerConfig, plan: ParallelPlan, *, stage: int = 0
+    workload: TransformerConfig, plan: ParallelPlan, *, stage: int = 0
 ) -> jax.Array:
     """Micro-batches whose activations pipeline stage ``stage`` holds at its peak.
 
@@ -843,32 +891,37 @@ def in_flight_microbatches(
       Korthikanti et al. 2022, arXiv:2205.05198, §4.2.3.
     """
     p, v = plan.pp, plan.vpp
-    m = w.global_batch_seqs / (plan.dp * plan.mbs)
+    m = workload.global_batch_seqs / (plan.dp * plan.mbs)
     plain = jnp.minimum(p - stage, m)
     chunks = jnp.minimum(m * v, 2.0 * (p - stage - 1.0) + (v - 1.0) * p + 1.0)
     return jnp.where(jnp.asarray(v) > 1.5, chunks / v, plain)
 
 
-def _stage_params(w: TransformerConfig, plan: ParallelPlan, n_layers, *, first: bool):
+def _stage_params(
+    workload: TransformerConfig, plan: ParallelPlan, n_layers, *, first: bool
+):
     """(dense, expert) parameters of one chip of a stage holding ``n_layers`` layers
     (the first stage also holds the embedding, and the LM head when p = 1), before
     ZeRO sharding; same conventions as :func:`_params_per_chip`."""
     t, e = plan.tp, plan.ep
-    f_moe = moe_layer_fraction(w)
-    expert = _dense_mlp_params(w, w.moe_d_ff)
-    routed_total = w.num_layers * f_moe * w.num_experts * expert
-    layer_dense = _layer_params(w, active=False) - routed_total
-    frac = n_layers / w.num_layers
-    emb_mats = jnp.where(jnp.asarray(plan.pp) > 1.5, 1.0, 2.0 - w.tied_frac)
-    emb = emb_mats * w.vocab_size * w.d_model + _is_gelu(w) * w.seq_len * w.d_model
+    f_moe = moe_layer_fraction(workload)
+    expert = _dense_mlp_params(workload, workload.moe_d_ff)
+    routed_total = workload.num_layers * f_moe * workload.num_experts * expert
+    layer_dense = _layer_params(workload, active=False) - routed_total
+    frac = n_layers / workload.num_layers
+    emb_mats = jnp.where(jnp.asarray(plan.pp) > 1.5, 1.0, 2.0 - workload.tied_frac)
+    emb = (
+        emb_mats * workload.vocab_size * workload.d_model
+        + _is_gelu(workload) * workload.seq_len * workload.d_model
+    )
     emb = emb if first else 0.0
-    dense = (layer_dense * frac + emb + _norm_params(w)) / t
+    dense = (layer_dense * frac + emb + _norm_params(workload)) / t
     experts = routed_total * frac / (t * e)
     return dense, experts
 
 
 def memory_bytes(
-    w: TransformerConfig,
+    workload: TransformerConfig,
     plan: ParallelPlan,
     *,
     grad_bytes_per_param: float = BF16_BYTES,
@@ -897,23 +950,25 @@ def memory_bytes(
     z = jnp.asarray(plan.zero)
     shard_dense = plan.dp * plan.cp
     shard_exp = plan.dp * plan.cp / plan.ep
-    s = w.seq_len / plan.cp
-    sbh = s * plan.mbs * w.d_model
-    a_layer = activation_bytes_per_layer(w, plan)
+    s = workload.seq_len / plan.cp
+    sbh = s * plan.mbs * workload.d_model
+    a_layer = activation_bytes_per_layer(workload, plan)
     # full recompute: the layer being recomputed holds its whole activation set until
     # its backward is done (Chen et al. 2016: checkpoints + one segment)
-    a_none = activation_bytes_per_layer(w, plan.replace(recompute=0.0 * plan.recompute))
+    a_none = activation_bytes_per_layer(
+        workload, plan.replace(recompute=0.0 * plan.recompute)
+    )
     recompute_working = jnp.where(
         jnp.asarray(plan.recompute) > 1.5, a_none - a_layer, 0.0
     )
     head_act = jnp.where(
         jnp.asarray(plan.pp) < 1.5,
-        4.0 * sbh / plan.tp * (1.0 + w.vocab_size / w.d_model),
+        4.0 * sbh / plan.tp * (1.0 + workload.vocab_size / workload.d_model),
         0.0,
     )
 
     def stage(k: int, n_layers):
-        dense, experts = _stage_params(w, plan, n_layers, first=k == 0)
+        dense, experts = _stage_params(workload, plan, n_layers, first=k == 0)
 
         def sharded(zstage):
             on = z > zstage - 0.5
@@ -925,16 +980,20 @@ def memory_bytes(
         grads = grad_bytes_per_param * sharded(2)
         optimizer = ADAM_STATE_BYTES * sharded(1)
         acts = (
-            n_layers * a_layer * in_flight_microbatches(w, plan, stage=k)
+            n_layers * a_layer * in_flight_microbatches(workload, plan, stage=k)
             + recompute_working
         )
         if k == 0:
             acts = acts + head_act
-        return dict(weights=weights, grads=grads, optimizer=optimizer,
-                    activations=acts,
-                    total=weights + grads + optimizer + acts)
+        return dict(
+            weights=weights,
+            grads=grads,
+            optimizer=optimizer,
+            activations=acts,
+            total=weights + grads + optimizer + acts,
+        )
 
-    n_first, n_second = stage_layers(w, plan)
+    n_first, n_second = stage_layers(workload, plan)
     first = stage(0, n_first)
     second = stage(1, n_second)
     use_second = (
@@ -947,7 +1006,7 @@ def memory_bytes(
 
 
 def comm_volumes(
-    w: TransformerConfig,
+    workload: TransformerConfig,
     plan: ParallelPlan,
     *,
     grad_bytes_per_param: float = BF16_BYTES,
@@ -975,20 +1034,20 @@ def comm_volumes(
     Collectives over a group of one cost nothing; the volumes are kept.
     """
     c = plan.cp
-    X = plan.mbs * w.seq_len / c * w.d_model * BF16_BYTES
+    X = plan.mbs * workload.seq_len / c * workload.d_model * BF16_BYTES
     sp_div = _sp_div(plan)
     tp_bytes = 4.0 * X
     cp_bytes = (
         2.0
         * plan.mbs
-        * w.seq_len
-        * _kv_heads_per_chip(w, plan)
-        * w.head_dim
+        * workload.seq_len
+        * _kv_heads_per_chip(workload, plan)
+        * workload.head_dim
         * BF16_BYTES
     )
-    ep_bytes = moe_layer_fraction(w) * 2.0 * w.top_k * X / sp_div
+    ep_bytes = moe_layer_fraction(workload) * 2.0 * workload.top_k * X / sp_div
     pp_bytes = X / sp_div
-    dense, experts = _params_per_chip(w, plan)
+    dense, experts = _params_per_chip(workload, plan)
     dp_grad = grad_bytes_per_param * (dense + experts)
     zero3 = jnp.where(
         jnp.asarray(plan.zero) > 2.5, 2.0 * BF16_BYTES * (dense + experts), 0.0

@@ -131,3 +131,26 @@ def test_searched_tp_groups_do_not_straddle_a_node():
     assert tps and tps <= {1.0, 2.0, 4.0, 8.0}
     g = get_model("gpt3-175b").replace(global_batch_seqs=48.0)  # 96 heads: 3 divides
     assert 3.0 in set(np.asarray(enumerate_plans(g, 24, None).tp).tolist())
+
+
+def test_bloom_blank_plan_keeps_its_framework_recompute(tmp_path, capsys):
+    # BLOOM-176B on 384 A100 (P0005, a 2022 Megatron-DeepSpeed run) with every plan
+    # column blank: the framework default of its year (full recompute, sourced in
+    # framework_defaults.csv) is filled and reported, the rest is searched, and the
+    # predicted throughput lies within 0.85-1.25 of the logged 103.8 tokens/s/chip
+    # (1.46 when the row had no year: no rule applied and the search dropped recompute)
+    tool = importlib.util.spec_from_file_location(
+        "production_check", ROOT / "tools" / "production_check.py")
+    mod = importlib.util.module_from_spec(tool)
+    tool.loader.exec_module(mod)
+    df = pd.read_csv(ROOT / "tests" / "data" / "production_runs.csv", dtype=str,
+                     keep_default_na=False)
+    row = df[df.row_id == "P0005"].copy()
+    assert row["year"].tolist() == ["2022"]
+    for c in calibrate.PLAN_COLUMNS:
+        row[c] = ""
+    out = mod.predict(row, tmp_path, "bloom").iloc[0]
+    assert "recompute=full" in out.fills
+    assert "-rfull-" in out.pred_plan and out.pred_plan.endswith("-unfused-ppb")
+    assert bool(out.pred_fits)
+    assert 0.85 <= mod.ratio(out)[0] <= 1.25

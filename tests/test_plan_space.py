@@ -67,8 +67,12 @@ def test_fp8_plans_are_scored_at_the_fp8_peak():
     # the reported step time is the scorer's at the plan's own precision (same
     # program, x64; rtol 1e-9 for summation order), and the other format is slower
     # for an FP8 plan (faster for a BF16 one)
+    # the plan carries its precision (fp8 leaf, "-fp8" in its text): the other format
+    # is the plan with that leaf flipped
+    assert np.asarray(top.fp8).tolist() == flag.tolist()
+    assert all(r.plan_str.endswith("-fp8") == (r.precision == "fp8") for r in found)
     own = np.asarray(times(top, flag))
-    other = np.asarray(times(top, 1.0 - flag))
+    other = np.asarray(times(top.replace(fp8=1.0 - flag), 1.0 - flag))
     got = np.asarray([float(r.step_time.total_s) for r in found[:4]])
     np.testing.assert_allclose(got, own, rtol=1e-9)
     assert np.all(np.where(flag > 0.5, own < other, own > other))

@@ -74,6 +74,7 @@ PLAN_FIELDS = (
     "tp_overlap",
     "pp_balance",
     "dp_overlap",
+    "fp8",
 )
 
 
@@ -115,6 +116,11 @@ class ParallelPlan:
         forward (Megatron-Core ``--overlap-grad-reduce --overlap-param-gather``, the
         NeMo / Megatron-Bridge recipe default, MegaScale, FSDP); 0.0 when the
         reduction mostly follows the backward pass. Fitted overlap fractions for each.
+      fp8: 1.0 when the linear layers' GEMMs run in FP8 (Transformer Engine recipes,
+        DeepSeek-V3's fine-grained FP8); 0.0 at the run's precision (BF16 unless the
+        caller passes ``precision="fp8"``). A plan dimension of the search (scored at
+        the chip's FP8 peak, BF16 where the chip has none): the step time uses FP8
+        where either this leaf or the caller's precision says so.
     """
 
     dp: jax.Array | float
@@ -132,6 +138,7 @@ class ParallelPlan:
     tp_overlap: jax.Array | float = 0.0
     pp_balance: jax.Array | float = 0.0
     dp_overlap: jax.Array | float = 0.0
+    fp8: jax.Array | float = 0.0
 
     @classmethod
     def create(
@@ -152,6 +159,7 @@ class ParallelPlan:
         tp_overlap: bool = False,
         pp_balance: bool = False,
         dp_overlap: bool = False,
+        fp8: bool = False,
     ) -> ParallelPlan:
         """Validate concrete degrees and build a plan with float leaves.
 
@@ -187,6 +195,7 @@ class ParallelPlan:
             tp_overlap=1.0 if tp_overlap else 0.0,
             pp_balance=1.0 if pp_balance else 0.0,
             dp_overlap=1.0 if dp_overlap else 0.0,
+            fp8=1.0 if fp8 else 0.0,
         )
 
 
@@ -247,6 +256,7 @@ _SUFFIXES = (
     ("tp_overlap", "-tpo", True),
     ("pp_balance", "-ppb", True),
     ("dp_overlap", "-dpo", True),
+    ("fp8", "-fp8", True),
 )
 
 
@@ -255,7 +265,8 @@ def plan_to_str(plan: ParallelPlan) -> str:
     appended without sequence parallelism, ``-unfused`` with unfused attention,
     ``-fa2a`` with a fused expert dispatcher, ``-tpo`` with TP communication pipelined
     with the GEMMs, ``-ppb`` with pipeline stages balanced around the LM head, ``-dpo``
-    with the gradient reduction overlapped bucket by bucket)."""
+    with the gradient reduction overlapped bucket by bucket, ``-fp8`` with the linear
+    layers' GEMMs in FP8)."""
     v = {k: float(np.asarray(getattr(plan, k))) for k in PLAN_FIELDS}
     rec = _RECOMPUTE_TAGS[Recompute(int(round(v["recompute"])))]
     s = "-".join(

@@ -172,6 +172,21 @@ def gemm_peak_flop_per_s(chip: ChipSpec, precision) -> jax.Array:
                      jnp.asarray(chip.peak_flop_per_s_bf16))
 
 
+def run_precision(precision, plan: ParallelPlan):
+    """The GEMM precision a plan runs at: FP8 where the caller's ``precision`` says
+    so ("fp8", or a numeric flag > 0.5) or the plan's ``fp8`` leaf is set, else BF16.
+
+    Returns "fp8" (static) when the caller's precision is the text "fp8", otherwise a
+    numeric flag (1 = FP8) for :func:`gemm_peak_flop_per_s`.
+    """
+    if isinstance(precision, str):
+        if Precision(precision.lower()) == Precision.FP8:
+            return Precision.FP8.value
+        precision = 0.0
+    return jnp.maximum(jnp.asarray(precision, dtype=jnp.result_type(float)),
+                       jnp.asarray(plan.fp8))
+
+
 def _parts(phys: PhysicalParams, chip: ChipSpec, workload: TransformerConfig,
            plan: ParallelPlan, precision) -> _Parts:
     ops = layer_ops(workload, plan)
@@ -181,7 +196,7 @@ def _parts(phys: PhysicalParams, chip: ChipSpec, workload: TransformerConfig,
     # triangle, so it executes CAUSAL_ATTN_WORK_FRAC of the full-count FLOP of
     # ``layer_ops`` (the MFU convention counts them in full). An unfused attention
     # (``plan.flash_attn`` = 0) computes the full square with batched GEMMs.
-    peak_mm = gemm_peak_flop_per_s(chip, precision)
+    peak_mm = gemm_peak_flop_per_s(chip, run_precision(precision, plan))
     peak_ops = jnp.where(ATTN_CORE_MASK, jnp.asarray(chip.peak_flop_per_s_bf16),
                          peak_mm)
     flop_exec = jnp.where(is_flash, CAUSAL_ATTN_WORK_FRAC * ops.flop, ops.flop)
@@ -341,7 +356,7 @@ def predict_step_time_physical(phys: PhysicalParams, hardware: ClusterSpec,
     t_stage = lps * per_layer + head + parts.pp_mb
     bubble_s = (p - 1.0) / v * t_stage
     chips = plan.dp * plan.tp * plan.pp * plan.cp
-    peak = gemm_peak_flop_per_s(chip, precision)
+    peak = gemm_peak_flop_per_s(chip, run_precision(precision, plan))
     return _finish(
         phys, workload, plan,
         compute_s=m * (lps * parts.t_layer + head),
@@ -498,7 +513,7 @@ def _hetero_pipeline(group_phys, clusters, workload, plans, precision) -> StepTi
     fits = jnp.prod(jnp.stack([_fits(pt.mem, pt.cap) for pt in parts_g]))
     chips = sum(pl.dp * pl.tp * pl.pp * pl.cp for pl in plans)
     peak_total = sum(pl.dp * pl.tp * pl.pp * pl.cp
-                     * peak_flop_per_s(cl.chip, precision=precision)
+                     * gemm_peak_flop_per_s(cl.chip, run_precision(precision, pl))
                      for pl, cl in zip(plans, clusters, strict=True))
     return _finish(
         group_phys[-1], workload, plans[-1],
@@ -583,7 +598,7 @@ def hetero_data_parallel(phys: list[PhysicalParams], clusters: tuple[ClusterSpec
     overhead_frac = sum(phys.overhead_frac for phys in group_phys) / n_groups
     chips = sum(pl.dp * pl.tp * pl.pp * pl.cp for pl in plans)
     peak_total = sum(pl.dp * pl.tp * pl.pp * pl.cp
-                     * peak_flop_per_s(cl.chip, precision=precision)
+                     * gemm_peak_flop_per_s(cl.chip, run_precision(precision, pl))
                      for pl, cl in zip(plans, clusters, strict=True))
     # groups' totals already hold their own overhead; remove it and re-apply once
     st = _finish(

@@ -25,7 +25,7 @@ from jaxcost.model.workload import TransformerConfig, tokens_per_step
 from jaxcost.search import sweep
 from jaxcost.search.plans import DEFAULT_CHUNK_SIZE
 from jaxcost.search.score import plan_time_s_physical
-from jaxcost.search.space import PlanSpace, enumerate_plans
+from jaxcost.search.space import PlanSpace, enumerate_plans, space_precisions
 
 __all__ = ["ThroughputCurve", "count_grid", "throughput_curves"]
 
@@ -40,7 +40,10 @@ class ThroughputCurve:
       tokens_per_s: best-plan tokens/s at each count (0 where no plan fits).
       plans: best plan string at each count ("" where none fits).
       step_s: best step time at each count, s (inf where none fits).
-      num_plans: plans evaluated at each count.
+      num_plans: plans evaluated at each count (each precision counted once per
+        plan).
+      precisions: the best plan's GEMM precision at each count ("bf16" or "fp8";
+        "" where none fits).
     """
 
     key: str
@@ -49,6 +52,12 @@ class ThroughputCurve:
     plans: tuple[str, ...]
     step_s: np.ndarray
     num_plans: np.ndarray
+    precisions: tuple[str, ...] = ()
+
+    def precision_at(self, i: int) -> str:
+        """The precision of the best plan at count index ``i`` ("bf16" when the
+        curve was built before precisions were recorded)."""
+        return self.precisions[i] if self.precisions else Precision.BF16.value
 
 
 def count_grid(
@@ -106,7 +115,7 @@ def throughput_curves(
     counts: Sequence[np.ndarray],
     *,
     space: PlanSpace | None = None,
-    precision: Precision | str = Precision.BF16,
+    precision: Precision | str | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     max_plans: int = 200_000,
     progress: bool = False,
@@ -124,6 +133,10 @@ def throughput_curves(
       workload: ``TransformerConfig``.
       chips: ``ChipSpec`` per type.
       counts: chip counts per type.
+      space: the plans searched; its ``precisions`` are a plan dimension (FP8 only on
+        chips with an FP8 peak, :func:`jaxcost.search.space.space_precisions`): each
+        plan is scored at each of them, as in :func:`jaxcost.search.plans.best_plan`.
+      precision: one precision for every plan (None: ``space.precisions``).
       max_plans: largest number of plans per chip type; larger counts beyond it are
         left out (throughput 0).
 
@@ -133,12 +146,19 @@ def throughput_curves(
     for t, cnts in enumerate(counts):
         check_chip_count(cnts, name=f"counts[{t}]")
     tps = tokens_per_step(workload)
-    blocks, owner_t, owner_c, nplans = [], [], [], []
+    s = PlanSpace() if space is None else space
+    blocks, owner_t, owner_c, flags, nplans = [], [], [], [], []
     for t, (chip, cnts) in enumerate(zip(chips, counts, strict=True)):
+        precs = (
+            (Precision(str(precision).lower()),)
+            if precision is not None
+            else space_precisions(s, chip)
+        )
+        f8 = np.asarray([1.0 if p == Precision.FP8 else 0.0 for p in precs])
         total = 0
         per = []
         for i, n in enumerate(np.asarray(cnts, dtype=np.int64)):
-            pl = enumerate_plans(workload, int(n), chip, space)
+            pl = enumerate_plans(workload, int(n), chip, s)
             m = sweep.batch_size(pl) if jax.tree.leaves(pl) else 0
             if m and total + m > max_plans:
                 warnings.warn(
@@ -151,16 +171,23 @@ def throughput_curves(
                 m = 0
             per.append(m)
             if m:
-                blocks.append(pl)
-                owner_t.append(np.full(m, t))
-                owner_c.append(np.full(m, i))
+                # one row per (plan, precision)
+                reps = f8.size
+                tiled = jax.tree.map(lambda x, r=reps: np.tile(np.asarray(x), r), pl)
+                # the plan carries its precision (``fp8`` leaf, "-fp8" in its text)
+                blocks.append(tiled.replace(fp8=np.repeat(f8, m)))
+                owner_t.append(np.full(m * f8.size, t))
+                owner_c.append(np.full(m * f8.size, i))
+                flags.append(np.repeat(f8, m))
                 total += m
         nplans.append(np.asarray(per, dtype=np.int64))
     steps = [np.full(len(c), np.inf) for c in counts]
     plan_s = [[""] * len(c) for c in counts]
+    prec_s = [[""] * len(c) for c in counts]
     if blocks:
         allp = jax.tree.map(lambda *x: np.concatenate(x), *blocks)
         ot, oc = np.concatenate(owner_t), np.concatenate(owner_c)
+        fl = np.concatenate(flags)
         ncount = np.concatenate(
             [
                 np.asarray(counts[t], np.float64)[oc[ot == t]]
@@ -175,7 +202,7 @@ def throughput_curves(
         )
 
         def score(row):
-            p, n, t = row
+            p, n, t, f = row
             chip = jax.tree.map(lambda x: jnp.asarray(x)[t], stacked_chip)
             pp = jax.tree.map(lambda x: jnp.asarray(x)[t], stacked_pp)
             return plan_time_s_physical(
@@ -183,12 +210,12 @@ def throughput_curves(
                 ClusterSpec(chip=chip, num_chips=n),
                 workload,
                 p,
-                precision=precision,
+                precision=f,
             )
 
         scores, _ = sweep.sweep_map(
             score,
-            (allp, ncount, ot.astype(np.int32)),
+            (allp, ncount, ot.astype(np.int32), fl),
             chunk_size=chunk_size,
             progress=progress,
             desc="throughput curves",
@@ -202,6 +229,9 @@ def throughput_curves(
             if np.isfinite(scores[j]):
                 steps[t][i] = scores[j]
                 plan_s[t][i] = plan_to_str(plan_at(allp, int(j)))
+                prec_s[t][i] = (
+                    Precision.FP8 if fl[j] > 0.5 else Precision.BF16
+                ).value
     out = []
     for t, chip in enumerate(chips):
         st = steps[t]
@@ -214,6 +244,7 @@ def throughput_curves(
                 plans=tuple(plan_s[t]),
                 step_s=st,
                 num_plans=nplans[t],
+                precisions=tuple(prec_s[t]),
             )
         )
     return out

@@ -174,7 +174,9 @@ def best_plan(
     flags = np.repeat(
         np.asarray([1.0 if p == Precision.FP8 else 0.0 for p in precs]), num
     )
-    batch = (jax.tree.map(lambda x: np.tile(np.asarray(x), len(precs)), plans), flags)
+    tiled = jax.tree.map(lambda x: np.tile(np.asarray(x), len(precs)), plans)
+    # the plan carries its precision (``fp8`` leaf, "-fp8" in its text)
+    batch = (tiled.replace(fp8=np.maximum(np.asarray(tiled.fp8), flags)), flags)
     phys = physical(params, cluster.chip)
 
     def score(pf):

@@ -268,6 +268,7 @@ def enumerate_plans(
         "tp_overlap": const(s.tp_overlap),
         "pp_balance": _balance_leaf(s.pp_balance, float(w.num_layers), p_, v_),
         "dp_overlap": const(s.dp_overlap),
+        "fp8": const(False),  # the precision axis is added by the scorers
     }
     keep = np.ones(idx.shape, dtype=bool)
     if isinstance(s.pp_balance, str):

@@ -94,26 +94,34 @@ def test_llama3_405b_production_plan_fits():
 
 
 def test_memory_model_against_published_measurements():
-    # data/benchmarks/memory.csv: 36 published peak-memory readings (torchtitan tables,
-    # Megatron-LM CI golden values, FlagPerf, Trainy). The Megatron CI rows are exact
-    # peak allocated bytes: the model's accounting must hold there (10 %). Over all rows
-    # the error is recorded as measured (median APE 24.4 % and MAPE 33.8 % on
-    # 2026-12-05; 24.5 % and 32.9 % once GQA, gated MLPs, dropout-free Llama-style
-    # layers, the m·v cap of interleaved schedules and the working set of full
-    # recompute were counted: the model still leaves out fp32 logits, allocator
-    # reserve and framework buffers); the bounds guard against regressions.
+    # data/benchmarks/memory.csv: 46 published peak-memory readings (torchtitan tables,
+    # Megatron-LM CI golden values incl. 10 MoE runs, FlagPerf, Trainy). The dense
+    # Megatron CI rows are exact peak allocated bytes: the model's accounting must hold
+    # there (10 %). Over all rows the error is recorded as measured (median APE 24.4 %
+    # and MAPE 33.8 % on 2026-12-05; 24.5 % and 32.9 % once GQA, gated MLPs,
+    # dropout-free Llama-style layers, the m·v cap of interleaved schedules and the
+    # working set of full recompute were counted; 24.3 % and 30.3 % over 46 rows once
+    # MoE layers store k copies of each token's expert activations: the model still
+    # leaves out fp32 logits, allocator reserve and framework buffers); the bounds
+    # guard against regressions.
     mc = _memory_check()
     with open(ROOT / "data" / "benchmarks" / "memory.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) >= 10
-    errs, clean = [], []
+    errs, clean, moe = [], [], []
     for r in rows:
         _, pred = mc.predict(r, package_grads=False)
         e = pred / float(r["measured_bytes_per_chip"]) - 1.0
         errs.append(abs(e))
         if r["group"] == "megatron_ci_7b":
             clean.append(abs(e))
+        if r["group"].startswith("megatron_") and (r.get("experts") or "1") != "1":
+            moe.append(e)
     assert clean and max(clean) < 0.10
+    # MoE (Megatron CI, Mixtral 8x7B release run): k expert copies per token counted;
+    # the small CI models are still under-predicted (framework buffers), by < 40 %
+    assert len(moe) >= 10 and max(abs(x) for x in moe) < 0.40
+    assert statistics.median(moe) > -0.25
     assert statistics.median(errs) < 0.30
     assert statistics.fmean(errs) < 0.34
 

@@ -16,11 +16,22 @@ with no ``arch_model`` states its conventions with a tag in ``notes``, e.g.
 ``[mlp=gelu tied=false]``. The same tag may carry ``grad_bytes=4`` (the framework keeps
 fp32 gradients, e.g. Megatron's main grads under bf16), passed to ``memory_bytes`` as
 ``grad_bytes_per_param``; ``--package-grads`` ignores it (the package default, 2 B).
-``flash=0`` would select the unfused attention (every row here uses a fused kernel).
+``flash=0`` selects the unfused attention (the T×T scores are stored).
+
+Mixture-of-experts rows take ``experts``, ``topk`` and the MoE columns
+``moe_ffn_hidden`` (blank: ``ffn_hidden``), ``moe_shared_ffn`` (total inner size of the
+shared experts, rounded to whole experts of ``moe_ffn_hidden``) and ``moe_dense_layers``
+(leading dense layers). An expert-tensor-parallel size ``etp`` other than ``tp`` is
+mapped to jaxcost's expert-parallel degree ep' = etp·ep/tp (same expert shard, same
+expert-data-parallel group); ``moe_dispatcher``, ``moe_grouped_gemm`` and
+``recompute_modules`` are recorded for reference and not passed to the model.
 
 Output: one line per row (row_id, model, plan, measured GiB, predicted GiB, ratio =
 predicted / measured, error), then the median and mean absolute percentage error,
-overall and per group.
+overall and per group. Rows with ``steady_allocated_bytes`` (memory allocated between
+steps: weights, gradients, optimizer state, persistent buffers) get a second table that
+splits the peak into that steady part, compared with weights + grads + optimizer, and
+the rest (peak − steady), compared with the predicted activations.
 """
 
 from __future__ import annotations
@@ -59,6 +70,44 @@ def _int(row: dict, col: str, default: int | None = None) -> int:
     return int(float(cell))
 
 
+def _moe_fields(row: dict, d_ff: int, experts: int) -> dict:
+    """MoE keywords of ``jc.TransformerConfig.create`` from the row's MoE columns.
+
+    ``moe_ffn_hidden`` blank: the experts have the dense ``ffn_hidden`` (Megatron's
+    default). ``moe_shared_ffn`` is the total inner size of the shared experts
+    (Megatron's ``--moe-shared-expert-intermediate-size``); jaxcost counts shared
+    experts of size ``moe_d_ff``, so it is rounded to the nearest whole number of
+    experts (at least one).
+    """
+    if experts <= 1:
+        return {}
+    moe_d_ff = _int(row, "moe_ffn_hidden", d_ff)
+    shared_ffn = _int(row, "moe_shared_ffn", 0)
+    shared = max(1, round(shared_ffn / moe_d_ff)) if shared_ffn else 0
+    return dict(moe_d_ff=moe_d_ff, num_shared_experts=shared,
+                num_dense_layers=_int(row, "moe_dense_layers", 0))
+
+
+def _plan_ep(row: dict, tp: int) -> int:
+    """Expert-parallel degree in jaxcost's convention.
+
+    jaxcost shards the routed experts over tp·ep and their optimizer state over
+    dp·cp/ep ranks. Megatron with an expert-tensor-parallel size etp != tp shards
+    them over etp·ep, with an expert-data-parallel group of tp·dp·cp/(etp·ep);
+    ep' = etp·ep/tp gives the same expert shard and the same expert-DP group (and
+    the same count of expert activation elements per chip). ``etp`` blank means
+    etp = tp.
+    """
+    ep = _int(row, "ep", 1)
+    etp = _int(row, "etp", tp)
+    if etp == tp:
+        return ep
+    if (etp * ep) % tp:
+        raise ValueError(f"{row['row_id']}: etp*ep = {etp * ep} is not a multiple "
+                         f"of tp = {tp}; no jaxcost ep matches")
+    return etp * ep // tp
+
+
 def build(row: dict, *, package_grads: bool):
     """(TransformerConfig, ParallelPlan, grad_bytes) for one row."""
     tags = _tags(row.get("notes", ""))
@@ -73,16 +122,19 @@ def build(row: dict, *, package_grads: bool):
         mlp, tied = tags["mlp"], tags["tied"].lower() == "true"
     hidden, heads = _int(row, "hidden"), _int(row, "heads")
     experts = _int(row, "experts", 1)
+    d_ff = _int(row, "ffn_hidden")
     w = jc.TransformerConfig.create(
         name=row["model"], num_layers=_int(row, "layers"), d_model=hidden,
         num_heads=heads, num_kv_heads=_int(row, "kv_heads", heads),
-        head_dim=hidden // heads, d_ff=_int(row, "ffn_hidden"),
+        head_dim=hidden // heads, d_ff=d_ff,
         vocab_size=_int(row, "vocab"), seq_len=_int(row, "seq_len"),
         global_batch_seqs=_int(row, "gbs_seqs"), num_experts=experts,
-        top_k=_int(row, "topk", 1), mlp=mlp, tied_embeddings=tied)
+        top_k=_int(row, "topk", 1), mlp=mlp, tied_embeddings=tied,
+        **_moe_fields(row, d_ff, experts))
+    tp = _int(row, "tp", 1)
     plan = jc.ParallelPlan.create(
-        dp=_int(row, "dp"), tp=_int(row, "tp", 1), pp=_int(row, "pp", 1),
-        cp=_int(row, "cp", 1), ep=_int(row, "ep", 1), vpp=_int(row, "vpp", 1),
+        dp=_int(row, "dp"), tp=tp, pp=_int(row, "pp", 1),
+        cp=_int(row, "cp", 1), ep=_plan_ep(row, tp), vpp=_int(row, "vpp", 1),
         mbs=_int(row, "mbs"), zero=_int(row, "zero_fsdp", 0),
         recompute=(row.get("recompute") or "none").strip(),
         sp=(row.get("sp") or "").strip().lower() == "yes",
@@ -148,7 +200,34 @@ def main(argv: list[str] | None = None) -> int:
     if default_errs:
         print(_summary("all rows, package default grad_bytes_per_param=2",
                        default_errs))
+    _print_split(rows, package_grads=args.package_grads)
     return 0
+
+
+def _print_split(rows: list[dict], *, package_grads: bool) -> None:
+    """Steady (between-step) and transient (peak − steady) parts, measured vs model."""
+    split = [r for r in rows if (r.get("steady_allocated_bytes") or "").strip()]
+    if not split:
+        return
+    print()
+    print("split of the peak (rows with steady_allocated_bytes), GiB: steady = "
+          "allocated between steps vs weights + grads + optimizer; transient = "
+          "peak - steady vs activations")
+    print(f"{'row':6} {'steady':>7} {'w+g+o':>7} {'err':>7} {'transnt':>7} "
+          f"{'acts':>7} {'err':>7}")
+    for row in split:
+        try:
+            w, plan, g = build(row, package_grads=package_grads)
+        except (ValueError, jc.JaxcostError):
+            continue
+        mem = jc.memory_bytes(w, plan, grad_bytes_per_param=g)
+        peak = float(row["measured_bytes_per_chip"])
+        steady = float(row["steady_allocated_bytes"])
+        static = float(mem.weights + mem.grads + mem.optimizer)
+        acts = float(mem.activations)
+        print(f"{row['row_id']:6} {steady / GIB:7.3f} {static / GIB:7.3f} "
+              f"{100 * (static / steady - 1):+6.1f}% {(peak - steady) / GIB:7.3f} "
+              f"{acts / GIB:7.3f} {100 * (acts / (peak - steady) - 1):+6.1f}%")
 
 
 if __name__ == "__main__":

@@ -808,8 +808,14 @@ def activation_bytes_per_layer(
     and the masks (10 of 34) are replicated over the TP ranks without SP.
     Llama-style models (``gated_mlp`` = 1, the package's convention switch) train
     without dropout: no masks, and an unfused attention stores only its softmax
-    output (2·a·s/h instead of 5·a·s/h). MoE layers keep the GPT MLP count (F = 4h),
-    a known approximation. The a·s/h terms are the stored T×T scores of an unfused
+    output (2·a·s/h instead of 5·a·s/h). An MoE layer stores, per routed copy of a
+    token (k per token), the dispatched input (2), the expert's intermediates
+    (6·F_e/D gated, 4·F_e/D GELU) and the expert output kept for the weighted
+    combine's backward (2), plus each shared expert's intermediates (Mixtral 8x7B:
+    2·(2 + 21 + 2) = 50 where a fixed GPT MLP count gave 16; checked against Megatron-LM
+    CI memory readings, ``data/benchmarks/memory.csv`` M0037-M0046). Framework savings
+    below this count (FP8 caches of linear inputs, recomputed SwiGLU outputs or
+    up-projections, arXiv:2412.19437 §3.3) are not represented. The a·s/h terms are the stored T×T scores of an unfused
     attention (``plan.flash_attn`` = 0); a flash-style kernel keeps no score matrix,
     so without recompute it stores what selective recompute stores (its per-row
     softmax statistics, 4·a·s·b bytes, are neglected).
@@ -828,8 +834,16 @@ def activation_bytes_per_layer(
     k = workload.num_kv_heads * workload.head_dim / h
     f = workload.d_ff / h
     f_moe = moe_layer_fraction(workload)
-    mlp_dense = workload.gated_mlp * 6.0 * f + (1.0 - workload.gated_mlp) * 4.0 * f
-    mlp_sharded = (1.0 - f_moe) * mlp_dense + f_moe * 16.0
+    mlp_per = workload.gated_mlp * 6.0 + (1.0 - workload.gated_mlp) * 4.0
+    mlp_dense = mlp_per * f
+    # an MoE layer: every routed copy of a token stores its dispatched input (2), its
+    # expert's intermediates (mlp_per·F_e/h) and the expert output the weighted
+    # combine needs for its backward (2); every shared expert its intermediates
+    f_e = workload.moe_d_ff / h
+    mlp_moe = workload.top_k * (4.0 + mlp_per * f_e) + (
+        workload.num_shared_experts * mlp_per * f_e
+    )
+    mlp_sharded = (1.0 - f_moe) * mlp_dense + f_moe * mlp_moe
     replicated = 4.0 + 2.0 + 2.0 + 2.0 * drop  # norms, attn/MLP inputs, masks
     sharded = 2.0 * q + 4.0 * k + 2.0 * q + mlp_sharded
     scores = (1.0 - jnp.asarray(plan.flash_attn)) * (2.0 + 3.0 * drop) * a * s / h

@@ -101,7 +101,7 @@ def analyse(model_name, restrict_tp8):
     tps = C.tokens_per_step(w)
     n_ref = nearest_valid_count(w, h100, CLAIM_COUNT)
     h800_counts = np.arange(n_ref, 2 * n_ref + 1, 8)
-    kw = {}
+    kw = dict(C.PLANS)  # the same space (and precisions) as the reference
     ref_plans = tp8_plans(w, n_ref, h100) if restrict_tp8 else None
     ref = jc.best_plan(
         cal.params,

@@ -38,8 +38,10 @@ CLAIMS_PATH = ROOT / "experiments" / "claims.csv"
 SEED = 0
 #: Options of the searched plans: the gradient reduction overlapped bucket by bucket
 #: with the backward pass, the recipe default of the Megatron-Core frameworks (NeMo,
-#: Megatron-Bridge; see data/benchmarks/software_rules.csv, column dp_comm_overlap).
-PLANS = {"dp_overlap": True}
+#: Megatron-Bridge; see data/benchmarks/software_rules.csv, column dp_comm_overlap),
+#: and FP8 GEMMs tried as a plan dimension on chips with an FP8 peak (Transformer
+#: Engine recipes; BF16 elsewhere).
+PLANS = {"dp_overlap": True, "precisions": ("bf16", "fp8")}
 
 
 def setup() -> float:

@@ -19,7 +19,7 @@ import pytest
 from jaxcost.calibrate.predict_rows import at_run_precision, run_peak_flop_per_s
 from jaxcost.cli.app import main
 from jaxcost.errors import DataError
-from jaxcost.io import schema
+from jaxcost.io import runs as run_schema
 from jaxcost.io.benchmarks import runs_frame
 from jaxcost.io.paths import data_dir
 from jaxcost.model.hardware import load_chips
@@ -48,7 +48,7 @@ def params_json(tmp_path):
 
 
 def test_published_raw_runs_at_least_90_percent_predictable():
-    table = schema.read_runs(RAW, require_measured=False)
+    table = run_schema.read_runs(RAW, require_measured=False)
     n, ok = len(table), len(table.valid_rows())
     assert n >= 50
     assert ok >= 0.9 * n, [str(p) for p in table.all_problems()]
@@ -82,8 +82,8 @@ def test_published_raw_runs_validate_every_problem_at_once(capsys):
     ],
 )
 def test_model_names_resolve(label, name):
-    labels, _ = schema.model_tables(data_dir())
-    assert schema.resolve_model(label, labels) == name
+    labels, _ = run_schema.model_tables(data_dir())
+    assert run_schema.resolve_model(label, labels) == name
 
 
 @pytest.mark.parametrize(
@@ -98,14 +98,14 @@ def test_model_names_resolve(label, name):
     ],
 )
 def test_chip_labels_resolve(label, key):
-    labels, keys = schema.chip_tables(data_dir())
-    assert schema.resolve_chip(label, labels, keys)[0] == key
+    labels, keys = run_schema.chip_tables(data_dir())
+    assert run_schema.resolve_chip(label, labels, keys)[0] == key
 
 
 def test_unknown_chip_suggests():
-    labels, keys = schema.chip_tables(data_dir())
+    labels, keys = run_schema.chip_tables(data_dir())
     with pytest.raises(DataError, match="did you mean"):
-        schema.resolve_chip("H10", labels, keys)
+        run_schema.resolve_chip("H10", labels, keys)
 
 
 # ------------------------------------------------------------------ errors
@@ -119,7 +119,7 @@ def test_bad_row_gives_one_line_naming_file_row_column(tmp_path):
         + "b,llama2-7b,H10,8,64,4096,1,1,8,10\n"
         + "c,llama2-7b,H800,8,64,4096,1,1,8,-3\n",
     )
-    table = schema.read_runs(p)
+    table = run_schema.read_runs(p)
     assert table.valid_rows() == [0]
     chip = str(table.problems[1][0])
     assert chip.startswith(f"{p} row 2 (line 3), column 'chip': unknown chip 'H10'")
@@ -165,7 +165,7 @@ def test_fills_never_overwrite_and_are_reported(tmp_path):
         "LLaMA-2-70B,,H800-SXM,64,4M,41%,Megatron-DeepSpeed,2021,none at 8K\n"
         "LLaMA-2-70B,,H800-SXM,64,4M,41%,Megatron-DeepSpeed,,\n",
     )
-    table = schema.read_runs(p)
+    table = run_schema.read_runs(p)
     assert not table.all_problems()
     first, second, third = table.values
     assert third["recompute"] is None  # a rule of 2021-22 needs the run's year
@@ -191,7 +191,7 @@ def test_published_notations_read_in_one_place(tmp_path):
         '"64 (8 nodes)",ZeRO (DP 128),RMSNorm and MLA up-projection,FP8-CS,'
         '"1,607.5"\n',
     )
-    table = schema.read_runs(p)
+    table = run_schema.read_runs(p)
     assert not table.all_problems(), [str(x) for x in table.all_problems()]
     v = table.values[0]
     assert (v["experts"], v["n_chips"], v["gbs_seqs"]) == (160, 960, 9216)
@@ -217,7 +217,7 @@ def test_fp32_and_tf32_runs_use_their_peak(tmp_path):
         "llama2-70b,H800,64,64,4096,8,1,8,fp32\n"
         "llama2-70b,H800,64,64,4096,8,1,8,mixed (fp16)\n",
     )
-    frame = runs_frame(schema.read_runs(p, require_measured=False))
+    frame = runs_frame(run_schema.read_runs(p, require_measured=False))
     from jaxcost.calibrate.batches import runs_to_arrays
 
     frame["target"], frame["step_time_s"] = "step_time_s", 1.0
@@ -297,7 +297,7 @@ def test_any_bad_cell_is_a_one_line_problem(tmp_path, column):
         p = tmp_path / f"r{k}.csv"
         with p.open("w", newline="") as fh:
             csv.writer(fh).writerows([head, row])
-        table = schema.read_runs(p)  # never raises for a bad cell
+        table = run_schema.read_runs(p)  # never raises for a bad cell
         for prob in table.all_problems():
             text = str(prob)
             assert "\n" not in text and text.startswith(f"{p} row 1 (line 2)")

@@ -1,4 +1,4 @@
-"""The command's persistent compilation cache (``jaxcost.cli.app``): where it is, how
+"""The command's persistent compilation cache (``jaxcost.cli.common``): where it is, how
 it is turned off, and that a command fills it (subprocesses: the cache is decided once
 per process, and the library itself never sets it)."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxcost.cli.app import CACHE_DIR_ENV, NO_CACHE_ENV, compilation_cache_dir
+from jaxcost.cli.common import CACHE_DIR_ENV, NO_CACHE_ENV, compilation_cache_dir
 
 
 def test_cache_dir_default_override_and_off(monkeypatch, tmp_path):

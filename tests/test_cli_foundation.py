@@ -78,7 +78,8 @@ def test_malformed_chip_row_subprocess(tmp_path):
     bad = _bad_chips(tmp_path)
     out = tmp_path / "out.csv"
     res = _run("classify", "--chips", str(bad), "--out", str(out))
-    _assert_clean_error(res, str(bad), "row 3", "column 'peak_flop_per_s_bf16'")
+    _assert_clean_error(res, str(bad), "row 2 (line 3)",
+                        "column 'peak_flop_per_s_bf16'")
     assert not out.exists()
 
 

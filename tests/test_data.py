@@ -285,7 +285,7 @@ def test_bad_input_one_line_error(tmp_path, chips, changes, column, row, fragmen
     assert f"column '{column}'" in msg
     assert fragment in msg
     if row is not None:
-        assert f"row {row} (header = row 1)" in msg
+        assert f"row {row - 1} (line {row})" in msg
     if column == "chip_key":
         assert isinstance(info.value, UnknownChipError)
 
@@ -293,7 +293,7 @@ def test_bad_input_one_line_error(tmp_path, chips, changes, column, row, fragmen
 def test_si_disagreement_is_rejected(tmp_path, chips):
     p = _write(tmp_path, tflops_per_chip=["400", "400"],
                flop_per_s_per_chip=["4e14", "5e14"])
-    with pytest.raises(DataError, match=r"row 3 .*flop_per_s_per_chip.*disagrees"):
+    with pytest.raises(DataError, match=r"row 2 \(line 3\).*flop_per_s_per_chip.*dis"):
         jd.load_benchmarks("training_runs", p, chips=chips)
 
 

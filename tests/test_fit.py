@@ -252,7 +252,7 @@ def test_load_fit_files_kinds_hashes_and_errors(tmp_path):
         load_fit_files([str(coll), str(coll)], load_chips())
     odd = tmp_path / "odd.csv"
     odd.write_text("a,b\n1,2\n")
-    with pytest.raises(JaxcostError, match=r"odd\.csv, row 1, column 'target'"):
+    with pytest.raises(JaxcostError, match=r"odd\.csv, column 'target'"):
         load_fit_files([str(odd)], load_chips())
 
 

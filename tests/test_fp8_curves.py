@@ -3,12 +3,15 @@ precision (``fp8`` leaf, ``-fp8`` in its text), so every later evaluation of the
 string (mixed clusters, experiment intervals) times it at the FP8 peak."""
 
 import numpy as np
+import pytest
 
+from jaxcost.errors import ScenarioError
 from jaxcost.model.hardware import ClusterSpec, Precision, load_chips
 from jaxcost.model.params import default_params
 from jaxcost.model.plan import Recompute, plan_from_str, plan_to_str
 from jaxcost.model.step_time import predict_step_time
 from jaxcost.model.workload import get_model
+from jaxcost.policy.scenario import load_scenario
 from jaxcost.search.curves import throughput_curves
 from jaxcost.search.space import PlanSpace
 
@@ -45,3 +48,28 @@ def test_curves_search_fp8_where_the_chip_has_it_and_the_plan_says_so():
                              plan.replace(fp8=0.0), precision="fp8")
     np.testing.assert_allclose(float(st_f.total_s), h100.step_s[0], rtol=1e-9)
     assert float(st.mfu) <= 1.0
+
+
+def test_scenario_precisions_option(tmp_path):
+    base = (
+        'regime = "2025-04"\n[model]\nname = "llama2-7b"\n[training]\ntokens = 1e12\n'
+        '[chips]\ncandidates = ["H100-SXM"]\n[search]\n'
+    )
+    d = tmp_path
+    ok = d / "ok.toml"
+    ok.write_text(base + 'precisions = ["bf16", "fp8"]\n')
+    space = load_scenario(ok).search.plan_space()
+    assert space.precisions == (Precision.BF16, Precision.FP8)
+    default = d / "default.toml"
+    default.write_text(base)
+    assert load_scenario(default).search.plan_space().precisions == (
+        Precision.BF16,
+    )
+    for bad, msg in (('["int4"]', "int4"), ("[]", "non-empty"),
+                     ('["fp8", "fp8"]', "twice")):
+        f = d / "bad.toml"
+        f.write_text(base + f"precisions = {bad}\n")
+        with pytest.raises(ScenarioError, match=msg) as err:
+            load_scenario(f)
+        assert "search.precisions" in str(err.value)
+        assert "\n" not in str(err.value)

@@ -99,12 +99,12 @@ def _good_row():
 
 @pytest.mark.parametrize("column,value,expect", [
     ("hbm_bytes_per_s", "fast", "expected a number"),
-    ("hbm_bytes_per_s", "", "expected a positive number"),
+    ("hbm_bytes_per_s", "", "blank cell"),
     ("peak_flop_per_s_bf16", "-1", "expected a positive number"),
     ("tdp_w", "-5", "non-negative"),
     ("die_area_m2", "0", "positive"),
-    ("datacenter", "maybe", "True or False"),
-    ("key", "", "non-empty"),
+    ("datacenter", "maybe", "not a boolean"),
+    ("key", "", "blank cell"),
 ])
 def test_from_row_names_file_row_column(column, value, expect):
     row = dict(_good_row())
@@ -112,14 +112,14 @@ def test_from_row_names_file_row_column(column, value, expect):
     with pytest.raises(DataError) as info:
         ChipSpec.from_row(row, file="chips.csv", row=7)
     msg = str(info.value)
-    assert msg.startswith("chips.csv, row 7, column")
+    assert msg.startswith("chips.csv row 7 (line 8), column")
     assert f"'{column}'" in msg and expect in msg and "\n" not in msg
 
 
 def test_from_row_missing_column():
     row = dict(_good_row())
     del row["hbm_capacity_bytes"]
-    with pytest.raises(DataError, match=r"row 3, column 'hbm_capacity_bytes'"):
+    with pytest.raises(DataError, match=r"row 3 \(line 4\), column 'hbm_capacity_b"):
         ChipSpec.from_row(row, file="x.csv", row=3)
 
 
@@ -139,17 +139,17 @@ def test_load_chips_malformed_and_duplicate(tmp_path):
     _write(path, bad)
     with pytest.raises(DataError) as info:
         load_chips(path)
-    assert str(info.value).startswith(f"{path}, row 3, column 'hbm_bytes_per_s'")
+    assert str(info.value).startswith(f"{path} row 2 (line 3), column 'hbm_bytes_pe")
 
     dup = [dict(r) for r in rows]
     dup[2]["key"] = dup[0]["key"]
     _write(path, dup)
-    with pytest.raises(DataError, match="duplicate key"):
+    with pytest.raises(DataError, match="duplicated key"):
         load_chips(path)
 
     header = [c for c in rows[0] if c != "tdp_w"]
     _write(path, [{k: r[k] for k in header} for r in rows], header)
-    with pytest.raises(DataError, match=r"row 1, column 'tdp_w': missing required"):
+    with pytest.raises(DataError, match=r"bad\.csv, column 'tdp_w': missing required"):
         load_chips(path)
 
     with pytest.raises(DataError, match="cannot read"):

@@ -306,7 +306,8 @@ def test_error_gains_file_row_column():
     with pytest.raises(DataError) as info:
         parse_fraction("lots")
     located = DataError(info.value.detail, file="runs.csv", row=3, column="mfu")
-    assert str(located).startswith("runs.csv, row 3, column 'mfu': cannot read 'lots'")
+    assert str(located).startswith(
+        "runs.csv row 3 (line 4), column 'mfu': cannot read 'lots'")
 
 
 # ------------------------------------------------------------------ the raw CSV

@@ -54,9 +54,9 @@ def test_user_runs_without_provenance_join_the_shipped_runs():
     assert fd.num_rows("runs") == fd_s.num_rows("runs") + 4
     groups = fd.label("runs", "group")
     ids = fd.label("runs", "row_id")
-    # a missing group is the file's stem, a missing row id <stem>:<spreadsheet row>
+    # a missing group is the file's stem, a missing row id <stem>:<data row>
     assert groups[-4:] == ("user_runs_small",) * 4
-    assert ids[-4:] == tuple(f"user_runs_small:{r}" for r in range(2, 6))
+    assert ids[-4:] == tuple(f"user_runs_small:{r}" for r in range(1, 5))
     assert len(set(ids)) == len(ids)
     assert set(hashes) == {"training_runs.csv", "user_runs_small.csv"}
 

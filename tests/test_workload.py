@@ -448,7 +448,7 @@ def test_load_models_errors(tmp_path):
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows([header, row])
     bad.write_text(buf.getvalue())
-    with pytest.raises(DataError, match=r"models.csv, row 1, column 'd_model'"):
+    with pytest.raises(DataError, match=r"models.csv row 1 \(line 2\), column 'd_mod"):
         load_models(bad)
     bad.write_text(",".join(h for h in header if h != "source") + "\n")
     with pytest.raises(DataError, match="column 'source'"):

@@ -51,7 +51,7 @@ import pandas as pd
 from jaxcost import units
 from jaxcost.errors import DataError
 from jaxcost.io import benchmarks as jd
-from jaxcost.io import notation, schema
+from jaxcost.io import notation, runs
 from jaxcost.model.parallel import uneven_layer_split
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,10 +130,10 @@ NOTATION_COLUMNS = (
 
 def read_notations(df: pd.DataFrame) -> None:
     """Read cells printed in a published notation with the one parser of the package
-    (:data:`jaxcost.io.schema.RUN_COLUMNS`, :mod:`jaxcost.io.notation`): the number
+    (:data:`jaxcost.io.runs.RUN_COLUMNS`, :mod:`jaxcost.io.notation`): the number
     replaces the text, which is kept in ``derivation``. A cell no parser reads stops
     the build with one line naming the row and column (never a traceback)."""
-    parsers = {c.name: c.parse for c in schema.RUN_COLUMNS}
+    parsers = {c.name: c.parse for c in runs.RUN_COLUMNS}
     for col in NOTATION_COLUMNS:
         if col not in df.columns or pd.api.types.is_numeric_dtype(df[col]):
             continue

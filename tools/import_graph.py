@@ -15,8 +15,17 @@ layer, only from modules that do not import it back):
 
 Problems (``--check`` exits 1): a back edge, a cycle, a name starting with ``_``
 imported from another module, an import inside a function (matplotlib excepted), a
-module without ``__all__`` (``__main__`` excepted) and a name in ``__all__`` that the
-module neither defines nor imports. Counted as well: the largest module.
+dynamic import (``importlib.import_module``, ``__import__``) outside the declared lazy
+tables below, a module without ``__all__`` (``__main__`` excepted) and a name in
+``__all__`` that the module neither defines nor imports. Counted as well: the largest
+module.
+
+Lazy imports: two modules load others on first use, for the ``jaxcost`` command's
+start-up and its Ctrl-C handling (docs/architecture.md, rule 2), each from a table
+declared at module level: ``jaxcost`` (``_EXPORTS``, the public API) and
+``jaxcost.cli.app`` (``COMMANDS`` and ``JAX_SETUP``, the subcommands' modules). Every
+module named in those tables is an edge here, checked like an import (layers,
+cycles), and the names of ``_EXPORTS`` count as imported for ``__all__``.
 """
 
 from __future__ import annotations
@@ -31,6 +40,9 @@ PKG = Path(__file__).resolve().parent.parent / "jaxcost"
 #: Imports allowed inside functions: matplotlib, an optional heavy dependency that
 #: only ``--plot`` needs (importing it at start-up would slow every command).
 LAZY_OK = {"matplotlib"}
+
+#: Module -> the module-level tables from which it imports lazily (see above).
+LAZY_TABLES = {"jaxcost": ("_EXPORTS",), "jaxcost.cli.app": ("COMMANDS", "JAX_SETUP")}
 
 LAYERS = {"jaxcost.errors": 0, "jaxcost.units": 0, "jaxcost.io": 1, "jaxcost.model": 2,
           "jaxcost.search": 3, "jaxcost.calibrate": 4, "jaxcost.policy": 4,
@@ -54,9 +66,43 @@ def layer(mod: str) -> int:
     return best[1] if best else -1
 
 
-def scan(path: Path):
+def _is_module(name: str) -> bool:
+    rel = name.replace(".", "/")
+    return (PKG.parent / (rel + ".py")).exists() or (PKG.parent / rel).is_dir()
+
+
+def lazy_table(tree: ast.Module, names: tuple[str, ...]) -> tuple[set, set]:
+    """(modules, other strings) of the top-level tables ``names`` of a module."""
+    modules, strings = set(), set()
+    for n in tree.body:
+        targets = (n.targets if isinstance(n, ast.Assign) else
+                   [n.target] if isinstance(n, ast.AnnAssign) else [])
+        if not any(isinstance(t, ast.Name) and t.id in names for t in targets):
+            continue
+        for c in ast.walk(n.value):
+            if isinstance(c, ast.Constant) and isinstance(c.value, str):
+                is_mod = c.value.startswith("jaxcost") and _is_module(c.value)
+                (modules if is_mod else strings).add(c.value)
+    return modules, strings
+
+
+def dynamic_imports(tree: ast.Module) -> list[int]:
+    """Lines of ``importlib.import_module(...)`` and ``__import__(...)`` calls."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            if (isinstance(f, ast.Attribute) and f.attr == "import_module") or \
+                    (isinstance(f, ast.Name) and f.id in ("__import__",
+                                                          "import_module")):
+                lines.append(node.lineno)
+    return lines
+
+
+def scan(path: Path, lazy_names: tuple[str, ...] = ()):
     tree = ast.parse(path.read_text(), filename=str(path))
     edges, inner, private = set(), [], []
+    lazy, lazy_strings = lazy_table(tree, lazy_names) if lazy_names else (set(), set())
     top_level = {id(n) for n in tree.body}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and \
@@ -98,9 +144,11 @@ def scan(path: Path):
             if isinstance(n.value, ast.List | ast.Tuple):
                 unbound = [e.value for e in n.value.elts
                            if isinstance(e, ast.Constant) and e.value not in bound]
+    bound |= lazy_strings  # the public names of jaxcost's _EXPORTS
     unbound = [u for u in unbound if u not in bound]
     lines = len(path.read_text().splitlines())
-    return edges, inner, private, has_all, unbound, lines
+    dynamic = [] if lazy_names else dynamic_imports(tree)
+    return edges, inner, private, has_all, unbound, lines, lazy, dynamic
 
 
 def main(argv=None) -> int:
@@ -111,10 +159,18 @@ def main(argv=None) -> int:
     graph, problems = {}, []
     n_inner = n_private = 0
     no_all, largest = [], ("", 0)
+    lazy_report = []
     for mod, path in mods.items():
-        edges, inner, private, has_all, unbound, lines = scan(path)
-        edges = {e for e in edges if e in mods and e != mod}
+        edges, inner, private, has_all, unbound, lines, lazy, dynamic = scan(
+            path, LAZY_TABLES.get(mod, ()))
+        lazy = {e for e in lazy if e in mods and e != mod}
+        if mod in LAZY_TABLES:
+            lazy_report.append(f"{mod} ({', '.join(LAZY_TABLES[mod])}: "
+                               f"{len(lazy)} modules)")
+        edges = {e for e in edges | lazy if e in mods and e != mod}
         graph[mod] = edges
+        problems += [f"{mod}:{ln}: dynamic import outside the lazy tables "
+                     "(LAZY_TABLES)" for ln in dynamic]
         n_inner += len(inner)
         n_private += len(private)
         problems += [f"{mod}: imports private {p}" for p in private]
@@ -155,6 +211,8 @@ def main(argv=None) -> int:
           f"imports inside functions {n_inner}; private names imported across "
           f"modules {n_private}; modules without __all__ {len(no_all)}"
           + (f" ({', '.join(no_all)})" if no_all else ""))
+    print(f"lazy imports (declared tables, checked as edges): "
+          f"{'; '.join(lazy_report) or 'none'}")
     print(f"problems {len(problems)}")
     for p in problems:
         print("  " + p)

@@ -34,7 +34,7 @@ from jaxcost.io.benchmarks import (
     kernel_flop,
     precision_kind,
     recompute_code,
-    row_label,
+    row_place,
     zero_stage,
 )
 from jaxcost.model.plan import ParallelPlan, Recompute, stack_plans
@@ -210,7 +210,7 @@ def runs_to_arrays(
     n_chips, tval, tkind, weight, missing, peak, nic = [], [], [], [], [], [], []
     given: list[tuple[tuple[str, str], ...]] = []
     for pos, (idx, r) in enumerate(df.iterrows()):
-        rid = str(_opt(r, "row_id", f"row{pos + 2}"))
+        rid = str(_opt(r, "row_id", f"row{pos + 1}"))
         if why.loc[idx]:
             excluded.append((rid, why.loc[idx]))
             continue
@@ -265,7 +265,7 @@ def runs_to_arrays(
             if strict:
                 raise DataError(
                     f"run rejected by the model/plan builders: {msg}",
-                    row=row_label(pos),
+                    **row_place(df, pos),
                     column="row_id",
                 ) from None
             excluded.append((rid, f"rejected by builders: {msg}"))

@@ -204,7 +204,12 @@ class _HostLoss:
         # (see the class docstring)
         m = _from_bits(m)
         mult = {k: _from_bits(v) for k, v in mult.items()}
-        with x64():
+        # jax runs callbacks with the CPU device as default device, and the jit cache
+        # key includes it: set it here too, so that the direct call at the end of
+        # fit_params reuses the program compiled for the callbacks (it compiled the
+        # loss a second time otherwise, some 10 s on 2 cores)
+        cpu = jax.local_devices(backend="cpu")[0]
+        with x64(), jax.default_device(cpu):
             if m.ndim == 2:
                 v, g = self._single(m, mult, self.data, self.tables, self.options)
                 return _np_bits(v), _np_bits(g)

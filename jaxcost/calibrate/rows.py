@@ -468,13 +468,12 @@ def benchmark_kind(path: str) -> str:
         "'collective_kind' or 'kernel_kind' column, or training runs in the input "
         "schema of docs/interfaces.md (a 'model' and a 'chip' or 'chip_key' column)",
         file=path,
-        row=1,
         column="target",
     )
 
 
 def _published_runs_header(header: Sequence[str]) -> bool:
-    """True for training runs in the input schema (:mod:`jaxcost.io.schema`): no
+    """True for training runs in the input schema (:mod:`jaxcost.io.runs`): no
     ``target`` column, a model and a chip column."""
     cols = set(header)
     return "target" not in cols and ("model" in cols or "arch" in cols) and bool(

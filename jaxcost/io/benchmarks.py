@@ -2,11 +2,14 @@
 
 This is the only jaxcost module that imports pandas. It owns
 
-* the schema of each benchmark CSV in ``data/benchmarks/`` (a dict of column name ->
-  :class:`Col`: type, required, positive, allowed values),
+* the schema of each benchmark CSV in ``data/benchmarks/`` (a tuple of
+  :class:`jaxcost.io.schema.Column`: parser with type, bounds and allowed values;
+  required column; filled cells),
 * :func:`load_csv` / :func:`load_benchmarks` / :func:`load_runs`, which validate a file
-  and raise :class:`~jaxcost.errors.DataError` with one line naming the file, the row,
-  the column, the bad value and what was expected,
+  through the one generic validation (:func:`jaxcost.io.schema.read_table`), add the
+  checks across columns (known chip, plan against chip count, target), collect every
+  problem and raise the first as :class:`~jaxcost.errors.DataError` with one line
+  naming the file, the row, the column, the bad value and what was expected,
 * the unit conversion at the CSV boundary (:func:`add_si_columns`: TFLOP/s, GB/s, TB/s,
   ms and us as quoted -> FLOP/s, bytes/s and s),
 * derived quantities that are code, not data (:func:`kernel_flop`: the FLOP count of a
@@ -15,8 +18,8 @@ This is the only jaxcost module that imports pandas. It owns
   of stacked ``TransformerConfig`` and ``ParallelPlan``), :func:`collectives_to_arrays`,
   :func:`kernels_to_arrays`.
 
-Row numbers in error messages count as a spreadsheet does: the header is row 1 and
-the first data row is row 2.
+Rows are numbered as everywhere (:func:`jaxcost.errors.location`): ``row N (line M)``,
+N the 1-based data row (header excluded), M the line of the file.
 
 Symbols: B batch, T sequence length, N heads, H head dim, m/n/k GEMM dimensions.
 """
@@ -35,14 +38,24 @@ import numpy as np
 import pandas as pd
 
 from jaxcost import units
-from jaxcost.errors import DataError, UnknownChipError
+from jaxcost.errors import DataError, UnknownChipError, location
 from jaxcost.io import notation
 from jaxcost.io.atomic import atomic_path
 from jaxcost.io.paths import data_dir
-from jaxcost.io.schema import Table, read_runs
+from jaxcost.io.runs import read_runs
+from jaxcost.io.schema import (
+    Column,
+    Problem,
+    Table,
+    boolean,
+    number,
+    one_of,
+    raise_problems,
+    read_table,
+)
+from jaxcost.io.schema import text as text_cell
 
 __all__ = [
-    "Col",
     "TRAINING_RUNS_SCHEMA",
     "RUNS_SCHEMA",
     "COLLECTIVES_SCHEMA",
@@ -56,6 +69,7 @@ __all__ = [
     "data_dir",
     "benchmark_path",
     "load_csv",
+    "row_place",
     "load_benchmarks",
     "load_user_benchmarks",
     "concat_benchmarks",
@@ -63,6 +77,7 @@ __all__ = [
     "load_runs",
     "runs_frame",
     "load_user_runs",
+    "CHIP_KEY_COLUMNS",
     "load_chips_frame",
     "add_si_columns",
     "kernel_flop",
@@ -73,27 +88,58 @@ __all__ = [
 # --------------------------------------------------------------------------- schema
 
 
-@dataclasses.dataclass(frozen=True)
-class Col:
-    """The rule for one CSV column.
+def _col(
+    name: str,
+    kind: str = "str",
+    *,
+    required: bool = False,
+    filled: bool = False,
+    positive: bool = False,
+    nonnegative: bool = False,
+    fraction: bool = False,
+    allowed: tuple[str, ...] | None = None,
+    doc: str = "",
+) -> Column:
+    """One benchmark column as a :class:`~jaxcost.io.schema.Column`.
 
-    Attributes:
-      kind: ``"str"``, ``"float"``, ``"int"`` (a count: a whole number) or ``"bool"``.
-      required: the column must be present in the file.
+    Args:
+      kind: ``"str"``, ``"float"``, ``"int"`` (a count: a whole number, kept as a
+        float) or ``"bool"``; numbers are finite and blank means NaN.
+      required: the column must be in the header.
       filled: every row must have a value (no blank cell).
-      positive: numeric values must be > 0.
-      nonnegative: numeric values must be >= 0.
-      fraction: numeric values must lie in (0, 1].
-      allowed: the permitted values of a text column (blank allowed unless ``filled``).
+      positive, nonnegative, fraction: bounds of a number (> 0, >= 0, (0, 1]).
+      allowed: the permitted values of a text column (blank allowed unless
+        ``filled``).
     """
+    if kind in ("float", "int"):
+        parse = number(
+            positive=positive,
+            nonnegative=nonnegative,
+            fraction=fraction,
+            whole=kind == "int",
+        )
+        default = math.nan
+    elif kind == "bool":
+        parse, default = boolean(), None
+    else:
+        parse = text_cell if allowed is None else one_of(*allowed)
+        default = None
+    if not doc:  # the form; the unit is in the name, the meaning in data/README.md
+        bound = " > 0" if positive else " >= 0" if nonnegative else ""
+        doc = {
+            "float": "fraction in (0, 1]" if fraction else f"number{bound}",
+            "int": f"count{bound}",
+            "bool": "true or false",
+        }.get(kind, f"one of {', '.join(allowed)}" if allowed else "text")
+    return Column(
+        name, parse, required=filled, default=default, doc=doc, present=required
+    )
 
-    kind: str = "str"
-    required: bool = False
-    filled: bool = False
-    positive: bool = False
-    nonnegative: bool = False
-    fraction: bool = False
-    allowed: tuple[str, ...] | None = None
+
+def _table(*parts: tuple[Column, ...]) -> tuple[Column, ...]:
+    """The columns of ``parts`` by name (a later one wins), in order."""
+    cols = {c.name: c for part in parts for c in part}
+    return tuple(cols.values())
 
 
 #: Targets a training-run row may name: the measured quantity the fit compares with.
@@ -125,79 +171,77 @@ KERNEL_KINDS = (
 )
 PRECISION_KINDS = ("fp64", "fp32", "tf32", "fp16_bf16", "fp8")
 
-_SOURCE = {
-    "row_id": Col("str", required=True, filled=True),
-    "group": Col("str", required=True, filled=True),
-    "source_title": Col("str", required=True, filled=True),
-    "source_locator": Col("str", required=True, filled=True),
-    "source_url": Col("str", required=True, filled=True),
-    "provenance": Col("str", required=True, filled=True),
-    "chip": Col("str", required=True, filled=True),
-    "chip_key": Col("str", required=True),
-    "notes": Col("str", required=True),
-}
+_SOURCE = (
+    _col("row_id", "str", required=True, filled=True),
+    _col("group", "str", required=True, filled=True),
+    _col("source_title", "str", required=True, filled=True),
+    _col("source_locator", "str", required=True, filled=True),
+    _col("source_url", "str", required=True, filled=True),
+    _col("provenance", "str", required=True, filled=True),
+    _col("chip", "str", required=True, filled=True),
+    _col("chip_key", "str", required=True),
+    _col("notes", "str", required=True),
+)
 
-_COUNT = Col("int", positive=True)
-
-_MODEL_PLAN = {
-    "model": Col("str"),
-    "arch_model": Col("str"),
-    "arch": Col("str", allowed=("dense", "moe")),
-    "params_B": Col("float", positive=True),
-    "active_params_B": Col("float", positive=True),
-    "layers": _COUNT,
-    "hidden": _COUNT,
-    "ffn_hidden": _COUNT,
-    "heads": _COUNT,
-    "kv_heads": _COUNT,
-    "head_dim": _COUNT,
-    "seq_len": _COUNT,
-    "vocab": _COUNT,
-    "experts": _COUNT,
-    "topk": _COUNT,
-    "chip_mem_GB": Col("float", positive=True),
-    "n_chips": _COUNT,
-    "chips_per_node": _COUNT,
-    "intra_node_fabric": Col("str"),
-    "inter_node_fabric": Col("str"),
+_MODEL_PLAN = (
+    _col("model", "str"),
+    _col("arch_model", "str"),
+    _col("arch", "str", allowed=("dense", "moe")),
+    _col("params_B", "float", positive=True),
+    _col("active_params_B", "float", positive=True),
+    _col("layers", "int", positive=True),
+    _col("hidden", "int", positive=True),
+    _col("ffn_hidden", "int", positive=True),
+    _col("heads", "int", positive=True),
+    _col("kv_heads", "int", positive=True),
+    _col("head_dim", "int", positive=True),
+    _col("seq_len", "int", positive=True),
+    _col("vocab", "int", positive=True),
+    _col("experts", "int", positive=True),
+    _col("topk", "int", positive=True),
+    _col("chip_mem_GB", "float", positive=True),
+    _col("n_chips", "int", positive=True),
+    _col("chips_per_node", "int", positive=True),
+    _col("intra_node_fabric", "str"),
+    _col("inter_node_fabric", "str"),
     # scale-out (NIC) bandwidth per chip and direction of the measured cluster, bytes/s;
     # blank: the chip's ``scaleout_bytes_per_s`` (data/chips.csv). Not in the reference
     # schema; tools/build_benchmarks.py fills it from data/benchmarks/fabrics.csv.
-    "scaleout_bytes_per_s": Col("float", positive=True),
-    "precision": Col("str"),
-    "framework": Col("str"),
-    "gbs_seqs": _COUNT,
-    "gbs_tokens": _COUNT,
-    "mbs": _COUNT,
-    "tp": _COUNT,
-    "pp": _COUNT,
-    "vpp": _COUNT,
-    "dp": _COUNT,
-    "cp": _COUNT,
-    "ep": _COUNT,
-    "sp": Col("str", allowed=("yes", "no")),
-    "zero_fsdp": Col("str"),
-    "recompute": Col("str"),
+    _col("scaleout_bytes_per_s", "float", positive=True),
+    _col("precision", "str"),
+    _col("framework", "str"),
+    _col("gbs_seqs", "int", positive=True),
+    _col("gbs_tokens", "int", positive=True),
+    _col("mbs", "int", positive=True),
+    _col("tp", "int", positive=True),
+    _col("pp", "int", positive=True),
+    _col("vpp", "int", positive=True),
+    _col("dp", "int", positive=True),
+    _col("cp", "int", positive=True),
+    _col("ep", "int", positive=True),
+    _col("sp", "str", allowed=("yes", "no")),
+    _col("zero_fsdp", "str"),
+    _col("recompute", "str"),
     # attention kernel: "flash" (fused, the default when blank or absent) or "unfused"
     # (the T×T scores pass through HBM; frameworks before 2023). Not in the reference
     # schema; tools/build_benchmarks.py fills it from
     # data/benchmarks/software_rules.csv.
-    "attention": Col("str", allowed=("flash", "unfused")),
+    _col("attention", "str", allowed=("flash", "unfused")),
     # MoE dispatch/combine: "nccl" (the framework's all-to-all, the default when blank
     # or absent) or "fused" (DeepEP-style kernels driving NVLink and RDMA at once).
-    "ep_dispatcher": Col("str", allowed=("nccl", "fused")),
+    _col("ep_dispatcher", "str", allowed=("nccl", "fused")),
     # TP communication chunked and pipelined with the GEMMs: "yes" or "no" (default).
-    "tp_comm_overlap": Col("str", allowed=("yes", "no")),
+    _col("tp_comm_overlap", "str", allowed=("yes", "no")),
     # gradient reduction launched bucket by bucket during the backward pass
     # (Megatron-Core --overlap-grad-reduce, NeMo / Megatron-Bridge recipes, FSDP):
     # "yes" or "no" (default).
-    "dp_comm_overlap": Col("str", allowed=("yes", "no")),
+    _col("dp_comm_overlap", "str", allowed=("yes", "no")),
     # layers over pipeline stages: "uniform" (L/p each, the head on the last stage;
     # the default) or "balanced" (uneven whole layers so the head's stage is not the
     # slowest: Megatron --decoder-last-pipeline-num-layers, DeepSpeed
     # type:transformer|embedding).
-    "pp_layout": Col("str", allowed=("uniform", "balanced")),
-}
+    _col("pp_layout", "str", allowed=("uniform", "balanced")),
+)
 
 #: Software-setting columns of a training run (not in the reference schema) and the
 #: value a blank or absent cell means.
@@ -209,109 +253,129 @@ SOFTWARE_DEFAULTS = {
     "pp_layout": "uniform",
 }
 
-_OUTCOMES = {
-    "step_time_s": Col("float", positive=True),
-    "tokens_per_s_per_chip": Col("float", positive=True),
-    "tflops_per_chip": Col("float", positive=True),
-    "tflops_def": Col("str"),
-    "mfu": Col("float", fraction=True),
-    "hfu": Col("float", fraction=True),
-    "mfu_peak_tflops": Col("float", positive=True),
-    "flop_per_s_per_chip": Col("float", positive=True),
-    "mfu_peak_flop_per_s": Col("float", positive=True),
-}
+_OUTCOMES = (
+    _col("step_time_s", "float", positive=True),
+    _col("tokens_per_s_per_chip", "float", positive=True),
+    _col("tflops_per_chip", "float", positive=True),
+    _col("tflops_def", "str"),
+    _col("mfu", "float", fraction=True),
+    _col("hfu", "float", fraction=True),
+    _col("mfu_peak_tflops", "float", positive=True),
+    _col("flop_per_s_per_chip", "float", positive=True),
+    _col("mfu_peak_flop_per_s", "float", positive=True),
+)
 
 #: Published training runs (``data/benchmarks/training_runs.csv``).
-TRAINING_RUNS_SCHEMA: dict[str, Col] = {
-    **_SOURCE,
-    **_MODEL_PLAN,
-    **_OUTCOMES,
-    "derivation": Col("str", required=True),
-    "weight": Col("float", required=True, filled=True, positive=True),
-    "target": Col("str", required=True, allowed=TARGET_KINDS),
-}
+TRAINING_RUNS_SCHEMA: tuple[Column, ...] = _table(
+    _SOURCE,
+    _MODEL_PLAN,
+    _OUTCOMES,
+    (
+        _col("derivation", "str", required=True),
+        _col("weight", "float", required=True, filled=True, positive=True),
+        _col("target", "str", required=True, allowed=TARGET_KINDS),
+    ),
+)
 #: A user's runs handed to ``jaxcost predict`` / ``fit``: the same columns, without the
 #: source columns; the model, the chip and the chip count are required.
-RUNS_SCHEMA: dict[str, Col] = {
-    **_MODEL_PLAN,
-    **_OUTCOMES,
-    "chip_key": Col("str", required=True, filled=True),
-    "row_id": Col("str"),
-    "weight": Col("float", positive=True),
-    "target": Col("str", allowed=TARGET_KINDS),
-}
-for _name in ("layers", "hidden", "heads", "seq_len", "vocab", "gbs_seqs", "n_chips"):
-    RUNS_SCHEMA[_name] = dataclasses.replace(
-        RUNS_SCHEMA[_name], required=True, filled=True
-    )
+RUNS_SCHEMA: tuple[Column, ...] = _table(
+    _MODEL_PLAN,
+    _OUTCOMES,
+    (
+        _col("chip_key", "str", required=True, filled=True),
+        _col("row_id", "str"),
+        _col("weight", "float", positive=True),
+        _col("target", "str", allowed=TARGET_KINDS),
+    ),
+    tuple(
+        dataclasses.replace(c, required=True, present=True)
+        for c in _MODEL_PLAN
+        if c.name
+        in ("layers", "hidden", "heads", "seq_len", "vocab", "gbs_seqs", "n_chips")
+    ),
+)
 
 #: Collective and copy bandwidths (``data/benchmarks/collectives.csv``).
-COLLECTIVES_SCHEMA: dict[str, Col] = {
-    **_SOURCE,
-    "system": Col("str"),
-    "collective": Col("str", required=True, filled=True),
-    "collective_kind": Col("str", required=True, filled=True, allowed=COLLECTIVE_KINDS),
-    "algorithm": Col("str"),
-    "n_ranks": _COUNT,
-    "n_nodes": _COUNT,
-    "ranks_per_node": _COUNT,
-    "intra_node_fabric": Col("str"),
-    "inter_node_fabric": Col("str"),
-    "message_label": Col("str"),
-    "message_bytes": Col("float", positive=True),
-    "dtype": Col("str"),
-    "time_us": Col("float", positive=True),
-    "algbw_GBps": Col("float", nonnegative=True),
-    "busbw_GBps": Col("float", nonnegative=True),
-    "other_metric": Col("str"),
-    "other_value": Col("float", nonnegative=True),
-    "library": Col("str"),
-    "time_s": Col("float", positive=True),
-    "algbw_bytes_per_s": Col("float", nonnegative=True),
-    "busbw_bytes_per_s": Col("float", nonnegative=True),
-    "other_bytes_per_s": Col("float", nonnegative=True),
-}
+COLLECTIVES_SCHEMA: tuple[Column, ...] = _table(
+    _SOURCE,
+    (
+        _col("system", "str"),
+        _col("collective", "str", required=True, filled=True),
+        _col(
+            "collective_kind",
+            "str",
+            required=True,
+            filled=True,
+            allowed=COLLECTIVE_KINDS,
+        ),
+        _col("algorithm", "str"),
+        _col("n_ranks", "int", positive=True),
+        _col("n_nodes", "int", positive=True),
+        _col("ranks_per_node", "int", positive=True),
+        _col("intra_node_fabric", "str"),
+        _col("inter_node_fabric", "str"),
+        _col("message_label", "str"),
+        _col("message_bytes", "float", positive=True),
+        _col("dtype", "str"),
+        _col("time_us", "float", positive=True),
+        _col("algbw_GBps", "float", nonnegative=True),
+        _col("busbw_GBps", "float", nonnegative=True),
+        _col("other_metric", "str"),
+        _col("other_value", "float", nonnegative=True),
+        _col("library", "str"),
+        _col("time_s", "float", positive=True),
+        _col("algbw_bytes_per_s", "float", nonnegative=True),
+        _col("busbw_bytes_per_s", "float", nonnegative=True),
+        _col("other_bytes_per_s", "float", nonnegative=True),
+    ),
+)
 
 #: Kernel measurements (``data/benchmarks/kernels.csv``).
-KERNELS_SCHEMA: dict[str, Col] = {
-    **_SOURCE,
-    "kernel": Col("str", required=True, filled=True),
-    "kernel_kind": Col("str", required=True, filled=True, allowed=KERNEL_KINDS),
-    "precision": Col("str"),
-    "precision_kind": Col("str", allowed=PRECISION_KINDS),
-    "implementation": Col("str"),
-    "m": _COUNT,
-    "n": _COUNT,
-    "k": _COUNT,
-    "groups": _COUNT,
-    "batch": _COUNT,
-    "seq_len": _COUNT,
-    "heads": _COUNT,
-    "head_dim": _COUNT,
-    "causal": Col("bool"),
-    "pass": Col("str", allowed=("fwd", "bwd", "fwd+bwd")),
-    "value": Col("float", required=True, filled=True, positive=True),
-    "unit": Col(
-        "str", required=True, filled=True, allowed=("TFLOPS", "TB/s", "GB/s", "ms")
+KERNELS_SCHEMA: tuple[Column, ...] = _table(
+    _SOURCE,
+    (
+        _col("kernel", "str", required=True, filled=True),
+        _col("kernel_kind", "str", required=True, filled=True, allowed=KERNEL_KINDS),
+        _col("precision", "str"),
+        _col("precision_kind", "str", allowed=PRECISION_KINDS),
+        _col("implementation", "str"),
+        _col("m", "int", positive=True),
+        _col("n", "int", positive=True),
+        _col("k", "int", positive=True),
+        _col("groups", "int", positive=True),
+        _col("batch", "int", positive=True),
+        _col("seq_len", "int", positive=True),
+        _col("heads", "int", positive=True),
+        _col("head_dim", "int", positive=True),
+        _col("causal", "bool"),
+        _col("pass", "str", allowed=("fwd", "bwd", "fwd+bwd")),
+        _col("value", "float", required=True, filled=True, positive=True),
+        _col(
+            "unit",
+            "str",
+            required=True,
+            filled=True,
+            allowed=("TFLOPS", "TB/s", "GB/s", "ms"),
+        ),
+        _col("secondary_value", "float", positive=True),
+        _col("secondary_unit", "str"),
+        _col("flop_per_s", "float", positive=True),
+        _col("bytes_per_s", "float", positive=True),
+        _col("time_s", "float", positive=True),
+        _col("spec_flop_per_s", "float", positive=True),
+        _col("spec_bytes_per_s", "float", positive=True),
     ),
-    "secondary_value": Col("float", positive=True),
-    "secondary_unit": Col("str"),
-    "flop_per_s": Col("float", positive=True),
-    "bytes_per_s": Col("float", positive=True),
-    "time_s": Col("float", positive=True),
-    "spec_flop_per_s": Col("float", positive=True),
-    "spec_bytes_per_s": Col("float", positive=True),
-}
+)
 
 #: Chip labels as sources print them -> keys of ``data/chips.csv``.
-CHIP_ALIASES_SCHEMA: dict[str, Col] = {
-    "chip_label": Col("str", required=True, filled=True),
-    "chip_key": Col("str", required=True),
-    "reference_chip_key": Col("str", required=True),
-    "notes": Col("str", required=True),
-}
+CHIP_ALIASES_SCHEMA: tuple[Column, ...] = (
+    _col("chip_label", "str", required=True, filled=True),
+    _col("chip_key", "str", required=True),
+    _col("reference_chip_key", "str", required=True),
+    _col("notes", "str", required=True),
+)
 
-_SCHEMAS = {
+_SCHEMAS: dict[str, tuple[Column, ...]] = {
     "training_runs": TRAINING_RUNS_SCHEMA,
     "collectives": COLLECTIVES_SCHEMA,
     "kernels": KERNELS_SCHEMA,
@@ -337,108 +401,12 @@ def benchmark_path(kind: str) -> Path:
 # ------------------------------------------------------------------------ validation
 
 
-def row_label(i: int) -> str:
-    """Spreadsheet row of the i-th (0-based) data row: header = row 1."""
-    return f"row {i + 2} (header = row 1)"
-
-
 def is_blank(x: Any) -> bool:
     if x is None:
         return True
     if isinstance(x, float) and math.isnan(x):
         return True
     return isinstance(x, str) and x.strip() == ""
-
-
-_TRUE = {"true", "yes", "1"}
-_FALSE = {"false", "no", "0"}
-
-
-def _parse_column(raw: pd.Series, col: Col, name: str, file: str) -> pd.Series:
-    """Convert one column of strings to its type, raising on the first bad cell."""
-    if col.kind == "str":
-        out = pd.Series(
-            [None if is_blank(x) else str(x).strip() for x in raw],
-            index=raw.index,
-            dtype=object,
-        )
-        if col.allowed is not None:
-            for i, v in enumerate(out):
-                if v is not None and v not in col.allowed:
-                    raise DataError(
-                        f"value '{v}' is not allowed; expected one of "
-                        f"{', '.join(col.allowed)} or blank",
-                        file=file,
-                        row=row_label(i),
-                        column=name,
-                    )
-        return out
-    if col.kind == "bool":
-        vals = []
-        for i, x in enumerate(raw):
-            if is_blank(x):
-                vals.append(None)
-                continue
-            s = str(x).strip().lower()
-            if s in _TRUE:
-                vals.append(True)
-            elif s in _FALSE:
-                vals.append(False)
-            else:
-                raise DataError(
-                    f"value '{x}' is not a boolean; expected True/False, yes/no or "
-                    "blank",
-                    file=file,
-                    row=row_label(i),
-                    column=name,
-                )
-        return pd.Series(vals, index=raw.index, dtype=object)
-    # numeric
-    vals = np.full(len(raw), np.nan)
-    for i, x in enumerate(raw):
-        if is_blank(x):
-            continue
-        try:
-            v = float(str(x).strip())
-        except ValueError:
-            raise DataError(
-                f"value '{x}' is not a number; expected "
-                f"{'a whole number' if col.kind == 'int' else 'a number'} or blank",
-                file=file,
-                row=row_label(i),
-                column=name,
-            ) from None
-        if not math.isfinite(v):
-            raise DataError(
-                f"value '{x}' is not finite; expected a finite number or blank",
-                file=file,
-                row=row_label(i),
-                column=name,
-            )
-        if col.kind == "int" and v != round(v):
-            raise DataError(
-                f"value '{x}' is not a whole number; expected a count",
-                file=file,
-                row=row_label(i),
-                column=name,
-            )
-        if col.positive and v <= 0:
-            raise DataError(
-                f"value '{x}' must be > 0", file=file, row=row_label(i), column=name
-            )
-        if col.nonnegative and v < 0:
-            raise DataError(
-                f"value '{x}' must be >= 0", file=file, row=row_label(i), column=name
-            )
-        if col.fraction and not (0.0 < v <= 1.0):
-            raise DataError(
-                f"value '{x}' is not a fraction; expected 0 < value <= 1",
-                file=file,
-                row=row_label(i),
-                column=name,
-            )
-        vals[i] = v
-    return pd.Series(vals, index=raw.index, dtype=float)
 
 
 def chip_key_set(chips: Any) -> set[str] | None:
@@ -451,40 +419,138 @@ def chip_key_set(chips: Any) -> set[str] | None:
     return set(chips)
 
 
+#: What the benchmark loaders need of the chips CSV: its keys (the chip table itself
+#: is validated by ``jaxcost.model.hardware.load_chips`` against ``CHIP_COLUMNS``).
+CHIP_KEY_COLUMNS: tuple[Column, ...] = (
+    Column(
+        "key", text_cell, required=True, present=True, doc="chip key of data/chips.csv"
+    ),
+)
+
+
 def load_chips_frame(path: str | os.PathLike | None = None) -> pd.DataFrame:
     """Read ``data/chips.csv`` as a DataFrame (strings kept as read), indexed 0..n-1.
 
+    Only the ``key`` column is validated (:data:`CHIP_KEY_COLUMNS`); the frame is for
+    looking keys up.
+
     Raises:
-      DataError: the file is missing or has no ``key`` column.
+      DataError: the file is missing, has no ``key`` column or a blank key.
     """
     p = Path(path) if path is not None else data_dir() / "chips.csv"
-    if not p.exists():
-        raise DataError("chip database not found; expected data/chips.csv", file=str(p))
-    df = pd.read_csv(p, dtype=str, keep_default_na=False)
-    if "key" not in df.columns:
-        raise DataError("missing required column", file=str(p), column="key")
+    table = read_table(p, CHIP_KEY_COLUMNS)
+    raise_problems(table.all_problems())
+    header = list(dict.fromkeys(table.header))
+    return pd.DataFrame([dict(r) for r in table.raw], columns=header, dtype=object)
+
+
+def _number(x: Any) -> float:
+    """A validated numeric cell as a float (NaN when blank or bad)."""
+    return math.nan if x is None else float(x)
+
+
+def _cross_problems(table: Table, keys: set[str] | None) -> list[Problem]:
+    """The checks that span columns of a row: known ``chip_key``, the parallel
+    degrees against the chip count, a ``target`` that names a filled column."""
+    header = set(table.header)
+    probs: list[Problem] = []
+    for i, v in enumerate(table.values):
+        bad = {p.column for p in table.problems[i]}
+        where = (table.file, i + 1)
+        line = table.lines[i]
+        ck = v.get("chip_key")
+        if keys is not None and ck is not None and "chip_key" not in bad:
+            if ck not in keys:
+                probs.append(
+                    Problem(
+                        *where,
+                        "chip_key",
+                        f"unknown chip key '{ck}'; expected a key of data/chips.csv "
+                        "(or blank, with a note, for a chip not in the database)",
+                        line,
+                        error_type=UnknownChipError,
+                    )
+                )
+        if {"tp", "pp", "dp", "n_chips"} <= header:
+            tp, pp, dp, n = (_number(v.get(c)) for c in ("tp", "pp", "dp", "n_chips"))
+            cp = _number(v.get("cp")) if "cp" in header else 1.0
+            prod = tp * pp * dp * (1.0 if math.isnan(cp) else cp)
+            if not (math.isnan(prod) or math.isnan(n)) and prod != n:
+                probs.append(
+                    Problem(
+                        *where,
+                        "n_chips",
+                        f"tp*pp*dp*cp = {prod:g} but n_chips = {n:g}; expected the "
+                        "product of the parallel degrees to equal the chip count",
+                        line,
+                    )
+                )
+        t = v.get("target")
+        if t is not None and t not in bad:
+            cell = v.get(t, table.raw[i].get(t))
+            if t not in header or is_blank(cell):
+                probs.append(
+                    Problem(
+                        *where,
+                        t,
+                        f"target '{t}' names a blank column; expected a value in '{t}'",
+                        line,
+                    )
+                )
+    return probs
+
+
+def _frame(table: Table, columns: Sequence[Column]) -> pd.DataFrame:
+    """The validated table as a frame: numeric columns float64 (NaN = blank), the
+    others Python objects (None = blank); columns not in the schema as read."""
+    by_name = {c.name: c for c in columns}
+    data: dict[str, Any] = {}
+    for name in dict.fromkeys(table.header):
+        col = by_name.get(name)
+        if col is not None and isinstance(col.default, float):
+            data[name] = np.array([v[name] for v in table.values], dtype=float)
+        elif col is not None:
+            data[name] = pd.Series([v[name] for v in table.values], dtype=object)
+        else:
+            data[name] = pd.Series(
+                [None if is_blank(r.get(name)) else r.get(name) for r in table.raw],
+                dtype=object,
+            )
+    df = pd.DataFrame(data, index=pd.RangeIndex(len(table)))
+    df.attrs["lines"] = tuple(table.lines)
     return df
+
+
+def row_place(df: pd.DataFrame, i: int) -> dict[str, int | None]:
+    """``row`` and ``line`` of the i-th (0-based) row of a frame loaded by
+    :func:`load_csv` (keyword arguments of :class:`~jaxcost.errors.JaxcostError` and
+    :class:`~jaxcost.io.schema.Problem`); the line is None once the frame no longer
+    has the file's rows (filtered or concatenated)."""
+    lines = df.attrs.get("lines", ())
+    return {"row": i + 1, "line": lines[i] if len(lines) == len(df) else None}
 
 
 def load_csv(
     path: str | os.PathLike,
-    schema: Mapping[str, Col],
+    schema: Sequence[Column],
     *,
     chips: Any = "default",
 ) -> pd.DataFrame:
-    """Read and validate one CSV against ``schema``.
+    """Read and validate one CSV against ``schema`` (a tuple of
+    :class:`~jaxcost.io.schema.Column`).
 
-    Checks, in order: required columns present; each cell of a schema column has the
-    column's type (numbers finite; counts whole; positive / fraction / allowed values
-    where the schema says so); required cells filled; ``row_id`` unique; every
-    non-blank ``chip_key`` is a key of the chip database; the parallel degrees of a
-    training run multiply to its chip count (tp*pp*dp*cp == n_chips where all are
-    given; blank cp counts as 1); a named ``target`` has a value in that row. Columns
-    not in the schema are kept as text.
+    Through :func:`jaxcost.io.schema.read_table`: required columns present; each cell
+    of a schema column has the column's type (numbers finite; counts whole;
+    positive / fraction / allowed values where the schema says so); required cells
+    filled; ``row_id`` unique. Then, row by row: every non-blank ``chip_key`` is a
+    key of the chip database; the parallel degrees of a training run multiply to its
+    chip count (tp*pp*dp*cp == n_chips where all are given; blank cp counts as 1); a
+    named ``target`` has a value in that row. Columns not in the schema are kept as
+    text. Every problem of the file is collected; the first one raises.
 
     Args:
       path: the CSV file.
-      schema: column name -> :class:`Col`.
+      schema: the columns.
       chips: the chip database to check ``chip_key`` against: ``"default"`` reads
         ``data/chips.csv``; a DataFrame with a ``key`` column, a mapping keyed by chip
         key (e.g. ``hardware.load_chips()``), an iterable of keys; or ``None`` to skip.
@@ -494,100 +560,17 @@ def load_csv(
       as Python strings or None, boolean columns as True/False/None.
 
     Raises:
-      DataError: one line naming the file, the row (header = row 1), the column, the
-        bad value and what was expected. ``UnknownChipError`` for an unknown chip key.
+      DataError: one line naming the file, the row (``row N (line M)``), the column,
+        the bad value and what was expected (``err.problems``: every problem).
+        ``UnknownChipError`` for an unknown chip key.
     """
-    file = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise DataError("file not found", file=file)
-    try:
-        raw = pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot parse CSV: {e}", file=file) from None
-    except OSError as e:  # a folder, no permission, ...
-        raise DataError(f"cannot read file: {e.strerror}", file=file) from None
-    raw.columns = [str(c).strip() for c in raw.columns]
-    for name, col in schema.items():
-        if col.required and name not in raw.columns:
-            raise DataError("missing required column", file=file, column=name)
-    df = raw.copy()
-    for name, col in schema.items():
-        if name not in raw.columns:
-            continue
-        df[name] = _parse_column(raw[name], col, name, file)
-        if col.filled:
-            for i, v in enumerate(df[name]):
-                if is_blank(v):
-                    raise DataError(
-                        "blank cell; expected a value in every row",
-                        file=file,
-                        row=row_label(i),
-                        column=name,
-                    )
-    for name in df.columns:
-        if name not in schema:
-            df[name] = pd.Series(
-                [None if is_blank(x) else x for x in raw[name]],
-                index=raw.index,
-                dtype=object,
-            )
-    if "row_id" in df.columns:
-        seen: dict[str, int] = {}
-        for i, v in enumerate(df["row_id"]):
-            if v is None:
-                continue
-            if v in seen:
-                raise DataError(
-                    f"duplicated row_id '{v}' (first at {row_label(seen[v])}); "
-                    "expected unique row ids",
-                    file=file,
-                    row=row_label(i),
-                    column="row_id",
-                )
-            seen[v] = i
+    names = {c.name for c in schema}
+    table = read_table(path, schema, unique=("row_id",) if "row_id" in names else ())
     if isinstance(chips, str) and chips == "default":
-        chips = load_chips_frame() if "chip_key" in df.columns else None
-    keys = chip_key_set(chips)
-    if keys is not None and "chip_key" in df.columns:
-        for i, v in enumerate(df["chip_key"]):
-            if v is not None and v not in keys:
-                raise UnknownChipError(
-                    f"unknown chip key '{v}'; expected a key of data/chips.csv "
-                    "(or blank, with a note, for a chip not in the database)",
-                    file=file,
-                    row=row_label(i),
-                    column="chip_key",
-                )
-    if {"tp", "pp", "dp", "n_chips"} <= set(df.columns):
-        cp = (
-            df["cp"].fillna(1.0)
-            if "cp" in df.columns
-            else pd.Series(1.0, index=df.index)
-        )
-        prod = df["tp"] * df["pp"] * df["dp"] * cp
-        for i in range(len(df)):
-            if np.isnan(prod.iloc[i]) or np.isnan(df["n_chips"].iloc[i]):
-                continue
-            if prod.iloc[i] != df["n_chips"].iloc[i]:
-                raise DataError(
-                    f"tp*pp*dp*cp = {prod.iloc[i]:g} but n_chips = "
-                    f"{df['n_chips'].iloc[i]:g}; expected the product of the parallel "
-                    "degrees to equal the chip count",
-                    file=file,
-                    row=row_label(i),
-                    column="n_chips",
-                )
-    if "target" in df.columns:
-        for i, t in enumerate(df["target"]):
-            if t is not None and (t not in df.columns or is_blank(df[t].iloc[i])):
-                raise DataError(
-                    f"target '{t}' names a blank column; expected a value in '{t}'",
-                    file=file,
-                    row=row_label(i),
-                    column=t,
-                )
-    return df
+        chips = load_chips_frame() if "chip_key" in table.header else None
+    keys = chip_key_set(chips) if "chip_key" in table.header else None
+    raise_problems(table.all_problems() + _cross_problems(table, keys))
+    return _frame(table, schema)
 
 
 def load_benchmarks(
@@ -616,7 +599,7 @@ def load_benchmarks(
 
 #: The columns that say where a benchmark row comes from; a user's file handed to
 #: ``jaxcost fit`` may leave them out (:func:`load_user_benchmarks`).
-PROVENANCE_COLUMNS = tuple(c for c in _SOURCE if c != "chip_key")
+PROVENANCE_COLUMNS = tuple(c.name for c in _SOURCE if c.name != "chip_key")
 
 
 def load_user_benchmarks(
@@ -627,7 +610,7 @@ def load_user_benchmarks(
     Like :func:`load_benchmarks`, except that the columns of
     :data:`PROVENANCE_COLUMNS`, ``derivation`` and ``weight`` may be missing or blank:
     a blank ``group`` is the file name's stem (``mine.csv`` -> ``mine``), a blank
-    ``row_id`` is ``<stem>:<row>`` (spreadsheet row, header = row 1), a blank
+    ``row_id`` is ``<stem>:<row>`` (the 1-based data row), a blank
     ``weight`` is 1, and the other cells stay blank.
 
     Raises:
@@ -639,25 +622,24 @@ def load_user_benchmarks(
             f"{', '.join(BENCHMARK_KINDS)}"
         )
     optional = (*PROVENANCE_COLUMNS, "derivation", "weight")
-    schema = {
-        name: (
-            dataclasses.replace(col, required=False, filled=False)
-            if name in optional
-            else col
-        )
-        for name, col in _SCHEMAS[kind].items()
-    }
+    schema = tuple(
+        dataclasses.replace(col, required=False, present=False)
+        if col.name in optional
+        else col
+        for col in _SCHEMAS[kind]
+    )
+    names = {col.name for col in schema}
     p = Path(path)
     df = load_csv(p, schema, chips=chips)
     stem = p.stem
     for name in optional:
-        if name in schema and name not in df.columns:
+        if name in names and name not in df.columns:
             df[name] = pd.Series([None] * len(df), index=df.index, dtype=object)
-    if "weight" in schema:
+    if "weight" in names:
         df["weight"] = pd.to_numeric(df["weight"], errors="coerce").fillna(1.0)
     df["group"] = [stem if is_blank(g) else g for g in df["group"]]
     df["row_id"] = [
-        f"{stem}:{i + 2}" if is_blank(r) else r for i, r in enumerate(df["row_id"])
+        f"{stem}:{i + 1}" if is_blank(r) else r for i, r in enumerate(df["row_id"])
     ]
     return add_si_columns(df, kind, file=str(p))
 
@@ -669,22 +651,27 @@ def concat_benchmarks(parts: Sequence[tuple[str, pd.DataFrame]]) -> pd.DataFrame
     Raises:
       DataError: a ``row_id`` used twice; the message names both files and rows.
     """
-    first: dict[str, tuple[str, int]] = {}
+    first: dict[str, tuple[str, pd.DataFrame, int]] = {}
+    problems: list[Problem] = []
     for file, df in parts:
         for i, rid in enumerate(df["row_id"]):
             if is_blank(rid):
                 continue
             if rid in first:
-                other, j = first[rid]
-                where = "" if other == file else f"{other}, "
-                raise DataError(
-                    f"row_id '{rid}' also at {where}{row_label(j)}; expected row ids "
-                    "unique across the files of a kind (rename one)",
-                    file=file,
-                    row=row_label(i),
-                    column="row_id",
+                other, odf, j = first[rid]
+                there = location(None if other == file else other, **row_place(odf, j))
+                problems.append(
+                    Problem(
+                        file,
+                        column="row_id",
+                        message=f"row_id '{rid}' also at {there}; expected row ids "
+                        "unique across the files of a kind (rename one)",
+                        **row_place(df, i),
+                    )
                 )
-            first[rid] = (file, i)
+            else:
+                first[rid] = (file, df, i)
+    raise_problems(problems)
     if len(parts) == 1:
         return parts[0][1]
     return pd.concat([df for _, df in parts], ignore_index=True, sort=False)
@@ -701,7 +688,7 @@ def load_user_runs(
     path: str | os.PathLike, *, skipped: list[str] | None = None
 ) -> pd.DataFrame:
     """A user's training runs in any published notation, validated and filled
-    (:func:`jaxcost.io.schema.read_runs`, a measured value required), as the frame
+    (:func:`jaxcost.io.runs.read_runs`, a measured value required), as the frame
     ``runs_to_arrays`` takes: the fit path of the one input schema.
 
     ``row_id`` is the file's where given, else ``<stem>:<row>`` (1-based data row);
@@ -733,7 +720,7 @@ def load_user_runs(
 
 def runs_frame(table: Table, rows: Sequence[int] | None = None) -> pd.DataFrame:
     """Frame of the rows of a validated training-run table
-    (:func:`jaxcost.io.schema.read_runs`), ready for ``runs_to_arrays``.
+    (:func:`jaxcost.io.runs.read_runs`), ready for ``runs_to_arrays``.
 
     Values are the table's (parsed and filled), numbers as float64 (NaN = blank),
     text as str or None. ``row_id`` is the 1-based data row number as text (unique
@@ -775,25 +762,27 @@ def _fill_si(
     si: str,
     quoted: pd.Series,
     file: str | None,
+    problems: list[Problem],
     *,
     rtol: float = 1e-6,
 ) -> None:
-    """Fill ``df[si]`` from ``quoted`` (already converted); check agreement where
-    both."""
+    """Fill ``df[si]`` from ``quoted`` (already converted); a problem for every row
+    where both are given and disagree."""
     if si not in df.columns:
         df[si] = quoted.astype(float)
         return
     cur = df[si].astype(float)
     both = cur.notna() & quoted.notna()
     bad = both & ((cur - quoted).abs() > rtol * quoted.abs())
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(
-            f"value {cur.iloc[i]:g} disagrees with the quoted column "
-            f"({quoted.iloc[i]:g} after unit conversion); expected equal values",
-            file=file,
-            row=row_label(i),
-            column=si,
+    for i in np.flatnonzero(bad.to_numpy()):
+        problems.append(
+            Problem(
+                file,
+                column=si,
+                message=f"value {cur.iloc[i]:g} disagrees with the quoted column "
+                f"({quoted.iloc[i]:g} after unit conversion); expected equal values",
+                **row_place(df, int(i)),
+            )
         )
     df[si] = cur.where(cur.notna(), quoted)
 
@@ -825,26 +814,39 @@ def add_si_columns(
     cell.
     """
     df = df.copy()
+    problems: list[Problem] = []
     if kind == "training_runs":
         _fill_si(
             df,
             "flop_per_s_per_chip",
             column_or_nan(df, "tflops_per_chip") * units.TERA,
             file,
+            problems,
         )
         _fill_si(
             df,
             "mfu_peak_flop_per_s",
             column_or_nan(df, "mfu_peak_tflops") * units.TERA,
             file,
+            problems,
         )
     elif kind == "collectives":
-        _fill_si(df, "time_s", column_or_nan(df, "time_us") * units.MICRO, file)
         _fill_si(
-            df, "algbw_bytes_per_s", column_or_nan(df, "algbw_GBps") * units.GIGA, file
+            df, "time_s", column_or_nan(df, "time_us") * units.MICRO, file, problems
         )
         _fill_si(
-            df, "busbw_bytes_per_s", column_or_nan(df, "busbw_GBps") * units.GIGA, file
+            df,
+            "algbw_bytes_per_s",
+            column_or_nan(df, "algbw_GBps") * units.GIGA,
+            file,
+            problems,
+        )
+        _fill_si(
+            df,
+            "busbw_bytes_per_s",
+            column_or_nan(df, "busbw_GBps") * units.GIGA,
+            file,
+            problems,
         )
         metric = (
             df["other_metric"].fillna("").astype(str)
@@ -859,6 +861,7 @@ def add_si_columns(
             "other_bytes_per_s",
             column_or_nan(df, "other_value").where(is_gbs) * units.GIGA,
             file,
+            problems,
         )
     elif kind == "kernels":
         unit = (
@@ -889,16 +892,17 @@ def add_si_columns(
         spec_bw = (
             sval.where(is_spec & (unit == "GB/s"), nan) * units.GIGA
         ).combine_first(sval.where(is_spec & (unit == "TB/s"), nan) * units.TERA)
-        _fill_si(df, "flop_per_s", flop, file)
-        _fill_si(df, "bytes_per_s", bw, file)
-        _fill_si(df, "time_s", t, file)
-        _fill_si(df, "spec_flop_per_s", spec_flop, file)
-        _fill_si(df, "spec_bytes_per_s", spec_bw, file)
+        _fill_si(df, "flop_per_s", flop, file, problems)
+        _fill_si(df, "bytes_per_s", bw, file, problems)
+        _fill_si(df, "time_s", t, file, problems)
+        _fill_si(df, "spec_flop_per_s", spec_flop, file, problems)
+        _fill_si(df, "spec_bytes_per_s", spec_bw, file, problems)
     else:
         raise DataError(
             f"unknown benchmark kind '{kind}'; expected one of "
             f"{', '.join(BENCHMARK_KINDS)}"
         )
+    raise_problems(problems)
     return df
 
 

@@ -1,68 +1,67 @@
-"""Input schemas as records, and the one validation of a table against them.
+"""Table schemas as records, and the one validation of every input table.
 
 A schema is a tuple of :class:`Column` records (name, parser, required, default,
-doc). :func:`validate_rows` reads every cell of every row with its column's parser
-and collects *all* problems, each a :class:`Problem` that prints as one line naming
-the file, the row, the column and what was expected::
+doc). Every table jaxcost reads is declared this way and checked here: the chips
+(``model.hardware.CHIP_COLUMNS``), the models (``model.workload.MODEL_COLUMNS``), the
+priors (``model.params.PRIOR_COLUMNS``), the goodput parameters
+(``model.goodput.GOODPUT_COLUMNS``), the benchmark files
+(``io.benchmarks.COLLECTIVES_SCHEMA``, ...), the training-run input
+(``io.runs.RUN_COLUMNS``) and the tables of a scenario TOML
+(``policy.scenario``). A CSV goes through :func:`read_table` (or
+:func:`read_csv_rows` + :func:`validate_rows`), a TOML table through
+:func:`validate_keys`; both parse every cell with its column's parser and collect
+*every* problem, each a :class:`Problem` that prints as one line naming the file,
+the row, the column and what was expected::
 
-    runs.csv row 3 (line 4), column 'chip': unknown chip 'H10'; did you mean 'H100'?
+    chips.csv row 3 (line 4), column 'hbm_bytes_per_s': value 'fast' is not a
+    number; expected a number in SI units
 
-Rows are numbered as data rows, 1-based, header excluded (``row 1`` is the first row
-under the header); the physical line of the file is given beside it.
+Rows are numbered one way everywhere (:func:`jaxcost.errors.location`): data rows,
+1-based, header excluded (``row 1`` is the first row under the header), with the
+physical line of the file beside it. A header problem names no row; a TOML problem
+names its key (``scenario.toml, key 'limits.pue': ...``).
 
-The training-run input (``jaxcost predict`` / ``validate`` / ``fit`` and
-``tools/build_benchmarks.py``) is :data:`RUN_COLUMNS`, read by :func:`read_runs`:
-a small required core (the model by name *or* by architecture, the chip by key *or*
-label, the chip count, the global batch, the sequence length and a measured value)
-and optional columns with stated defaults. Published notations (``3.2M tokens``,
-``41%``, ``256 routed + 1 shared``, ``2 layers/virtual stage``, ``ZeRO (DP 128)``,
-``none at 8K``, ``moe (MLA)``, ``FP8-CS``, ...) are read by :mod:`jaxcost.io.notation`
-here and nowhere else. Model names resolve through ``data/models.csv`` and
-``data/benchmarks/model_aliases.csv``, chip labels through ``data/chips.csv`` keys and
-``data/benchmarks/chip_aliases.csv`` (normalised: case, separators, vendor names and
-asides do not matter; a unique prefix such as ``H800`` resolves; otherwise "did you
-mean"). A given cell is never overwritten; every value the reader fills in (from the
-model table, from another column, from a framework default of
-``data/benchmarks/framework_defaults.csv`` or from a stated default) is listed in the
-row's ``fills``.
+A loader checks what spans rows (duplicates, cross-column rules) itself, adds those
+problems, and ends with :func:`raise_problems`: the first problem becomes the
+one-line error (a :class:`~jaxcost.errors.DataError` or the class the problem names),
+the message says how many more there are, and ``err.problems`` holds them all.
 
-Pure stdlib (``csv``); :mod:`jaxcost.io.benchmarks` turns the records into frames.
+Pure stdlib (``csv``).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
 import math
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jaxcost import units
-from jaxcost.errors import DataError
-from jaxcost.io import notation
-from jaxcost.io.paths import data_dir
+from jaxcost.errors import DataError, JaxcostError, location
 
 __all__ = [
     "Column",
     "Problem",
     "Table",
-    "RUN_COLUMNS",
-    "RUN_REQUIRED_CORE",
-    "MEASURED_COLUMNS",
-    "DEFAULT_VOCAB",
-    "DEFAULT_HEAD_DIM",
+    "BLANK",
     "row_where",
     "read_csv_rows",
+    "read_table",
     "validate_rows",
-    "read_runs",
-    "chip_tables",
-    "model_tables",
-    "resolve_chip",
-    "resolve_model",
+    "validate_keys",
+    "duplicate_problems",
+    "raise_problems",
     "schema_markdown",
+    "text",
+    "number",
+    "boolean",
+    "one_of",
 ]
+
+#: The message of a blank cell in a required column.
+BLANK = "blank cell; expected a value"
 
 
 # ------------------------------------------------------------------ records
@@ -70,55 +69,70 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class Column:
-    """The rule for one input column.
+    """The rule for one input column (or one key of a TOML table).
 
     Attributes:
-      name: the header.
-      parse: cell text -> value; raises :class:`DataError` (message: what was
-        expected) when the cell cannot be read. Not called on blank cells.
-      required: a value is needed in every row (after fills); a blank is a problem.
-      default: the value a blank cell means (None: stays blank).
-      doc: one line for the documentation (unit, accepted forms).
+      name: the header (or key).
+      parse: cell -> value; raises :class:`~jaxcost.errors.JaxcostError` (message:
+        what was expected) when the cell cannot be read. Not called on blank cells.
+        CSV cells reach it as stripped text, TOML values as parsed.
+      required: a value is needed in every row; a blank cell is a problem.
+      default: the value a blank cell means when not required (None: stays blank;
+        ``math.nan`` for an unknown number).
+      doc: one line for the documentation: meaning, unit, accepted forms.
+      present: the header must name this column (even where its cells may be
+        blank); a missing one is a problem of the file.
     """
 
     name: str
-    parse: Callable[[str], Any]
+    parse: Callable[[Any], Any]
     required: bool = False
     default: Any = None
     doc: str = ""
+    present: bool = False
 
 
-def row_where(file: str, row: int | None, line: int | None = None) -> str:
+def row_where(file: str, row: int | str | None, line: int | None = None) -> str:
     """``file row N (line M)``: N is the 1-based data row (header excluded), M the
-    line of the file (the header is line 1; M = N + 1 without multi-line cells)."""
-    if row is None:
-        return str(file)
-    line = row + 1 if line is None else line
-    return f"{file} row {row} (line {line})"
+    line of the file (the header is line 1; M = N + 1 without multi-line cells).
+    See :func:`jaxcost.errors.location`."""
+    return location(file, row, line=line)
 
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    """One problem of one cell (or row): prints as one line."""
+    """One problem of one cell, row, key or header: prints as one line.
+
+    Attributes:
+      file: the file as given.
+      row: 1-based data row; text for a place that is not a row (``"key 'x'"``);
+        None for the file or its header.
+      column: the column (or None).
+      message: what is wrong and what was expected.
+      line: the line of the file where the row starts (None: row + 1).
+      error_type: the exception class :meth:`error` builds.
+    """
 
     file: str
-    row: int | None
+    row: int | str | None
     column: str | None
     message: str
     line: int | None = None
+    error_type: type[JaxcostError] = DataError
 
     def __str__(self) -> str:
-        where = row_where(self.file, self.row, self.line)
-        if self.column is not None:
-            where += f", column '{self.column}'"
+        where = location(self.file, self.row, self.column, line=self.line)
         return " ".join(f"{where}: {self.message}".split())
 
-    def error(self) -> DataError:
-        """This problem as a :class:`DataError` with the same one-line message."""
-        err = DataError(self.message)
-        err.args = (str(self),)
-        err.file, err.row, err.column = self.file, self.row, self.column
-        return err
+    def error(self) -> JaxcostError:
+        """This problem as an exception (``error_type``) with the same message."""
+        return self.error_type(
+            self.message,
+            file=self.file,
+            row=self.row,
+            column=self.column,
+            line=self.line,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +143,7 @@ class Table:
       file: the file name as given.
       header: the header as read.
       raw: per row, header -> cell text (as read).
-      values: per row, column -> value (parsed; filled where blank; None = blank).
+      values: per row, column -> value (parsed; default where blank).
       problems: per row, the problems found (empty: the row is valid).
       fills: per row, ``column=value (reason)`` for every value filled in.
       lines: per row, the line of the file where the row starts.
@@ -158,31 +172,26 @@ class Table:
 # ------------------------------------------------------------------ reading
 
 
-def _blank(text: Any) -> bool:
-    if text is None:
+def _blank(value: Any) -> bool:
+    if value is None:
         return True
-    if isinstance(text, float) and math.isnan(text):
+    if isinstance(value, float) and math.isnan(value):
         return True
-    return str(text).strip() == ""
+    return isinstance(value, str) and value.strip() == ""
 
 
-def read_csv_rows(
-    path: str | Path,
-) -> tuple[tuple[str, ...], list[dict[str, str]], list[int]]:
-    """Header, rows (header -> text) and the starting line of each row of a CSV.
-
-    Raises:
-      DataError: the file is missing, unreadable, not UTF-8 or has no header.
-    """
+def _read_csv(path: str | Path):
+    """Header, rows, starting lines and cell counts of a CSV (see read_csv_rows)."""
     file = str(path)
     try:
         fh = open(path, newline="", encoding="utf-8-sig")
     except FileNotFoundError:
-        raise DataError("file not found", file=file) from None
+        raise DataError("cannot read: file not found", file=file) from None
     except OSError as e:
         raise DataError(f"cannot read file: {e.strerror}", file=file) from None
     rows: list[dict[str, str]] = []
     lines: list[int] = []
+    widths: list[int] = []
     try:
         with fh:
             reader = csv.reader(fh)
@@ -192,6 +201,7 @@ def read_csv_rows(
             start = reader.line_num + 1
             for cells in reader:
                 if any(c.strip() for c in cells):
+                    widths.append(len(cells))
                     cells = cells + [""] * (len(header) - len(cells))
                     rows.append(dict(zip(header, cells, strict=False)))
                     lines.append(start)
@@ -200,11 +210,39 @@ def read_csv_rows(
         raise DataError(
             f"cannot parse CSV ({e}); expected a UTF-8 CSV", file=file
         ) from None
+    except OSError as e:  # a folder on some systems
+        raise DataError(f"cannot read file: {e.strerror}", file=file) from None
+    return header, rows, lines, widths
+
+
+def read_csv_rows(
+    path: str | Path,
+) -> tuple[tuple[str, ...], list[dict[str, str]], list[int]]:
+    """Header, rows (header -> text) and the starting line of each row of a CSV.
+
+    Rows whose cells are all blank are skipped; cells past the header are dropped
+    (:func:`read_table` reports them).
+
+    Raises:
+      DataError: the file is missing, unreadable, not UTF-8 or has no header.
+    """
+    header, rows, lines, _ = _read_csv(path)
     return header, rows, lines
 
 
+def _cell(col: Column, value: Any, *, textual: bool) -> tuple[Any, str | None]:
+    """(value, problem message or None) of one cell under ``col``: a CSV cell
+    (``textual``; blank when empty) or a parsed TOML value (blank when absent)."""
+    if (value is None) or (textual and _blank(value)):
+        return col.default, None
+    try:
+        return col.parse(str(value).strip() if textual else value), None
+    except JaxcostError as e:
+        return None, e.detail
+
+
 def validate_rows(
-    rows: Sequence[Mapping[str, str]],
+    rows: Sequence[Mapping[str, Any]],
     columns: Sequence[Column],
     *,
     file: str,
@@ -213,10 +251,9 @@ def validate_rows(
 ) -> tuple[list[dict[str, Any]], list[list[Problem]]]:
     """Parse every cell of every row with its column's parser; collect every problem.
 
-    Blank cells take the column's ``default`` (None: stay blank); with
-    ``check_required``, a blank required cell is a problem (callers that fill cells
-    first check afterwards). Columns not in the schema are ignored (kept by the
-    caller).
+    Blank cells take the column's ``default``; with ``check_required``, a blank
+    required cell is a problem (callers that fill cells first check afterwards).
+    Columns not in the schema are ignored (kept by the caller).
 
     Returns:
       (per row, column -> value; per row, the problems).
@@ -227,759 +264,325 @@ def validate_rows(
         out: dict[str, Any] = {}
         probs: list[Problem] = []
         for col in columns:
-            text = row.get(col.name)
-            if _blank(text):
-                out[col.name] = col.default
-                if check_required and col.required and col.default is None:
-                    probs.append(
-                        Problem(file, i + 1, col.name, "blank; expected a value", line)
-                    )
-                continue
-            try:
-                out[col.name] = col.parse(str(text).strip())
-            except DataError as e:
+            cell = row.get(col.name)
+            if _blank(cell) and col.required and check_required:
                 out[col.name] = None
-                probs.append(Problem(file, i + 1, col.name, e.detail, line))
+                probs.append(Problem(file, i + 1, col.name, BLANK, line))
+                continue
+            out[col.name], message = _cell(col, cell, textual=True)
+            if message is not None:
+                probs.append(Problem(file, i + 1, col.name, message, line))
         values.append(out)
         problems.append(probs)
     return values, problems
 
 
-# ------------------------------------------------------------------ cell parsers
-
-
-def _count(text: str) -> int:
-    v = notation.parse_count(text)
-    if not (float(v).is_integer() and v >= 1):
-        raise DataError(f"cannot read '{text}'; expected a whole number >= 1")
-    return int(v)
-
-
-def _binary_count(text: str) -> int:
-    """Sequence lengths and vocabularies: ``4K`` = 4,096."""
-    v = notation.parse_count(text, binary=True)
-    if not (float(v).is_integer() and v >= 1):
-        raise DataError(f"cannot read '{text}'; expected a whole number >= 1")
-    return int(v)
-
-
-def _positive(text: str) -> float:
-    v = float(notation.parse_count(text))
-    if not v > 0:
-        raise DataError(f"value '{text}' must be > 0")
-    return v
-
-
-def _text(text: str) -> str:
-    return text
-
-
-def _yes_no(text: str) -> str:
-    s = text.strip().lower()
-    if s in ("yes", "y", "true", "on", "1", "enabled"):
-        return "yes"
-    if s in ("no", "n", "false", "off", "0", "disabled", "none"):
-        return "no"
-    raise DataError(f"cannot read '{text}'; expected yes or no")
-
-
-def _one_of(*allowed: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        s = text.strip().lower()
-        if s not in allowed:
-            raise DataError(
-                f"value '{text}' is not allowed; expected one of "
-                f"{', '.join(allowed)} or blank"
+def _header_problems(
+    header: Sequence[str], columns: Sequence[Column], file: str
+) -> list[Problem]:
+    probs = []
+    names = {c.name for c in columns}
+    for col in columns:
+        if col.present and col.name not in header:
+            probs.append(Problem(file, None, col.name, "missing required column"))
+    seen: set[str] = set()
+    for h in header:
+        if h in names and h in seen:
+            probs.append(
+                Problem(file, None, h, "duplicated column; expected each column once")
             )
-        return s
-
-    return parse
-
-
-def _zero(text: str) -> str:
-    spec = notation.parse_zero(text)
-    return f"ZeRO-{spec.stage}"
+        seen.add(h)
+    return probs
 
 
-def _arch(text: str) -> str:
-    return notation.parse_arch(text).kind
-
-
-def _experts(text: str) -> int:
-    return notation.parse_experts(text).routed
-
-
-def _target(text: str) -> str:
-    s = text.strip()
-    if s not in MEASURED_COLUMNS:
-        raise DataError(
-            f"value '{text}' is not a target; expected one of "
-            f"{', '.join(MEASURED_COLUMNS)}"
-        )
-    return s
-
-
-_DIGITS = re.compile(r"^\s*(19|20)\d\d\s*$")
-
-
-def _year(text: str) -> int:
-    if not _DIGITS.match(text):
-        raise DataError(f"cannot read '{text}'; expected a year such as 2022")
-    return int(text)
-
-
-#: Measured columns a training-run row may give, in the order a blank ``target`` is
-#: inferred from (the first one given is the target).
-MEASURED_COLUMNS = (
-    "step_time_s",
-    "tokens_per_s_per_chip",
-    "mfu",
-    "hfu",
-    "flop_per_s_per_chip",
-)
-
-#: Vocabulary of a row that neither gives one nor names a known model: the GPT-2 BPE
-#: (50,257 tokens; GPT-3, arXiv:2005.14165 Sec. 2.1), the vocabulary of most GPT-style
-#: benchmark runs. Reported as a fill.
-DEFAULT_VOCAB = 50257
-#: Head dimension assumed where a row gives the width but not the heads (heads =
-#: hidden / 128, the head size of GPT-3 175B, Llama 2/3 and most models since).
-#: Reported as a fill.
-DEFAULT_HEAD_DIM = 128
-
-#: The training-run input schema. ``required`` marks the core; ``model`` *or* the
-#: architecture (layers, hidden, heads), and ``chip_key`` *or* ``chip``, and one
-#: measured column (or ``target``) are required too (checked by :func:`read_runs`).
-RUN_COLUMNS: tuple[Column, ...] = (
-    Column("row_id", _text, doc="row id (default: the data row number)"),
-    Column(
-        "group", _text, doc="group for grouped cross-validation (default: file name)"
-    ),
-    Column(
-        "model",
-        _text,
-        doc="model name, resolved through data/models.csv with "
-        "normalised aliases ('LLaMA-2-70B' = 'llama2-70b'); or give the "
-        "architecture columns",
-    ),
-    Column(
-        "arch_model",
-        _text,
-        doc="the data/models.csv name whose MLP, embedding "
-        "tying and MoE layout apply (default: the resolved model)",
-    ),
-    Column(
-        "arch",
-        _arch,
-        doc="dense or moe (e.g. 'moe (MLA)'); default: moe when experts > 1",
-    ),
-    Column("layers", _count, doc="transformer layers L (default: model table)"),
-    Column("hidden", _count, doc="model width D (default: model table)"),
-    Column(
-        "ffn_hidden",
-        _count,
-        doc="MLP width F, per expert for MoE (default: model table, else 4 D)",
-    ),
-    Column(
-        "heads",
-        _count,
-        doc="attention heads N (default: model table, else D / 128, reported)",
-    ),
-    Column("kv_heads", _count, doc="key/value heads (default: model table, else N)"),
-    Column("head_dim", _count, doc="head dimension (default: model table, else D / N)"),
-    Column(
-        "seq_len",
-        _binary_count,
-        required=True,
-        doc="sequence length T, tokens ('4K' = 4,096; default: model table)",
-    ),
-    Column(
-        "vocab",
-        _binary_count,
-        doc="vocabulary V ('128K' = 131,072; default: model "
-        f"table, else {DEFAULT_VOCAB}, reported)",
-    ),
-    Column(
-        "experts",
-        _experts,
-        doc="routed experts per MoE layer ('256 routed + 1 "
-        "shared'; default: model table, else 1 = dense)",
-    ),
-    Column("topk", _count, doc="experts per token (default: model table, else 1)"),
-    Column(
-        "chip",
-        _text,
-        doc="chip label as printed, resolved through "
-        "data/benchmarks/chip_aliases.csv and data/chips.csv keys",
-    ),
-    Column("chip_key", _text, doc="key of data/chips.csv (wins over chip)"),
-    Column("n_chips", _count, required=True, doc="chips in the run ('96 x 8' = 768)"),
-    Column(
-        "scaleout_bytes_per_s",
-        _positive,
-        doc="NIC bandwidth per chip and direction, bytes/s (default: the chip's)",
-    ),
-    Column(
-        "precision",
-        notation.parse_precision,
-        default="fp16_bf16",
-        doc="GEMM precision: fp32, tf32, bf16/fp16/mixed/amp, any FP8 form "
-        "(default bf16)",
-    ),
-    Column(
-        "framework",
-        _text,
-        doc="training framework as printed; selects framework "
-        "defaults for blank recompute / ZeRO / overlap",
-    ),
-    Column("year", _year, doc="year of the run; selects framework defaults"),
-    Column(
-        "gbs_seqs",
-        _count,
-        required=True,
-        doc="global batch in sequences ('3072 "
-        "-> 15360' reads the final value; default: gbs_tokens / seq_len)",
-    ),
-    Column("gbs_tokens", _count, doc="global batch in tokens ('3.2M tokens')"),
-    Column(
-        "mbs",
-        _count,
-        doc="micro-batch (default: searched when the plan is blank, else 1)",
-    ),
-    Column("tp", _count, doc="tensor parallel degree ('1 (no TP)')"),
-    Column("pp", _count, doc="pipeline parallel degree ('16 (zero-bubble)')"),
-    Column(
-        "vpp",
-        _text,
-        doc="virtual stages per pipeline rank ('interleaved (4 "
-        "chunks)', '2 layers/virtual stage'; default 1)",
-    ),
-    Column("dp", _count, doc="data parallel degree (default: n_chips / (tp pp cp))"),
-    Column("cp", _count, doc="context parallel degree (default 1)"),
-    Column("ep", _count, doc="expert parallel degree (default 1)"),
-    Column("sp", _yes_no, doc="sequence parallelism yes/no (default no)"),
-    Column(
-        "zero_fsdp",
-        _zero,
-        doc="ZeRO / FSDP ('zero1=8', 'distributed optimizer', "
-        "'FSDP (no reshard after forward)'; default: framework, else none)",
-    ),
-    Column(
-        "recompute",
-        notation.parse_recompute,
-        doc="none / selective / full ('none "
-        "at 8K', 'activation checkpointing'; default: framework, else none)",
-    ),
-    Column(
-        "attention", _one_of("flash", "unfused"), doc="attention kernel (default flash)"
-    ),
-    Column(
-        "ep_dispatcher", _one_of("nccl", "fused"), doc="MoE dispatch (default nccl)"
-    ),
-    Column(
-        "tp_comm_overlap",
-        _yes_no,
-        doc="TP communication overlapped (default: framework, else no)",
-    ),
-    Column(
-        "dp_comm_overlap",
-        _yes_no,
-        doc="DP gradient reduction overlapped (default: framework, else no)",
-    ),
-    Column(
-        "pp_layout",
-        _one_of("uniform", "balanced"),
-        doc="layers over stages (default uniform)",
-    ),
-    Column("step_time_s", _positive, doc="measured step time, s"),
-    Column("tokens_per_s_per_chip", _positive, doc="measured tokens/s per chip"),
-    Column(
-        "tflops_per_chip",
-        _positive,
-        doc="achieved model TFLOP/s per chip (-> flop_per_s_per_chip)",
-    ),
-    Column("flop_per_s_per_chip", _positive, doc="achieved model FLOP/s per chip"),
-    Column(
-        "mfu", notation.parse_fraction, doc="model FLOPs utilisation ('41%', '0.41')"
-    ),
-    Column("hfu", notation.parse_fraction, doc="hardware FLOPs utilisation"),
-    Column(
-        "mfu_peak_flop_per_s",
-        _positive,
-        doc="the peak the source divided by, "
-        "FLOP/s (default: the chip's peak at the run's precision)",
-    ),
-    Column(
-        "target",
-        _target,
-        doc="which measured column to fit (default: the first "
-        "given of " + ", ".join(MEASURED_COLUMNS) + ")",
-    ),
-    Column("weight", _positive, default=1.0, doc="fit weight (default 1)"),
-)
-
-#: The required core, as the documentation states it.
-RUN_REQUIRED_CORE = (
-    "model or (layers, hidden, heads)",
-    "chip_key or chip",
-    "n_chips",
-    "gbs_seqs or gbs_tokens",
-    "seq_len",
-    "a measured value (" + " / ".join(MEASURED_COLUMNS) + ", tflops_per_chip)",
-)
-
-#: columns of a training run <- data/models.csv columns
-_MODEL_FILLS = (
-    ("layers", "num_layers"),
-    ("hidden", "d_model"),
-    ("heads", "num_heads"),
-    ("kv_heads", "num_kv_heads"),
-    ("head_dim", "head_dim"),
-    ("vocab", "vocab_size"),
-    ("seq_len", "seq_len"),
-)
-
-
-def schema_markdown(columns: Sequence[Column] = RUN_COLUMNS) -> str:
-    """The schema as a markdown table (column, required, default/meaning)."""
-    lines = ["| column | required | meaning and default |", "|---|---|---|"]
-    for c in columns:
-        lines.append(f"| `{c.name}` | {'yes' if c.required else ''} | {c.doc} |")
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------ lookup tables
-
-
-def _csv_dicts(path: Path) -> list[dict[str, str]]:
-    _, rows, _ = read_csv_rows(path)
-    return rows
-
-
-def model_tables(root: Path) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    """(label -> models.csv name, name -> models.csv row) of the data folder ``root``
-    (``models.csv`` and ``benchmarks/model_aliases.csv``)."""
-    models = {
-        r["name"].strip(): r
-        for r in _csv_dicts(root / "models.csv")
-        if r.get("name", "").strip()
-    }
-    labels = {name: name for name in models}
-    alias_path = root / "benchmarks" / "model_aliases.csv"
-    if alias_path.exists():
-        for r in _csv_dicts(alias_path):
-            name = r.get("model_name", "").strip()
-            if name in models:
-                labels[r["model_label"].strip()] = name
-    return labels, models
-
-
-def chip_tables(root: Path) -> tuple[dict[str, str], set[str]]:
-    """(label -> chip key, keys of chips.csv) of the data folder ``root``
-    (``chips.csv`` and ``benchmarks/chip_aliases.csv``)."""
-    keys = {
-        r["key"].strip()
-        for r in _csv_dicts(root / "chips.csv")
-        if r.get("key", "").strip()
-    }
-    labels = {k: k for k in keys}
-    alias_path = root / "benchmarks" / "chip_aliases.csv"
-    if alias_path.exists():
-        for r in _csv_dicts(alias_path):
-            key = r.get("chip_key", "").strip()
-            if key:
-                labels[r["chip_label"].strip()] = key
-    return labels, keys
-
-
-def _framework_rules(root: Path) -> list[dict[str, str]]:
-    path = root / "benchmarks" / "framework_defaults.csv"
-    return _csv_dicts(path) if path.exists() else []
-
-
-def resolve_model(text: str, labels: Mapping[str, str]) -> str:
-    """The ``data/models.csv`` name a printed model name maps to.
-
-    :func:`notation.resolve_label` over the names of ``data/models.csv`` and the
-    labels of ``data/benchmarks/model_aliases.csv``: exact, then normalised (case,
-    separators, vendor names and parenthesised asides do not matter).
-
-    Raises:
-      DataError: unknown or ambiguous; the message suggests close names.
-    """
-    return notation.resolve_label(text, dict(labels), what="model")
-
-
-def _memory_gb(text: str) -> str | None:
-    m = re.search(r"(\d+)\s*g(?:b|ib)?\b", text, flags=re.IGNORECASE)
-    return m.group(1) if m else None
-
-
-def resolve_chip(
-    text: str, labels: Mapping[str, str], keys: set[str]
-) -> tuple[str, str]:
-    """The ``data/chips.csv`` key a printed chip label maps to, and how.
-
-    :func:`notation.resolve_label` first (exact label, key, normalised label);
-    otherwise the label without its memory size (``h100_80gb`` -> ``h100``) as a
-    prefix of the normalised keys and unqualified labels: one key resolves
-    (``H800`` -> ``H800-SXM``); among several, keys of another memory size are
-    dropped and a single SXM part is taken (the form factor of multi-node training
-    clusters, as ``data/benchmarks/chip_aliases.csv`` assumes), which the second
-    element reports.
-
-    Returns:
-      (key, note): note is "" for a table hit, else how the label was read.
-
-    Raises:
-      DataError: unknown, ambiguous, or a label of a chip not in ``data/chips.csv``;
-        the message suggests close labels.
-    """
-    try:
-        key = notation.resolve_label(text, dict(labels), what="chip")
-    except DataError as first:
-        memory = _memory_gb(text)
-        bare = re.sub(r"[\s_-]*\d+\s*g(?:b|ib)?\b", " ", text, flags=re.IGNORECASE)
-        norm = notation.normalise_label(bare)
-        hits: set[str] = set()
-        if len(norm) >= 3:
-            for label, k in labels.items():
-                plain = not re.search(r"[(\[]", label)
-                full = notation.normalise_label(label)
-                cut = full[len(norm) : len(norm) + 1]
-                word = not (norm[-1].isdigit() and cut.isdigit())
-                if k in keys and plain and full.startswith(norm) and word:
-                    hits.add(k)
-        if memory and len(hits) > 1:
-            hits = {k for k in hits if _memory_gb(k) in (None, memory)}
-        note = f"chip '{text}' read as the unique match"
-        if len(hits) > 1:
-            sxm = {k for k in hits if "sxm" in k.lower()}
-            if len(sxm) == 1:
-                hits = sxm
-                note = (
-                    f"chip '{text}': form factor not stated, SXM assumed "
-                    "(multi-node training clusters)"
-                )
-        if len(hits) == 1:
-            return next(iter(hits)), note
-        if hits:
-            raise DataError(
-                f"chip '{text}' is ambiguous: it could be "
-                f"{', '.join(sorted(hits))}; expected a chip key"
-            ) from None
-        raise first from None
-    if key not in keys:
-        raise DataError(
-            f"chip '{text}' maps to '{key}', which is not in "
-            "data/chips.csv; expected a chip of the database"
-        )
-    return key, ""
-
-
-# ------------------------------------------------------------------ training runs
-
-
-def _matches(rule: Mapping[str, str], framework: str | None, year: int | None) -> bool:
-    pattern = rule.get("framework_pattern", "").strip()
-    if not pattern or framework is None:
-        return False
-    if not re.search(pattern, framework, flags=re.IGNORECASE):
-        return False
-    lo, hi = rule.get("year_min", "").strip(), rule.get("year_max", "").strip()
-    if (lo or hi) and year is None:  # a rule limited to some years needs the year
-        return False
-    if lo and year < int(lo):
-        return False
-    return not (hi and year > int(hi))
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
-def _check_row(
-    v: dict[str, Any],
-    fills: list[str],
-    probs: list[Problem],
-    raw: Mapping[str, str],
-    where: tuple[str, int, int],
+def duplicate_problems(
+    values: Sequence[Mapping[str, Any]],
+    column: str,
     *,
-    model_labels,
-    models,
-    chip_labels,
-    chip_keys,
-    rules,
-    require_measured: bool,
-) -> None:
-    """Resolve, fill and cross-check one parsed training run in place."""
-    file, row, line = where
+    file: str,
+    lines: Sequence[int] | None = None,
+    fold: bool = False,
+    what: str = "value",
+) -> list[Problem]:
+    """A problem for every row whose ``column`` repeats an earlier row's value.
 
-    def problem(column: str | None, message: str) -> None:
-        probs.append(Problem(file, row, column, message, line))
-
-    def fill(column: str, value: Any, reason: str) -> None:
-        v[column] = value
-        fills.append(f"{column}={_fmt(value)} ({reason})")
-
-    bad = {p.column for p in probs}
-    # ---- model: by name or by architecture
-    name = None
-    if v.get("arch_model"):
-        try:
-            name = resolve_model(v["arch_model"], model_labels)
-        except DataError as e:
-            problem("arch_model", e.detail)
-    elif v.get("model"):
-        try:
-            name = resolve_model(v["model"], model_labels)
-            fill("arch_model", name, f"model '{v['model']}' in data/models.csv")
-        except DataError as e:
-            if any(v.get(c) is None and c not in bad for c in ("layers", "hidden")):
-                problem("model", e.detail + "; or give layers, hidden and heads")
-    if name is not None:
-        m = models[name]
-        moe = float(m.get("num_experts") or 1) > 1
-        pairs = list(_MODEL_FILLS) + [("ffn_hidden", "moe_d_ff" if moe else "d_ff")]
-        if moe:
-            pairs += [("experts", "num_experts"), ("topk", "top_k")]
-        for col, src in pairs:
-            if v.get(col) is None and col not in bad and m.get(src, "").strip():
-                fill(col, int(float(m[src])), f"data/models.csv {name}")
-    for col in ("layers", "hidden"):
-        if (
-            v.get(col) is None
-            and col not in bad
-            and not any(p.column == "model" for p in probs)
-        ):
-            problem(
-                col,
-                "blank; expected the architecture or a model of "
-                "data/models.csv in 'model'",
-            )
-    if v.get("heads") is None and "heads" not in bad and v.get("hidden"):
-        if v["hidden"] % DEFAULT_HEAD_DIM == 0:
-            fill(
-                "heads",
-                v["hidden"] // DEFAULT_HEAD_DIM,
-                f"hidden / {DEFAULT_HEAD_DIM}: default head size",
+    Args:
+      values: per row, column -> value (blank values are skipped).
+      fold: compare case-insensitively.
+      what: the noun of the message (``duplicated key 'H100' (first at row 2)``).
+    """
+    first: dict[Any, int] = {}
+    probs = []
+    for i, v in enumerate(values):
+        value = v.get(column)
+        if _blank(value):
+            continue
+        k = str(value).lower() if fold else value
+        if k in first:
+            probs.append(
+                Problem(
+                    file,
+                    i + 1,
+                    column,
+                    f"duplicated {what} '{value}' (first at row {first[k]}); "
+                    f"expected each {what} once",
+                    None if lines is None else lines[i],
+                )
             )
         else:
-            problem("heads", "blank; expected the number of attention heads")
-    if v.get("vocab") is None and "vocab" not in bad:
-        fill("vocab", DEFAULT_VOCAB, "default: GPT-2 BPE")
-    if v.get("arch") is None and (v.get("experts") or 1) > 1:
-        v["arch"] = "moe"
-    if v.get("arch") == "moe" and (v.get("experts") or 1) <= 1 and "experts" not in bad:
-        problem("experts", "blank for an MoE run; expected the routed experts")
-    # ---- chip: by key or label
-    if v.get("chip_key"):
-        try:
-            key, _ = resolve_chip(v["chip_key"], {k: k for k in chip_keys}, chip_keys)
-            if key != v["chip_key"]:
-                problem(
-                    "chip_key",
-                    f"'{v['chip_key']}' is not a key of "
-                    f"data/chips.csv; did you mean '{key}'?",
-                )
-        except DataError as e:
-            problem("chip_key", e.detail)
-    elif v.get("chip"):
-        try:
-            key, how = resolve_chip(v["chip"], chip_labels, chip_keys)
-            fill("chip_key", key, how or f"chip '{v['chip']}'")
-        except DataError as e:
-            problem("chip", e.detail)
-    else:
-        problem(
-            "chip_key",
-            "blank; expected a chip key of data/chips.csv or a chip label in 'chip'",
-        )
-    # ---- batch
-    if v.get("gbs_seqs") is None and "gbs_seqs" not in bad:
-        tokens, seq = v.get("gbs_tokens"), v.get("seq_len")
-        text = str(raw.get("gbs_tokens", "")).strip()
-        if tokens and seq:
-            seqs = tokens / seq
-            binary = notation.parse_count(text, binary=True) / seq if text else seqs
-            if seqs.is_integer():
-                fill("gbs_seqs", int(seqs), "gbs_tokens / seq_len")
-            elif float(binary).is_integer():
-                fill(
-                    "gbs_seqs",
-                    int(binary),
-                    f"gbs_tokens '{text}' read as binary (2^20 per M) / seq_len",
-                )
-            else:
-                fill("gbs_seqs", max(1, round(seqs)), "gbs_tokens / seq_len, rounded")
-        elif name is not None and models[name].get("global_batch_seqs", "").strip():
-            batch = int(float(models[name]["global_batch_seqs"]))
-            fill("gbs_seqs", batch, f"data/models.csv {name}: the published batch")
-        else:
-            problem(
-                "gbs_seqs",
-                "blank; expected the global batch in sequences "
-                "(gbs_seqs) or tokens (gbs_tokens)",
-            )
-    if v.get("seq_len") is None and "seq_len" not in bad:
-        problem("seq_len", "blank; expected the sequence length")
-    # ---- plan
-    if v.get("vpp") is not None:
-        try:
-            v["vpp"] = notation.parse_vpp(
-                v["vpp"], layers=v.get("layers"), pp=v.get("pp")
-            )
-        except DataError as e:
-            problem("vpp", e.detail)
-            v["vpp"] = None
-    if v.get("dp") is None and v.get("tp") and v.get("pp") and v.get("n_chips"):
-        rest = v["n_chips"] / (v["tp"] * v["pp"] * (v.get("cp") or 1))
-        if rest.is_integer() and rest >= 1:
-            fill("dp", int(rest), "n_chips / (tp pp cp)")
-    if all(v.get(c) for c in ("tp", "pp", "dp", "n_chips")):
-        prod = v["tp"] * v["pp"] * v["dp"] * (v.get("cp") or 1)
-        if prod != v["n_chips"]:
-            problem(
-                "dp",
-                f"tp*pp*dp*cp = {prod} but n_chips = {v['n_chips']}; "
-                "expected the product of the degrees to equal the chip count",
-            )
-    # ---- framework defaults for blank software settings
-    for rule in rules:
-        col = rule.get("column", "").strip()
-        if (
-            col
-            and v.get(col) is None
-            and _matches(rule, v.get("framework"), v.get("year"))
-        ):
-            val = rule["value"].strip()
-            if col == "recompute":
-                val = notation.parse_recompute(val)
-            elif col == "zero_fsdp":
-                val = _zero(val)
-            fill(
-                col,
-                val,
-                f"framework default for '{rule['framework_pattern']}' "
-                "in data/benchmarks/framework_defaults.csv",
-            )
-    # ---- measured value
-    if v.get("tflops_per_chip") is not None and v.get("flop_per_s_per_chip") is None:
-        v["flop_per_s_per_chip"] = v["tflops_per_chip"] * units.TERA
-    if v.get("target") is None:
-        given_m = [c for c in MEASURED_COLUMNS if v.get(c) is not None]
-        if given_m:
-            v["target"] = given_m[0]
-        elif require_measured and not any(c in bad for c in MEASURED_COLUMNS):
-            problem(
-                "target",
-                "no measured value; expected one of "
-                + ", ".join(MEASURED_COLUMNS)
-                + " or tflops_per_chip",
-            )
-    elif v.get(v["target"]) is None and v["target"] not in bad:
-        problem(
-            v["target"],
-            f"blank, but target names it; expected a value in '{v['target']}'",
-        )
+            first[k] = i + 1
+    return probs
 
 
-def read_runs(
+def read_table(
     path: str | Path,
+    columns: Sequence[Column],
     *,
-    require_measured: bool = True,
-    data_root: str | Path | None = None,
+    unique: Iterable[str] = (),
+    unique_folded: Iterable[str] = (),
+    need_rows: str | None = None,
 ) -> Table:
-    """Read and validate a training-run CSV of :data:`RUN_COLUMNS`, every row at once.
+    """Read a CSV and validate every row against ``columns``; collect every problem.
 
-    Every cell is parsed (published notations through :mod:`jaxcost.io.notation`);
-    the model and chip are resolved; blank cells are filled from the model table,
-    from other columns, from framework defaults and from stated defaults (each fill
-    listed in ``Table.fills``; a given cell is never overwritten); and the plan is
-    checked against the chip count. Columns not in the schema are kept in
-    ``Table.raw``.
+    Checks the header (every ``present`` column named, no schema column twice), the
+    cells (:func:`validate_rows`), rows longer than the header, and the uniqueness of
+    the ``unique`` columns (``unique_folded``: case-insensitively). Columns not in
+    the schema are kept in ``Table.raw``.
 
     Args:
       path: the CSV.
-      require_measured: a row must give a measured value (``fit``, ``validate``);
-        ``predict`` passes False.
-      data_root: folder with ``models.csv``, ``chips.csv`` and ``benchmarks/``
-        (default: the shipped ``data/``).
+      columns: the schema.
+      need_rows: if given, a file without data rows is an error with this message
+        (e.g. ``"no data rows; expected at least one chip"``).
 
     Returns:
-      A :class:`Table`; a row with problems is kept with them.
+      A :class:`Table`; rows with problems are kept with them (see
+      :func:`raise_problems`).
 
     Raises:
-      DataError: the file cannot be read or has no data row (problems of rows are
-        not raised).
+      DataError: the file cannot be read, its header lacks a required column or
+        repeats one (every header problem collected), or it has no data row and
+        ``need_rows`` is given.
     """
     file = str(path)
-    root = Path(data_root) if data_root is not None else data_dir()
-    header, rows, lines = read_csv_rows(path)
-    if not rows:
-        raise DataError(
-            "no data rows; expected at least one run under the header", file=file
+    header, rows, lines, widths = _read_csv(path)
+    raise_problems(_header_problems(header, columns, file))
+    if need_rows is not None and not rows:
+        raise DataError(need_rows, file=file)
+    values, problems = validate_rows(rows, columns, file=file, lines=lines)
+    for i, width in enumerate(widths):
+        if width > len(header):
+            problems[i].insert(
+                0,
+                Problem(
+                    file,
+                    i + 1,
+                    None,
+                    f"{width} cells but the header has {len(header)}; expected "
+                    "one cell per column",
+                    lines[i],
+                ),
+            )
+    for name, fold in [(c, False) for c in unique] + [(c, True) for c in unique_folded]:
+        dups = duplicate_problems(
+            values, name, file=file, lines=lines, fold=fold, what=name
         )
-    model_labels, models = model_tables(root)
-    chip_labels, chip_keys = chip_tables(root)
-    rules = _framework_rules(root)
-    # required cells are checked after the fills (model table, gbs_tokens)
-    values, problems = validate_rows(
-        rows, RUN_COLUMNS, file=file, lines=lines, check_required=False
-    )
-    all_fills: list[tuple[str, ...]] = []
-    seen: dict[str, int] = {}
-    for i, v in enumerate(values):
-        fills: list[str] = []
-        probs = problems[i]
-        _check_row(
-            v,
-            fills,
-            probs,
-            rows[i],
-            (file, i + 1, lines[i]),
-            model_labels=model_labels,
-            models=models,
-            chip_labels=chip_labels,
-            chip_keys=chip_keys,
-            rules=rules,
-            require_measured=require_measured,
-        )
-        for col in RUN_COLUMNS:
-            if (
-                col.required
-                and v.get(col.name) is None
-                and not any(p.column == col.name for p in probs)
-            ):
-                probs.append(
-                    Problem(file, i + 1, col.name, "blank; expected a value", lines[i])
-                )
-        if v.get("group") is None:
-            v["group"] = Path(file).stem
-        rid = v.get("row_id")
-        if rid is not None:
-            if rid in seen:
-                probs.append(
-                    Problem(
-                        file,
-                        i + 1,
-                        "row_id",
-                        f"duplicated row_id "
-                        f"'{rid}' (first at row {seen[rid]}); expected "
-                        "unique row ids",
-                        lines[i],
-                    )
-                )
-            seen.setdefault(rid, i + 1)
-        all_fills.append(tuple(fills))
+        for p in dups:
+            problems[p.row - 1].append(p)
     return Table(
         file=file,
         header=header,
         raw=tuple(dict(r) for r in rows),
         values=tuple(values),
         problems=tuple(tuple(p) for p in problems),
-        fills=tuple(all_fills),
+        fills=tuple(() for _ in rows),
         lines=tuple(lines),
     )
+
+
+def validate_keys(
+    table: Mapping[str, Any],
+    columns: Sequence[Column],
+    *,
+    file: str,
+    prefix: str = "",
+    error_type: type[JaxcostError] = DataError,
+) -> tuple[dict[str, Any], list[Problem]]:
+    """Validate one TOML table (a mapping of parsed values) against ``columns``.
+
+    Each value is parsed by its column's parser (as given, not as text); a missing
+    required key and an unknown key (with the closest known one) are problems. Every
+    problem names its key, ``key '<prefix><name>'``.
+
+    Returns:
+      (column -> value, default where missing; the problems).
+    """
+    known = [c.name for c in columns]
+    probs: list[Problem] = []
+    for k in table:
+        if k not in known:
+            close = difflib.get_close_matches(k, known, n=1)
+            hint = (
+                f"; did you mean '{close[0]}'?"
+                if close
+                else f"; expected one of {sorted(known)}"
+            )
+            probs.append(
+                Problem(
+                    file,
+                    f"key '{prefix}{k}'",
+                    None,
+                    f"unknown key{hint}",
+                    error_type=error_type,
+                )
+            )
+    out: dict[str, Any] = {}
+    for col in columns:
+        where = f"key '{prefix}{col.name}'"
+        value = table.get(col.name)
+        if value is None and col.required:
+            out[col.name] = None
+            expected = col.doc or "a value"
+            probs.append(
+                Problem(
+                    file,
+                    where,
+                    None,
+                    f"missing; expected {expected}",
+                    error_type=error_type,
+                )
+            )
+            continue
+        out[col.name], message = _cell(col, value, textual=False)
+        if message is not None:
+            probs.append(Problem(file, where, None, message, error_type=error_type))
+    return out, probs
+
+
+def _order(p: Problem) -> tuple[int, int]:
+    if p.row is None:
+        return (0, 0)
+    if isinstance(p.row, int):
+        return (1, p.row)
+    return (1, 0)
+
+
+def raise_problems(problems: Iterable[Problem]) -> None:
+    """Raise the first problem (header first, then by row) if there is any.
+
+    The error's message is the first problem's one line, followed by how many more
+    the file has (``(1 of 3 problems in this file)``); ``err.problems`` holds them
+    all, in order.
+
+    Raises:
+      JaxcostError: the first problem's ``error_type`` (a ``DataError`` unless the
+        problem says otherwise).
+    """
+    probs = sorted(problems, key=_order)
+    if not probs:
+        return
+    first = probs[0]
+    message = first.message
+    if len(probs) > 1:
+        message += f" (1 of {len(probs)} problems in this file)"
+    err = dataclasses.replace(first, message=message).error()
+    err.problems = tuple(probs)
+    raise err
+
+
+def schema_markdown(columns: Sequence[Column]) -> str:
+    """The schema as a markdown table (column, required, meaning and default)."""
+    lines = ["| column | required | meaning and default |", "|---|---|---|"]
+    for c in columns:
+        lines.append(f"| `{c.name}` | {'yes' if c.required else ''} | {c.doc} |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ cell parsers
+
+
+def text(cell: str) -> str:
+    """A text cell, as given (stripped)."""
+    return cell
+
+
+def number(
+    *,
+    positive: bool = False,
+    nonnegative: bool = False,
+    fraction: bool = False,
+    whole: bool = False,
+    unit: str = "",
+) -> Callable[[str], float]:
+    """A parser of finite numbers (``float``), with the stated bounds.
+
+    Args:
+      positive: the value must be > 0.
+      nonnegative: the value must be >= 0.
+      fraction: the value must lie in (0, 1].
+      whole: the value must be a whole number (a count; still returned as float).
+      unit: named in the message of a cell that is not a number (``"in SI units"``).
+    """
+    want = "a whole number" if whole else "a number"
+    if unit:
+        want += f" {unit}"
+
+    def parse(cell: str) -> float:
+        try:
+            v = float(cell)
+        except ValueError:
+            message = f"value '{cell}' is not a number; expected {want}"
+            raise DataError(message) from None
+        if not math.isfinite(v):
+            raise DataError(f"value '{cell}' is not finite; expected a finite number")
+        if whole and v != round(v):
+            raise DataError(f"value '{cell}' is not a whole number; expected a count")
+        if positive and not v > 0:
+            raise DataError(f"value '{cell}' must be > 0; expected a positive number")
+        if nonnegative and v < 0:
+            raise DataError(
+                f"value '{cell}' must be >= 0; expected a non-negative number"
+            )
+        if fraction and not 0.0 < v <= 1.0:
+            raise DataError(
+                f"value '{cell}' is not a fraction; expected 0 < value <= 1"
+            )
+        return v
+
+    return parse
+
+
+_TRUE = ("true", "yes", "1")
+_FALSE = ("false", "no", "0")
+
+
+def boolean(
+    true: Sequence[str] = _TRUE, false: Sequence[str] = _FALSE
+) -> Callable[[str], bool]:
+    """A parser of booleans: the ``true`` and ``false`` words (case-insensitive)."""
+    words = f"{'/'.join(true)} or {'/'.join(false)}"
+
+    def parse(cell: str) -> bool:
+        low = cell.lower()
+        if low in true:
+            return True
+        if low in false:
+            return False
+        raise DataError(f"value '{cell}' is not a boolean; expected {words}")
+
+    return parse
+
+
+def one_of(*allowed: str, fold: bool = False) -> Callable[[str], str]:
+    """A parser of a closed set of words (``fold``: case-insensitive, returned in
+    lower case)."""
+
+    def parse(cell: str) -> str:
+        v = cell.lower() if fold else cell
+        if v not in allowed:
+            raise DataError(
+                f"value '{cell}' is not allowed; expected one of {', '.join(allowed)}"
+            )
+        return v
+
+    return parse

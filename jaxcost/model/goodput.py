@@ -36,19 +36,21 @@ References:
 
 from __future__ import annotations
 
-import csv
-import math
 import os
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from jaxcost.errors import DataError
+from jaxcost.io import schema
+from jaxcost.io.paths import data_dir
 from jaxcost.model.numerics import clamp_tiny, tiny_like
 
 __all__ = [
+    "GOODPUT_COLUMNS",
     "GoodputParams",
     "load_goodput_params",
     "goodput_frac",
@@ -67,9 +69,52 @@ _UNITS = {
     "restart_s": "s",
     "checkpoint_write_s": "s",
 }
-_REQUIRED_COLUMNS = ("name", "value", "unit", "source", "source_locator", "kind",
-                     "notes")
 _KINDS = ("measured", "estimated")
+
+#: The schema of ``data/goodput.csv``: one named value per row. The rows
+#: ``failure_rate_per_chip_s``, ``restart_s`` and ``checkpoint_write_s`` are the
+#: default set, ``<field>__<variant>`` the variants; other names are observations
+#: used by tests. Every column must be in the header.
+GOODPUT_COLUMNS: tuple[schema.Column, ...] = (
+    schema.Column(
+        "name",
+        schema.text,
+        required=True,
+        present=True,
+        doc="<field> or <field>__<variant> (unique)",
+    ),
+    schema.Column(
+        "value",
+        schema.number(nonnegative=True),
+        required=True,
+        present=True,
+        doc="finite, >= 0, in the unit of the 'unit' column",
+    ),
+    schema.Column(
+        "unit",
+        schema.text,
+        present=True,
+        doc="per_chip_s (failures per chip-second) or s; checked for the fields",
+    ),
+    schema.Column(
+        "source", schema.text, required=True, present=True, doc="URL or DOI"
+    ),
+    schema.Column(
+        "source_locator",
+        schema.text,
+        required=True,
+        present=True,
+        doc="section, table or figure of the source",
+    ),
+    schema.Column(
+        "kind",
+        schema.one_of(*_KINDS),
+        required=True,
+        present=True,
+        doc="measured or estimated",
+    ),
+    schema.Column("notes", schema.text, present=True, doc="derivation, caveats"),
+)
 
 
 @struct.dataclass
@@ -95,71 +140,33 @@ class GoodputParams:
 
 
 def _default_path() -> Path:
-    checkout = Path(__file__).resolve().parents[2] / "data" / "goodput.csv"
-    if checkout.exists():
-        return checkout
-    return Path(__file__).resolve().parents[1] / "_data" / "goodput.csv"
+    """The shipped ``data/goodput.csv`` (resolved when called)."""
+    return data_dir() / "goodput.csv"
 
 
-def _parse_value(raw: str | None, *, file: str, row: int) -> float:
-    text = (raw or "").strip()
-    try:
-        value = float(text)
-    except ValueError:
-        raise DataError(f"expected a number, got {text!r}", file=file, row=row,
-                        column="value") from None
-    if not math.isfinite(value) or value < 0:
-        raise DataError(f"expected a finite non-negative number, got {text!r}",
-                        file=file, row=row, column="value")
-    return value
-
-
-def _read_rows(path: Path) -> dict[str, tuple[int, dict[str, str]]]:
-    """All rows of a goodput CSV, validated, as ``{name: (line, row)}``."""
-    file = str(path)
-    rows: dict[str, tuple[int, dict[str, str]]] = {}
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            for column in _REQUIRED_COLUMNS:
-                if column not in header:
-                    raise DataError("missing required column", file=file, row=1,
-                                    column=column)
-            for line, row in enumerate(reader, start=2):
-                if None in row:
-                    raise DataError(f"expected {len(header)} cells, got more",
-                                    file=file, row=line)
-                name = (row["name"] or "").strip()
-                if not name:
-                    raise DataError("expected a non-empty name", file=file,
-                                    row=line, column="name")
-                if name in rows:
-                    raise DataError(f"duplicate name {name!r} (first on row "
-                                    f"{rows[name][0]})", file=file, row=line,
-                                    column="name")
-                for column in ("source", "source_locator"):
-                    if not (row[column] or "").strip():
-                        raise DataError(f"expected a non-empty {column}", file=file,
-                                        row=line, column=column)
-                kind = (row["kind"] or "").strip()
-                if kind not in _KINDS:
-                    raise DataError(f"expected one of {', '.join(_KINDS)}, got "
-                                    f"{kind!r}", file=file, row=line, column="kind")
-                _parse_value(row["value"], file=file, row=line)
-                base = name.split("__", 1)[0]
-                if base in _UNITS and (row["unit"] or "").strip() != _UNITS[base]:
-                    raise DataError(f"expected unit {_UNITS[base]!r}, got "
-                                    f"{(row['unit'] or '').strip()!r}", file=file,
-                                    row=line, column="unit")
-                rows[name] = (line, row)
-    except OSError as err:
-        raise DataError(f"cannot read goodput file: {err.strerror}",
-                        file=file) from None
-    except UnicodeDecodeError:
-        raise DataError("expected a UTF-8 text CSV file", file=file) from None
-    except csv.Error as err:
-        raise DataError(f"malformed CSV: {err}", file=file) from None
+def _read_rows(path: Path) -> dict[str, tuple[int, dict[str, Any]]]:
+    """All rows of a goodput CSV, validated (:data:`GOODPUT_COLUMNS`), as
+    ``{name: (data row, values)}``; every problem collected, the first raised."""
+    table = schema.read_table(path, GOODPUT_COLUMNS, unique=("name",))
+    problems = table.all_problems()
+    rows: dict[str, tuple[int, dict[str, Any]]] = {}
+    for i, v in enumerate(table.values):
+        if table.problems[i]:
+            continue
+        base = v["name"].split("__", 1)[0]
+        unit = v["unit"] or ""
+        if base in _UNITS and unit != _UNITS[base]:
+            problems.append(
+                schema.Problem(
+                    table.file,
+                    i + 1,
+                    "unit",
+                    f"unit '{unit}' of {base}; expected '{_UNITS[base]}'",
+                    table.lines[i],
+                )
+            )
+        rows[v["name"]] = (i + 1, v)
+    schema.raise_problems(problems)
     return rows
 
 
@@ -175,9 +182,9 @@ def load_goodput_params(path: str | os.PathLike | None = None, *,
     tests) are validated but not returned.
 
     Args:
-      path: CSV with columns name, value, unit, source, source_locator, kind, notes;
-        default the repository's ``data/goodput.csv`` (or the wheel's
-        ``jaxcost/_data/goodput.csv``).
+      path: CSV with the columns of :data:`GOODPUT_COLUMNS`; default the shipped
+        ``data/goodput.csv`` (:func:`jaxcost.io.paths.data_dir`, resolved when
+        called).
       variant: ``"default"`` or a suffix used in the file (``"opt175b"``, ...).
 
     Returns:
@@ -205,10 +212,10 @@ def load_goodput_params(path: str | os.PathLike | None = None, *,
                             f"of {', '.join(known)}", file=file, column="name")
         names = [f"{field}{suffix}" if f"{field}{suffix}" in rows else field
                  for field in _FIELDS]
-    values = {}
-    for field, name in zip(_FIELDS, names, strict=True):
-        line, row = rows[name]
-        values[field] = jnp.asarray(_parse_value(row["value"], file=file, row=line))
+    values = {
+        field: jnp.asarray(rows[name][1]["value"])
+        for field, name in zip(_FIELDS, names, strict=True)
+    }
     return GoodputParams(**values)
 
 

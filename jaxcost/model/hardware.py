@@ -14,7 +14,6 @@ W_out = scale-out bytes/s per direction.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import difflib
 import enum
@@ -30,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxcost.errors import DataError, PlanError, UnknownChipError
+from jaxcost.errors import PlanError, UnknownChipError
+from jaxcost.io import schema
 from jaxcost.io.paths import data_dir
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "ChipSpec",
     "ClusterSpec",
     "stack_chips",
+    "CHIP_COLUMNS",
     "CHIP_REQUIRED_COLUMNS",
     "load_chips",
     "get_chip",
@@ -120,9 +121,10 @@ class ChipSpec:
         mapping: Mapping[str, str],
         *,
         file: str | os.PathLike = "<row>",
-        row: int = 0,
+        row: int = 1,
     ) -> ChipSpec:
-        """Build and validate one chip from a CSV row; see :func:`_chip_from_row`."""
+        """Build and validate one chip from a CSV row (``row``: 1-based data row);
+        see :func:`_chip_from_row`."""
         return _chip_from_row(cls, mapping, file=file, row=row)
 
 
@@ -162,192 +164,148 @@ def stack_chips(chips: list[ChipSpec]) -> ChipSpec:
 
 
 # ------------------------------------------------------------------ loading from CSV
-#: CSV column -> ChipSpec field for the numeric leaves. Units are SI (see
-#: ``data/README.md``); ``required`` columns must be non-empty and > 0, the others may
-#: be empty (unknown, NaN) and must be >= 0 when given.
-_NUMERIC_COLUMNS: dict[str, bool] = {
-    "peak_flop_per_s_bf16": True,
-    "peak_flop_per_s_fp8": False,
-    "peak_op_per_s_int8": False,
-    "peak_flop_per_s_fp32": False,
-    "peak_flop_per_s_fp64": False,
-    "peak_flop_per_s_fp4": False,
-    "hbm_capacity_bytes": True,
-    "hbm_bytes_per_s": True,
-    "scaleup_bytes_per_s": False,
-    "scaleup_domain_size": True,
-    "scaleout_bytes_per_s": False,
-    "io_bidir_bytes_per_s": False,
-    "die_area_m2": False,
-    "tdp_w": False,
-    "price_usd": False,
-    "year": True,
-}
-_TEXT_COLUMNS = ("name", "key", "vendor", "family", "datacenter", "source")
-#: Columns every chips CSV must have.
-CHIP_REQUIRED_COLUMNS: tuple[str, ...] = _TEXT_COLUMNS + tuple(_NUMERIC_COLUMNS)
-_POSITIVE_IF_GIVEN = ("die_area_m2",)
+
+_SI = "in SI units"
+_required = schema.number(positive=True, unit=_SI)
+_optional = schema.number(nonnegative=True, unit=_SI)
 
 
-def _parse_bool(text: str, *, file: str, row: int, column: str) -> bool:
-    low = text.strip().lower()
-    if low in ("true", "1", "yes"):
-        return True
-    if low in ("false", "0", "no"):
-        return False
-    raise DataError(
-        f"expected True or False, got {text!r}", file=file, row=row, column=column
+def _text(name: str, doc: str) -> schema.Column:
+    return schema.Column(name, schema.text, required=True, present=True, doc=doc)
+
+
+def _peak(name: str, doc: str, *, required: bool = False) -> schema.Column:
+    return schema.Column(
+        name,
+        _required if required else _optional,
+        required=required,
+        default=math.nan,
+        present=True,
+        doc=doc,
     )
 
 
-def _parse_number(
-    text: str, *, file: str, row: int, column: str, required: bool
-) -> float:
-    raw = "" if text is None else str(text).strip()
-    if raw == "":
-        if required:
-            raise DataError(
-                "expected a positive number, got an empty cell",
-                file=file,
-                row=row,
-                column=column,
-            )
-        return math.nan
-    try:
-        value = float(raw)
-    except ValueError:
-        raise DataError(
-            f"expected a number in SI units, got {raw!r}",
-            file=file,
-            row=row,
-            column=column,
-        ) from None
-    if not math.isfinite(value):
-        raise DataError(
-            f"expected a finite number, got {raw!r}", file=file, row=row, column=column
-        )
-    if required and value <= 0:
-        raise DataError(
-            f"expected a positive number, got {raw}", file=file, row=row, column=column
-        )
-    if column in _POSITIVE_IF_GIVEN and value <= 0:
-        raise DataError(
-            f"expected a positive number or an empty cell, got {raw}",
-            file=file,
-            row=row,
-            column=column,
-        )
-    if value < 0:
-        raise DataError(
-            f"expected a non-negative number, got {raw}",
-            file=file,
-            row=row,
-            column=column,
-        )
-    return value
+#: The schema of ``data/chips.csv`` (see ``data/README.md``). Every column here must
+#: be in the header; required ones must be filled (numbers > 0), the other numbers
+#: may be blank (unknown: NaN) and are >= 0 when given. Other columns (sources,
+#: notes, ...) are kept by the file and ignored here.
+CHIP_COLUMNS: tuple[schema.Column, ...] = (
+    _text("name", "full name, e.g. 'NVIDIA H100 SXM5 80GB'"),
+    _text("key", "short key used by benchmark rows and scenarios, e.g. 'H100-SXM'"),
+    _text("vendor", "vendor"),
+    _text("family", "architecture family pooling fitted parameters, e.g. 'hopper'"),
+    schema.Column(
+        "datacenter",
+        schema.boolean(),
+        required=True,
+        present=True,
+        doc="designed or marketed for datacenters: True or False",
+    ),
+    _text("source", "where the numbers come from (URL, document)"),
+    _peak("peak_flop_per_s_bf16", "dense BF16/FP16 tensor FLOP/s", required=True),
+    _peak("peak_flop_per_s_fp8", "dense FP8 FLOP/s (0: no FP8 in hardware)"),
+    _peak("peak_op_per_s_int8", "dense INT8 op/s"),
+    _peak("peak_flop_per_s_fp32", "FP32 FLOP/s (non-tensor unless stated)"),
+    _peak("peak_flop_per_s_fp64", "FP64 FLOP/s"),
+    _peak("peak_flop_per_s_fp4", "dense FP4 FLOP/s (0: no FP4 in hardware)"),
+    _peak("hbm_capacity_bytes", "device memory, bytes", required=True),
+    _peak("hbm_bytes_per_s", "device memory bandwidth, bytes/s", required=True),
+    _peak(
+        "scaleup_bytes_per_s",
+        "scale-up (NVLink / HCCS / ICI) bytes/s per chip per direction",
+    ),
+    _peak("scaleup_domain_size", "chips in one scale-up domain", required=True),
+    _peak("scaleout_bytes_per_s", "scale-out NIC bytes/s per chip per direction"),
+    _peak("io_bidir_bytes_per_s", "aggregate bidirectional I/O bytes/s (2022 rule)"),
+    schema.Column(
+        "die_area_m2",
+        schema.number(positive=True, unit=_SI),
+        default=math.nan,
+        present=True,
+        doc="applicable die area, m^2 (> 0; blank: unknown)",
+    ),
+    _peak("tdp_w", "board power, W"),
+    _peak("price_usd", "indicative unit price, USD"),
+    _peak("year", "year of introduction", required=True),
+    schema.Column("memory_type", schema.text, default="", doc="e.g. 'HBM3'"),
+)
+#: The numeric columns of :data:`CHIP_COLUMNS` (the ``ChipSpec`` leaves).
+_NUMERIC_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in CHIP_COLUMNS if isinstance(c.default, float)
+)
+#: Columns every chips CSV must have.
+CHIP_REQUIRED_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in CHIP_COLUMNS if c.present
+)
+
+
+def _chip(cls, v: Mapping[str, Any]) -> ChipSpec:
+    """A ``ChipSpec`` of one validated row (column -> value)."""
+    return cls(**{c.name: v[c.name] for c in CHIP_COLUMNS if c.name != "source"})
 
 
 def _chip_from_row(
-    cls, mapping: Mapping[str, str], *, file: str | os.PathLike = "<row>", row: int = 0
+    cls, mapping: Mapping[str, str], *, file: str | os.PathLike = "<row>", row: int = 1
 ) -> ChipSpec:
     """Build and validate one ``ChipSpec`` from a CSV row (strings, SI units).
 
     Args:
       mapping: column name -> cell text, as read by ``csv.DictReader``; the columns
-        are those of ``data/chips.csv`` (extra columns are ignored).
+        are those of :data:`CHIP_COLUMNS` (extra columns are ignored).
       file: file name used in error messages.
-      row: line number in the file (the header is line 1), used in error messages.
+      row: the 1-based data row (header excluded), used in error messages.
 
     Returns:
       the chip, with NaN for unknown optional values.
 
     Raises:
       DataError: a required column is missing or empty, a cell is not a number, or a
-        value is out of range; the message names the file, row and column.
+        value is out of range; the message names the file, row and column (every
+        problem of the row in ``err.problems``).
     """
     file = str(file)
-    for column in CHIP_REQUIRED_COLUMNS:
-        if column not in mapping:
-            raise DataError(
-                "missing required column", file=file, row=row, column=column
-            )
-    for column in _TEXT_COLUMNS:
-        if column == "datacenter":
-            continue
-        if not str(mapping[column] or "").strip():
-            raise DataError(
-                "expected a non-empty value", file=file, row=row, column=column
-            )
-    values = {
-        column: _parse_number(
-            mapping[column], file=file, row=row, column=column, required=required
-        )
-        for column, required in _NUMERIC_COLUMNS.items()
-    }
-    return cls(
-        name=mapping["name"].strip(),
-        key=mapping["key"].strip(),
-        vendor=mapping["vendor"].strip(),
-        family=mapping["family"].strip(),
-        datacenter=_parse_bool(
-            mapping["datacenter"] or "", file=file, row=row, column="datacenter"
-        ),
-        memory_type=str(mapping.get("memory_type", "") or "").strip(),
-        **values,
+    missing = [
+        schema.Problem(file, row, c.name, "missing required column")
+        for c in CHIP_COLUMNS
+        if c.present and c.name not in mapping
+    ]
+    schema.raise_problems(missing)
+    values, problems = schema.validate_rows(
+        [{k: ("" if v is None else v) for k, v in mapping.items()}],
+        CHIP_COLUMNS,
+        file=file,
     )
+    schema.raise_problems(
+        dataclasses.replace(p, row=row, line=None) for p in problems[0]
+    )
+    return _chip(cls, values[0])
 
 
 def load_chips(path: str | os.PathLike | None = None) -> dict[str, ChipSpec]:
     """Load a chips CSV into ``{key: ChipSpec}``, in file order.
 
+    Validated against :data:`CHIP_COLUMNS` by :func:`jaxcost.io.schema.read_table`;
+    keys and (case-insensitively) names must be unique.
+
     Args:
-      path: a CSV with the columns of ``data/chips.csv``; default the shipped file.
+      path: a CSV with the columns of ``data/chips.csv``; default the shipped file
+        (resolved when called).
 
     Raises:
-      DataError: unreadable file, missing column, bad cell, duplicate key or name.
+      DataError: unreadable file, missing column, bad cell, duplicate key or name, or
+        no chip; the message is the first problem (file, row, column) and
+        ``err.problems`` lists every problem of the file.
     """
     path = Path(path) if path is not None else data_dir() / "chips.csv"
-    file = str(path)
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            for column in CHIP_REQUIRED_COLUMNS:
-                if column not in header:
-                    raise DataError(
-                        "missing required column", file=file, row=1, column=column
-                    )
-            chips: dict[str, ChipSpec] = {}
-            names: dict[str, int] = {}
-            for line, mapping in enumerate(reader, start=2):
-                if None in mapping:
-                    raise DataError(
-                        f"expected {len(header)} cells, got more", file=file, row=line
-                    )
-                chip = ChipSpec.from_row(mapping, file=file, row=line)
-                if chip.key in chips:
-                    raise DataError(
-                        f"duplicate key {chip.key!r}", file=file, row=line, column="key"
-                    )
-                if chip.name.lower() in names:
-                    raise DataError(
-                        f"duplicate name {chip.name!r} (first on row "
-                        f"{names[chip.name.lower()]})",
-                        file=file,
-                        row=line,
-                        column="name",
-                    )
-                names[chip.name.lower()] = line
-                chips[chip.key] = chip
-    except OSError as err:
-        raise DataError(f"cannot read chips file: {err.strerror}", file=file) from None
-    except UnicodeDecodeError:
-        raise DataError("expected a UTF-8 text CSV file", file=file) from None
-    except csv.Error as err:  # e.g. a cell over the csv module's size limit
-        raise DataError(f"malformed CSV: {err}", file=file) from None
-    if not chips:
-        raise DataError("expected at least one chip row", file=file)
-    return chips
+    table = schema.read_table(
+        path,
+        CHIP_COLUMNS,
+        unique=("key",),
+        unique_folded=("name",),
+        need_rows="expected at least one chip row",
+    )
+    schema.raise_problems(table.all_problems())
+    return {v["key"]: _chip(ChipSpec, v) for v in table.values}
 
 
 def _norm(text: str) -> str:

@@ -22,7 +22,6 @@ Symbols: e (efficiency, 0-1), x_half (half-saturation size), alpha (latency, s).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -34,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxcost.errors import DataError, ParamsError
+from jaxcost.errors import ParamsError
+from jaxcost.io import schema
 from jaxcost.io.atomic import atomic_write_text
 from jaxcost.io.paths import data_dir
 from jaxcost.model.hardware import ChipSpec
@@ -47,6 +47,7 @@ __all__ = [
     "RawParams",
     "CostParams",
     "PARAM_NAMES",
+    "PRIOR_COLUMNS",
     "priors_path",
     "zero_offsets",
     "default_params",
@@ -199,82 +200,94 @@ def priors_path() -> Path:
     return data_dir() / "priors.csv"
 
 
+#: The schema of ``data/priors.csv``: one row per cost parameter (every field of
+#: :class:`RawParams` exactly once), its default in physical units and the prior's
+#: standard deviation in raw (unconstrained) space.
+PRIOR_COLUMNS: tuple[schema.Column, ...] = (
+    schema.Column(
+        "name",
+        schema.one_of(*PARAM_NAMES),
+        required=True,
+        present=True,
+        doc="the cost parameter (a field of RawParams)",
+    ),
+    schema.Column(
+        "value",
+        schema.number(positive=True),
+        required=True,
+        present=True,
+        doc="default, physical units (fraction in (0, 1), s, FLOP, bytes, ...)",
+    ),
+    schema.Column("unit", schema.text, doc="unit of value (documentation)"),
+    schema.Column(
+        "transform",
+        schema.one_of(*_TRANSFORMS),
+        required=True,
+        present=True,
+        doc="raw -> physical map; must be the field's (sigmoid, softplus, exp, "
+        "one_plus_softplus)",
+    ),
+    schema.Column(
+        "prior_sigma_raw",
+        schema.number(positive=True),
+        required=True,
+        present=True,
+        doc="prior standard deviation in raw space (> 0)",
+    ),
+    schema.Column(
+        "source", schema.text, required=True, present=True, doc="URL or DOI"
+    ),
+    schema.Column("source_locator", schema.text, doc="table, figure or page"),
+    schema.Column("kind", schema.text, doc="vendor_spec, measured or estimated"),
+    schema.Column("notes", schema.text, doc="free text"),
+)
+
+
 def _read_priors(path: str | os.PathLike | None = None) -> dict[str, dict]:
-    """Read ``data/priors.csv``: name -> {value, transform, sigma}."""
+    """Read ``data/priors.csv`` (:data:`PRIOR_COLUMNS`): name -> {value, transform,
+    sigma}. Every problem of the file is collected; the first one raises."""
     path = Path(path) if path is not None else priors_path()
+    table = schema.read_table(path, PRIOR_COLUMNS, unique=("name",))
+    problems = table.all_problems()
     out: dict[str, dict] = {}
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        for i, row in enumerate(reader, start=2):
-            name = row.get("name", "")
-            if name not in PARAM_NAMES:
-                raise DataError(
-                    f"unknown parameter '{name}', expected one of "
-                    f"{', '.join(PARAM_NAMES)}",
-                    file=str(path),
-                    row=i,
-                    column="name",
-                )
-            transform = row.get("transform", "")
-            if transform not in _TRANSFORMS:
-                raise DataError(
-                    f"transform '{transform}' not in {_TRANSFORMS}",
-                    file=str(path),
-                    row=i,
-                    column="transform",
-                )
-            for col in ("value", "prior_sigma_raw"):
-                try:
-                    v = float(row[col])
-                except (TypeError, ValueError):
-                    raise DataError(
-                        f"expected a number, got {row.get(col)!r}",
-                        file=str(path),
-                        row=i,
-                        column=col,
-                    ) from None
-                if not math.isfinite(v) or v <= 0:
-                    raise DataError(
-                        f"expected a positive finite number, got {v}",
-                        file=str(path),
-                        row=i,
-                        column=col,
-                    )
-            if not row.get("source", "").strip():
-                raise DataError("empty source", file=str(path), row=i, column="source")
-            value = float(row["value"])
-            if transform == "sigmoid" and value >= 1.0:
-                raise DataError(
-                    f"a fraction must lie in (0, 1), got {value}",
-                    file=str(path),
-                    row=i,
-                    column="value",
-                )
-            if transform == "one_plus_softplus" and value <= 1.0:
-                raise DataError(
-                    f"expected a value > 1, got {value}",
-                    file=str(path),
-                    row=i,
-                    column="value",
-                )
-            out[name] = {
-                "value": value,
-                "transform": transform,
-                "sigma": float(row["prior_sigma_raw"]),
-            }
+    for i, v in enumerate(table.values):
+        if table.problems[i]:
+            continue
+        name, value, transform = v["name"], v["value"], v["transform"]
+        column, message = None, None
+        if transform != _FIELD_TRANSFORM[name]:
+            column = "transform"
+            message = (
+                f"transform '{transform}' of {name}; expected "
+                f"'{_FIELD_TRANSFORM[name]}'"
+            )
+        elif transform == "sigmoid" and value >= 1.0:
+            column = "value"
+            message = f"value {value:g} is not a fraction; expected 0 < value < 1"
+        elif transform == "one_plus_softplus" and value <= 1.0:
+            column = "value"
+            message = f"value {value:g} must be > 1; expected a value > 1"
+        if message is not None:
+            problems.append(
+                schema.Problem(table.file, i + 1, column, message, table.lines[i])
+            )
+        out[name] = {
+            "value": value,
+            "transform": transform,
+            "sigma": v["prior_sigma_raw"],
+        }
     missing = [n for n in PARAM_NAMES if n not in out]
-    if missing:
-        raise DataError(
-            f"missing rows for {', '.join(missing)}", file=str(path), column="name"
+    if missing and not problems:
+        problems.append(
+            schema.Problem(
+                table.file,
+                None,
+                "name",
+                f"missing rows for {', '.join(missing)}; expected one row per "
+                "cost parameter",
+            )
         )
-    wrong = [n for n in PARAM_NAMES if out[n]["transform"] != _FIELD_TRANSFORM[n]]
-    if wrong:
-        raise DataError(
-            f"transform of {', '.join(wrong)} must be "
-            f"{[_FIELD_TRANSFORM[n] for n in wrong]}",
-            file=str(path),
-            column="transform",
-        )
+    schema.raise_problems(problems)
     return out
 
 

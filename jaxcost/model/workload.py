@@ -30,7 +30,6 @@ selected with ``jnp.where``. Activations and weights are 2-byte (bf16) values.
 
 from __future__ import annotations
 
-import csv
 import enum
 import math
 from pathlib import Path
@@ -41,6 +40,7 @@ import numpy as np
 from flax import struct
 
 from jaxcost.errors import DataError, PlanError
+from jaxcost.io import schema
 from jaxcost.io.paths import data_dir
 from jaxcost.model.plan import ParallelPlan
 
@@ -74,6 +74,7 @@ __all__ = [
     "in_flight_microbatches",
     "memory_bytes",
     "comm_volumes",
+    "MODEL_COLUMNS",
     "models_csv_path",
     "stack_models",
     "load_models",
@@ -815,8 +816,9 @@ def activation_bytes_per_layer(
     2·(2 + 21 + 2) = 50 where a fixed GPT MLP count gave 16; checked against Megatron-LM
     CI memory readings, ``data/benchmarks/memory.csv`` M0037-M0046). Framework savings
     below this count (FP8 caches of linear inputs, recomputed SwiGLU outputs or
-    up-projections, arXiv:2412.19437 §3.3) are not represented. The a·s/h terms are the stored T×T scores of an unfused
-    attention (``plan.flash_attn`` = 0); a flash-style kernel keeps no score matrix,
+    up-projections, arXiv:2412.19437 §3.3) are not represented. The a·s/h terms are
+    the stored T×T scores of an unfused attention (``plan.flash_attn`` = 0); a
+    flash-style kernel keeps no score matrix,
     so without recompute it stores what selective recompute stores (its per-row
     softmax statistics, 4·a·s·b bytes, are neglected).
 
@@ -1080,28 +1082,78 @@ def comm_volumes(
 
 # ------------------------------------------------------------------ model table
 
-_MODEL_INT_COLUMNS = (
-    "num_layers",
-    "d_model",
-    "num_heads",
-    "num_kv_heads",
-    "head_dim",
-    "d_ff",
-    "vocab_size",
-    "seq_len",
-    "global_batch_seqs",
-    "num_experts",
-    "top_k",
-    "moe_d_ff",
-    "num_dense_layers",
-    "num_shared_experts",
+
+_whole = schema.number(nonnegative=True, whole=True)
+
+
+def _dim(cell: str) -> int:
+    """A non-negative whole number of the model table."""
+    return int(_whole(cell))
+
+
+_MODEL_INT_DOCS = (
+    ("num_layers", "L, transformer layers"),
+    ("d_model", "D, hidden size"),
+    ("num_heads", "N, query heads"),
+    ("num_kv_heads", "K, key/value heads (N for multi-head attention)"),
+    ("head_dim", "H, dimension of one head"),
+    ("d_ff", "F, dense MLP inner size (per branch for SwiGLU)"),
+    ("vocab_size", "V, vocabulary"),
+    ("seq_len", "T, tokens per sequence"),
+    ("global_batch_seqs", "B, sequences per optimizer step"),
+    ("num_experts", "E, routed experts per MoE layer (1: dense)"),
+    ("top_k", "k, routed experts per token (1: dense)"),
+    ("moe_d_ff", "F_e, inner size of one expert (d_ff for a dense model)"),
+    ("num_dense_layers", "leading layers of an MoE model with a dense MLP"),
+    ("num_shared_experts", "E_s, experts every token passes through"),
 )
-_MODEL_COLUMNS = (
-    ("name",)
-    + _MODEL_INT_COLUMNS
-    + ("mlp", "tied_embeddings", "source", "source_locator", "kind", "notes")
-)
+_MODEL_INT_COLUMNS = tuple(name for name, _ in _MODEL_INT_DOCS)
 _KINDS = ("vendor_spec", "measured", "estimated")
+
+#: The schema of ``data/models.csv``: every column must be in the header and filled
+#: (``notes`` may be blank); dimensions are non-negative whole numbers (counts).
+#: Other columns (``reported_params``, ...) are kept by the file for tests.
+MODEL_COLUMNS: tuple[schema.Column, ...] = (
+    schema.Column(
+        "name", schema.text, required=True, present=True, doc="model name (unique)"
+    ),
+    *(
+        schema.Column(name, _dim, required=True, present=True, doc=doc)
+        for name, doc in _MODEL_INT_DOCS
+    ),
+    schema.Column(
+        "mlp",
+        schema.one_of(*(m.value for m in Mlp), fold=True),
+        required=True,
+        present=True,
+        doc="MLP kind: swiglu (Llama-style) or gelu (GPT-style)",
+    ),
+    schema.Column(
+        "tied_embeddings",
+        schema.boolean(true=("true",), false=("false",)),
+        required=True,
+        present=True,
+        doc="input embedding and LM head share weights: true or false",
+    ),
+    schema.Column(
+        "source", schema.text, required=True, present=True, doc="URL or DOI"
+    ),
+    schema.Column(
+        "source_locator",
+        schema.text,
+        required=True,
+        present=True,
+        doc="table, section or page of the source",
+    ),
+    schema.Column(
+        "kind",
+        schema.one_of(*_KINDS),
+        required=True,
+        present=True,
+        doc="vendor_spec, measured or estimated",
+    ),
+    schema.Column("notes", schema.text, present=True, doc="free text"),
+)
 
 
 def models_csv_path() -> Path:
@@ -1136,93 +1188,37 @@ def stack_models(models: list[TransformerConfig]) -> TransformerConfig:
 def load_models(path: str | Path | None = None) -> dict[str, TransformerConfig]:
     """Read the model table (default ``data/models.csv``) into configs keyed by name.
 
+    Validated against :data:`MODEL_COLUMNS` by :func:`jaxcost.io.schema.read_table`;
+    names must be unique and every row must build a valid
+    :class:`TransformerConfig` (:meth:`TransformerConfig.create`).
+
     Raises:
-      DataError: missing column, bad cell, duplicate name or empty source; the message
-        names the file, the row (1-based data row) and the column.
+      DataError: missing column, bad cell, duplicate name, empty source or
+        inconsistent dimensions; the message is the first problem (file, row,
+        column) and ``err.problems`` lists every problem of the file.
     """
     path = Path(path) if path is not None else models_csv_path()
-    try:
-        fh = open(path, newline="", encoding="utf-8")
-    except OSError as exc:
-        raise DataError(
-            f"cannot open model table: {exc.strerror}", file=str(path)
-        ) from None
-    with fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        for col in _MODEL_COLUMNS:
-            if col not in header:
-                raise DataError("missing required column", file=str(path), column=col)
-        models: dict[str, TransformerConfig] = {}
-        for i, row in enumerate(reader, start=1):
-            name = (row["name"] or "").strip()
-            if not name:
-                raise DataError(
-                    "empty model name", file=str(path), row=i, column="name"
+    table = schema.read_table(path, MODEL_COLUMNS, unique=("name",))
+    problems = table.all_problems()
+    models: dict[str, TransformerConfig] = {}
+    for i, v in enumerate(table.values):
+        if table.problems[i]:
+            continue
+        dims = {c: v[c] for c in _MODEL_INT_COLUMNS}
+        try:
+            models[v["name"]] = TransformerConfig.create(
+                name=v["name"],
+                mlp=Mlp(v["mlp"]),
+                tied_embeddings=v["tied_embeddings"],
+                **dims,
+            )
+        except PlanError as exc:
+            problems.append(
+                schema.Problem(
+                    table.file, i + 1, exc.column, exc.detail, table.lines[i]
                 )
-            if name in models:
-                raise DataError(
-                    f"duplicate model name '{name}'",
-                    file=str(path),
-                    row=i,
-                    column="name",
-                )
-            for col in ("source", "source_locator"):
-                if not (row[col] or "").strip():
-                    raise DataError(
-                        "empty; every row needs a source",
-                        file=str(path),
-                        row=i,
-                        column=col,
-                    )
-            if row["kind"] not in _KINDS:
-                raise DataError(
-                    f"kind={row['kind']!r} is not one of {_KINDS}",
-                    file=str(path),
-                    row=i,
-                    column="kind",
-                )
-            kwargs = {}
-            for col in _MODEL_INT_COLUMNS:
-                cell = (row[col] or "").strip()
-                try:
-                    val = float(cell)
-                except ValueError:
-                    raise DataError(
-                        f"{cell!r} is not a number", file=str(path), row=i, column=col
-                    ) from None
-                if not math.isfinite(val) or val != round(val) or val < 0:
-                    raise DataError(
-                        f"{cell!r} is not a non-negative integer",
-                        file=str(path),
-                        row=i,
-                        column=col,
-                    )
-                kwargs[col] = int(val)
-            tied = (row["tied_embeddings"] or "").strip().lower()
-            if tied not in ("true", "false"):
-                raise DataError(
-                    f"{tied!r} is not true/false",
-                    file=str(path),
-                    row=i,
-                    column="tied_embeddings",
-                )
-            mlp = (row["mlp"] or "").strip().lower()
-            if mlp not in [m.value for m in Mlp]:
-                raise DataError(
-                    f"{mlp!r} is not one of {[m.value for m in Mlp]}",
-                    file=str(path),
-                    row=i,
-                    column="mlp",
-                )
-            try:
-                models[name] = TransformerConfig.create(
-                    name=name, mlp=Mlp(mlp), tied_embeddings=tied == "true", **kwargs
-                )
-            except PlanError as exc:
-                raise DataError(
-                    exc.detail, file=str(path), row=i, column=exc.column
-                ) from None
+            )
+    schema.raise_problems(problems)
     return models
 
 

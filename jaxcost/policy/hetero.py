@@ -17,14 +17,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcost.model.hardware import ChipSpec, ClusterSpec
+from jaxcost.model.hardware import ChipSpec, ClusterSpec, Precision
 from jaxcost.model.params import CostParams, physical
 from jaxcost.model.plan import plan_at, plan_from_str, plan_to_str
 from jaxcost.model.step_time import hetero_data_parallel
 from jaxcost.model.workload import TransformerConfig, tokens_per_step
 from jaxcost.search import sweep
 from jaxcost.search.score import plan_time_s
-from jaxcost.search.space import PlanSpace, enumerate_plans
+from jaxcost.search.space import PlanSpace, enumerate_plans, space_precisions
 
 __all__ = ["MixedClusterEvaluator", "nice_batch"]
 
@@ -109,6 +109,14 @@ class MixedClusterEvaluator:
         num = sweep.batch_size(plans) if jax.tree.leaves(plans) else 0
         if num == 0 or num > self.max_plans:
             return None
+        # FP8 is a plan dimension (the plan's fp8 leaf), as in best_plan
+        f8 = np.asarray(
+            [1.0 if p == Precision.FP8 else 0.0
+             for p in space_precisions(self.space, chip)]
+        )
+        plans = jax.tree.map(lambda x: np.tile(np.asarray(x), f8.size), plans)
+        plans = plans.replace(fp8=np.repeat(f8, num))
+        num *= f8.size
         if self._score_fn is None:
             self._score_fn = jax.jit(
                 jax.vmap(plan_time_s, in_axes=(None, None, None, 0))

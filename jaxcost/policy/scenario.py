@@ -50,6 +50,8 @@ optional)::
     pp_layout = "uniform"              # or "auto": uneven pipeline splits where needed
     tp_overlap = false                 # plans pipeline TP communication with the GEMMs
     dp_overlap = false                 # plans overlap the gradient reduction (buckets)
+    precisions = ["bf16"]              # GEMM formats tried; ["bf16", "fp8"]: FP8 where
+                                       # the chip has an FP8 peak (a plan dimension)
 
 ``scaleout_bytes_per_s`` sets the scale-out (NIC) bandwidth per chip and direction of
 the cluster built from that candidate, in place of the chip table's (a cluster with
@@ -69,16 +71,26 @@ import dataclasses
 import difflib
 import math
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from jaxcost.errors import JaxcostError, ScenarioError
 from jaxcost.io.paths import default_scenario_path
+from jaxcost.io.schema import Column, Problem, raise_problems, validate_keys
 from jaxcost.model import hardware, workload
+from jaxcost.model.hardware import Precision
 from jaxcost.policy import export_control
 from jaxcost.search.space import PlanSpace
 
 __all__ = [
+    "TOP_KEYS",
+    "TRAINING_KEYS",
+    "CHIPS_KEYS",
+    "CANDIDATE_KEYS",
+    "LIMIT_KEYS",
+    "SEARCH_KEYS",
+    "MODEL_KEYS",
     "Candidate",
     "Scenario",
     "SearchOptions",
@@ -86,8 +98,6 @@ __all__ = [
     "scenario_from_dict",
 ]
 
-
-_OBJECTIVES = ("time", "cost")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +133,7 @@ class SearchOptions:
     pp_layout: str = "uniform"
     tp_overlap: bool = False
     dp_overlap: bool = False
+    precisions: tuple[str, ...] = ("bf16",)
 
     def plan_space(self) -> PlanSpace:
         """The :class:`jaxcost.search.space.PlanSpace` of the searched plans."""
@@ -130,6 +141,7 @@ class SearchOptions:
             pp_balance="auto" if self.pp_layout == "auto" else False,
             tp_overlap=self.tp_overlap,
             dp_overlap=self.dp_overlap,
+            precisions=tuple(Precision(p) for p in self.precisions),
         )
 
 
@@ -176,85 +188,10 @@ class Scenario:
         return dataclasses.replace(self, **changes)
 
 
-# --------------------------------------------------------------------------- checks
-
-_TOP_KEYS = {
-    "name": str,
-    "description": str,
-    "regime": str,
-    "objective": str,
-    "allow_licensed": bool,
-    "mixed": bool,
-    "model": dict,
-    "training": dict,
-    "chips": dict,
-    "limits": dict,
-    "search": dict,
-}
-_TRAINING_KEYS = {"tokens": float}
-_CHIPS_KEYS = {"candidates": list}
-_CANDIDATE_KEYS = {
-    "name": str,
-    "stock": float,
-    "price_usd": float,
-    "owned": bool,
-    "scaleout_bytes_per_s": float,
-}
-_LIMIT_KEYS = {
-    "budget_usd": float,
-    "power_w": float,
-    "pue": float,
-    "max_chips": float,
-    "tpp_cap": float,
-    "max_time_to_train_s": float,
-}
-_SEARCH_KEYS = {
-    "top": int,
-    "cross_type_efficiency": float,
-    "grid_steps_per_octave": int,
-    "relaxed_steps": int,
-    "max_plans": int,
-    "pp_layout": str,
-    "tp_overlap": bool,
-    "dp_overlap": bool,
-}
-_MODEL_DIM_KEYS = {
-    "num_layers": int,
-    "d_model": int,
-    "num_heads": int,
-    "seq_len": int,
-    "global_batch_seqs": int,
-    "vocab_size": int,
-    "d_ff": int,
-    "num_kv_heads": int,
-    "head_dim": int,
-    "num_experts": int,
-    "top_k": int,
-    "moe_d_ff": int,
-    "num_dense_layers": int,
-    "num_shared_experts": int,
-}
-_MODEL_KEYS = {
-    "name": str,
-    "label": str,
-    "mlp": str,
-    "tied_embeddings": bool,
-    **_MODEL_DIM_KEYS,
-}
-#: keys that may override a named model's row
-_MODEL_OVERRIDES = ("seq_len", "global_batch_seqs")
+# --------------------------------------------------------------------------- schema
 
 #: Largest integer a scenario may give (exact in float64); counts above it are refused.
 _MAX_INT = 2**53
-
-#: Largest values of the search options (far above any useful setting; a larger value
-#: would only make the command run for ever).
-_SEARCH_MAX = {
-    "top": 10**6,
-    "grid_steps_per_octave": 64,
-    "relaxed_steps": 10**6,
-    "max_plans": 10**9,
-}
 
 #: Largest token budget accepted (1e20: 10^5 times the largest published run).
 _MAX_TOKENS = 1e20
@@ -269,70 +206,284 @@ _TYPE_WORDS = {
 }
 
 
-class _Ctx:
-    """Where we are in the file, for error messages."""
+def _as(want: type, v: Any) -> Any:
+    """``v`` as a TOML value of type ``want`` (an int is a number; a whole float is
+    an integer up to 2^53).
+
+    Raises:
+      ScenarioError: what was expected and what was given.
+    """
+    if want is float:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ScenarioError(f"expected {_TYPE_WORDS[want]}, got {v!r}")
+        v = float(v)
+        if math.isnan(v):
+            raise ScenarioError("expected a number, got nan")
+        return v
+    if want is int:
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float)
+            or not math.isfinite(v)
+            or v != round(v)
+        ):
+            raise ScenarioError(f"expected {_TYPE_WORDS[want]}, got {v!r}")
+        if abs(v) > _MAX_INT:
+            raise ScenarioError(
+                f"expected an integer of magnitude <= 2^53, got {v:.6g}"
+            )
+        return int(v)
+    if not isinstance(v, want):
+        raise ScenarioError(f"expected {_TYPE_WORDS[want]}, got {v!r}")
+    return v
+
+
+def _typed(want: type) -> Callable[[Any], Any]:
+    """A parser of TOML values of type ``want``."""
+    return lambda v: _as(want, v)
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(v: Any) -> str:
+        v = _as(str, v)
+        if v not in allowed:
+            words = " or ".join(f'"{a}"' for a in allowed)
+            raise ScenarioError(f"expected {words}, got {v!r}")
+        return v
+
+    return parse
+
+
+def _precisions(v: Any) -> tuple[str, ...]:
+    """A non-empty array of distinct GEMM formats, each "bf16" or "fp8"."""
+    items = _as(list, v)
+    allowed = tuple(p.value for p in Precision)
+    out = []
+    for x in items:
+        x = _as(str, x)
+        if x not in allowed:
+            words = " or ".join(f'"{a}"' for a in allowed)
+            raise ScenarioError(f"expected an array of {words}, got {x!r}")
+        if x in out:
+            raise ScenarioError(f"expected distinct formats, got {x!r} twice")
+        out.append(x)
+    if not out:
+        raise ScenarioError('expected a non-empty array such as ["bf16", "fp8"]')
+    return tuple(out)
+
+
+def _limit(*, positive: bool = False, most: float | None = None):
+    """A limit: a number >= 0 (``positive``: > 0), ``inf`` = no limit."""
+
+    def parse(v: Any) -> float:
+        v = _as(float, v)
+        if positive and not v > 0:
+            raise ScenarioError(f"expected a positive number, got {v!r}")
+        if v < 0:
+            raise ScenarioError(f"expected a non-negative number, got {v!r}")
+        if most is not None and math.isfinite(v) and v > most:
+            raise ScenarioError(
+                f"expected at most 2^53 chips (or inf: no limit), got {v:g}"
+            )
+        return v
+
+    return parse
+
+
+def _pue(v: Any) -> float:
+    v = _as(float, v)
+    if not 1.0 <= v < 10.0:
+        raise ScenarioError(f"expected a number in [1, 10), got {v!r}")
+    return v
+
+
+def _tokens(v: Any) -> float:
+    v = _as(float, v)
+    if not (v > 0 and math.isfinite(v)):
+        raise ScenarioError(f"expected a positive number, got {v!r}")
+    if v > _MAX_TOKENS:
+        raise ScenarioError(f"expected at most {_MAX_TOKENS:g} tokens, got {v:g}")
+    return v
+
+
+def _count(most: int) -> Callable[[Any], int]:
+    def parse(v: Any) -> int:
+        v = _as(int, v)
+        if v < 1:
+            raise ScenarioError(f"expected an integer >= 1, got {v}")
+        if v > most:
+            raise ScenarioError(f"expected an integer <= {most}, got {v}")
+        return v
+
+    return parse
+
+
+def _efficiency(v: Any) -> float:
+    v = _as(float, v)
+    if not 0 < v <= 1:
+        raise ScenarioError(f"expected a number in (0, 1], got {v}")
+    return v
+
+
+def _stock(v: Any) -> float:
+    v = _as(float, v)
+    if not 0 <= v <= _MAX_INT or v != round(v):
+        raise ScenarioError(f"expected a non-negative integer, got {v!r}")
+    return v
+
+
+def _price(v: Any) -> float:
+    v = _as(float, v)
+    if v < 0 or not math.isfinite(v):
+        raise ScenarioError(f"expected a finite non-negative price, got {v!r}")
+    return v
+
+
+def _bandwidth(v: Any) -> float:
+    v = _as(float, v)
+    if not (v > 0 and math.isfinite(v)):
+        raise ScenarioError(f"expected a positive bandwidth in bytes/s, got {v!r}")
+    return v
+
+
+def _key(name: str, parse, doc: str, **kw) -> Column:
+    return Column(name, parse, doc=doc, **kw)
+
+
+#: The top level of a scenario file.
+TOP_KEYS: tuple[Column, ...] = (
+    _key("name", _typed(str), "scenario name (default: the file stem)"),
+    _key("description", _typed(str), "free text", default=""),
+    _key(
+        "regime",
+        _typed(str),
+        "export-control regime id of data/regimes",
+        default="2025-04",
+    ),
+    _key(
+        "objective",
+        _choice("time", "cost"),
+        '"time" (time-to-train) or "cost" (capex)',
+        default="time",
+    ),
+    _key("allow_licensed", _typed(bool), "allow licensed chips", default=False),
+    _key("mixed", _typed(bool), "allow clusters of several chip types", default=True),
+    _key("model", _typed(dict), "the table [model]", required=True),
+    _key("training", _typed(dict), "the table [training]", required=True),
+    _key("chips", _typed(dict), "the table [chips]", required=True),
+    _key("limits", _typed(dict), "the table [limits]", default={}),
+    _key("search", _typed(dict), "the table [search]", default={}),
+)
+#: ``[training]``.
+TRAINING_KEYS: tuple[Column, ...] = (
+    _key("tokens", _tokens, "the number of tokens to train on", required=True),
+)
+#: ``[chips]``.
+CHIPS_KEYS: tuple[Column, ...] = (
+    _key(
+        "candidates",
+        _typed(list),
+        "an array of chip names or tables {name, stock, price_usd, owned, "
+        "scaleout_bytes_per_s}",
+        required=True,
+    ),
+)
+#: One entry of ``[chips] candidates`` (a bare string is its ``name``).
+CANDIDATE_KEYS: tuple[Column, ...] = (
+    _key("name", _typed(str), "the chip's key or full name", required=True),
+    _key("stock", _stock, "chips available (default: unlimited)"),
+    _key("price_usd", _price, "unit price, USD (default: data/chips.csv)"),
+    _key("owned", _typed(bool), "already held (needs stock)", default=False),
+    _key(
+        "scaleout_bytes_per_s",
+        _bandwidth,
+        "the cluster's NIC bytes/s per chip and direction",
+    ),
+)
+#: ``[limits]`` (``inf`` when absent).
+LIMIT_KEYS: tuple[Column, ...] = (
+    _key("budget_usd", _limit(), "capex, USD", default=math.inf),
+    _key("power_w", _limit(), "IT power x PUE, W", default=math.inf),
+    _key("pue", _pue, "power usage effectiveness in [1, 10)", default=1.0),
+    _key("max_chips", _limit(most=_MAX_INT), "chips", default=math.inf),
+    _key("tpp_cap", _limit(), "aggregate TPP of bought chips", default=math.inf),
+    _key(
+        "max_time_to_train_s",
+        _limit(positive=True),
+        "deadline, s (required with objective = cost)",
+        default=math.inf,
+    ),
+)
+#: ``[search]`` (optimiser knobs; the defaults of :class:`SearchOptions`).
+SEARCH_KEYS: tuple[Column, ...] = (
+    _key("top", _count(10**6), "clusters to report"),
+    _key("cross_type_efficiency", _efficiency, "throughput kept, (0, 1]"),
+    _key("grid_steps_per_octave", _count(64), "count grid density"),
+    _key("relaxed_steps", _count(10**6), "Adam steps of the relaxed problem"),
+    _key("max_plans", _count(10**9), "plan-enumeration cap per chip type"),
+    _key("pp_layout", _choice("uniform", "auto"), "pipeline splits"),
+    _key("tp_overlap", _typed(bool), "plans pipeline TP communication"),
+    _key("dp_overlap", _typed(bool), "plans overlap the gradient reduction"),
+    _key("precisions", _precisions, "GEMM formats tried (FP8 where the chip has it)"),
+)
+_MODEL_DIMS = (
+    "num_layers",
+    "d_model",
+    "num_heads",
+    "seq_len",
+    "global_batch_seqs",
+    "vocab_size",
+    "d_ff",
+    "num_kv_heads",
+    "head_dim",
+    "num_experts",
+    "top_k",
+    "moe_d_ff",
+    "num_dense_layers",
+    "num_shared_experts",
+)
+#: ``[model]``: a row of data/models.csv by name, or explicit dimensions.
+MODEL_KEYS: tuple[Column, ...] = (
+    _key("name", _typed(str), "a model of data/models.csv"),
+    _key("label", _typed(str), "display name of explicit dimensions"),
+    _key("mlp", _typed(str), "gelu or swiglu (explicit dimensions)"),
+    _key("tied_embeddings", _typed(bool), "shared embedding (explicit dimensions)"),
+    *(_key(k, _typed(int), "a dimension of TransformerConfig") for k in _MODEL_DIMS),
+)
+#: keys that may override a named model's row
+_MODEL_OVERRIDES = ("seq_len", "global_batch_seqs")
+_MODEL_REQUIRED = (
+    "num_layers",
+    "d_model",
+    "num_heads",
+    "seq_len",
+    "global_batch_seqs",
+    "vocab_size",
+)
+
+
+class _Problems:
+    """The problems of one scenario file, collected in order."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.items: list[Problem] = []
 
-    def error(self, key: str, message: str) -> ScenarioError:
-        return ScenarioError(message, file=self.path, row=f"key '{key}'")
+    def add(self, key: str, message: str) -> None:
+        self.items.append(
+            Problem(self.path, f"key '{key}'", None, message, error_type=ScenarioError)
+        )
 
-    def check_keys(self, table: dict, allowed: dict, prefix: str) -> None:
-        for k in table:
-            if k not in allowed:
-                close = difflib.get_close_matches(k, list(allowed), n=1)
-                hint = (
-                    f"; did you mean '{close[0]}'?"
-                    if close
-                    else f"; expected one of {sorted(allowed)}"
-                )
-                raise self.error(f"{prefix}{k}", f"unknown key{hint}")
-
-    def typed(self, table: dict, key: str, want: type, prefix: str, default=None):
-        if key not in table:
-            return default
-        v = table[key]
-        full = f"{prefix}{key}"
-        if want is float:
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                raise self.error(full, f"expected {_TYPE_WORDS[want]}, got {v!r}")
-            v = float(v)
-            if math.isnan(v):
-                raise self.error(full, "expected a number, got nan")
-            return v
-        if want is int:
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, int | float)
-                or not math.isfinite(v)
-                or v != round(v)
-            ):
-                raise self.error(full, f"expected {_TYPE_WORDS[want]}, got {v!r}")
-            if abs(v) > _MAX_INT:
-                raise self.error(
-                    full, f"expected an integer of magnitude <= 2^53, got {v:.6g}"
-                )
-            return int(v)
-        if not isinstance(v, want):
-            raise self.error(full, f"expected {_TYPE_WORDS[want]}, got {v!r}")
-        return v
-
-    def nonneg(
-        self,
-        value: float | None,
-        key: str,
-        *,
-        positive: bool = False,
-        default: float = math.inf,
-    ) -> float:
-        if value is None:
-            return default
-        if positive and not value > 0:
-            raise self.error(key, f"expected a positive number, got {value!r}")
-        if value < 0:
-            raise self.error(key, f"expected a non-negative number, got {value!r}")
-        return value
+    def table(self, table: Any, columns, prefix: str) -> dict[str, Any] | None:
+        """The values of ``table`` (None if it is not a table), validated against
+        ``columns``: defaults where absent, None where a value is bad (reported)."""
+        if not isinstance(table, dict):
+            return None
+        values, probs = validate_keys(
+            table, columns, file=self.path, prefix=prefix, error_type=ScenarioError
+        )
+        self.items.extend(probs)
+        return values
 
 
 def _suggest(name: str, chips: dict) -> str:
@@ -350,93 +501,75 @@ def _suggest(name: str, chips: dict) -> str:
     return f"; known keys: {', '.join(sorted(chips))}"
 
 
-def _resolve_chip(name: str, chips: dict, ctx: _Ctx, key: str):
+def _resolve_chip(name: str, chips: dict):
+    """The chip of ``chips`` named ``name`` (key or full name, any case), or None."""
     if name in chips:
         return chips[name]
-    by_name = {c.name.lower(): c for c in chips.values()}
-    by_key = {k.lower(): c for k, c in chips.items()}
     low = name.strip().lower()
-    if low in by_key:
-        return by_key[low]
-    if low in by_name:
-        return by_name[low]
-    raise ctx.error(key, f"unknown chip '{name}'{_suggest(name, chips)}")
+    by_key = {k.lower(): c for k, c in chips.items()}
+    by_name = {c.name.lower(): c for c in chips.values()}
+    return by_key.get(low) or by_name.get(low)
 
 
-def _build_model(table: dict, ctx: _Ctx):
-    ctx.check_keys(table, _MODEL_KEYS, "model.")
-    vals = {
-        k: ctx.typed(table, k, t, "model.")
-        for k, t in _MODEL_KEYS.items()
-        if k in table
-    }
-    dims = {k: v for k, v in vals.items() if k in _MODEL_DIM_KEYS}
+def _build_model(table: dict, found: _Problems):
+    given = {k for k in table}
+    vals = found.table(table, MODEL_KEYS, "model.")
+    if vals is None or any(p.row.startswith("key 'model.") for p in found.items):
+        return None
+    vals = {k: v for k, v in vals.items() if k in given}
+    dims = {k: v for k, v in vals.items() if k in _MODEL_DIMS}
     name = vals.get("name")
-    for k in _MODEL_OVERRIDES:
-        if name is not None and k in dims and dims[k] < 1:
-            raise ctx.error(f"model.{k}", f"expected an integer >= 1, got {dims[k]}")
-    if (
-        name is not None
-        and set(dims) - set(_MODEL_OVERRIDES)
-        or name is not None
-        and ("mlp" in vals or "tied_embeddings" in vals)
-    ):
+    if name is not None:
+        for k in _MODEL_OVERRIDES:
+            if k in dims and dims[k] < 1:
+                found.add(f"model.{k}", f"expected an integer >= 1, got {dims[k]}")
+                return None
         bad = sorted(
             (set(dims) - set(_MODEL_OVERRIDES))
             | ({"mlp", "tied_embeddings"} & set(vals))
         )
-        raise ctx.error(
-            f"model.{bad[0]}",
-            f"with model.name only {list(_MODEL_OVERRIDES)} may be "
-            "overridden; give either a name or explicit dimensions",
-        )
+        if bad:
+            found.add(
+                f"model.{bad[0]}",
+                f"with model.name only {list(_MODEL_OVERRIDES)} may be "
+                "overridden; give either a name or explicit dimensions",
+            )
+            return None
+        try:
+            w = workload.get_model(name)
+        except JaxcostError as exc:
+            if exc.problems:  # the model table itself is bad: name its file and row
+                raise
+            found.add("model.name", exc.detail)
+            return None
+        if dims:
+            w = w.replace(**{k: float(v) for k, v in dims.items()})
+        return w
+    for r in _MODEL_REQUIRED:
+        if r not in dims:
+            found.add(
+                f"model.{r}",
+                f"missing; give model.name or the dimensions {list(_MODEL_REQUIRED)}",
+            )
+            return None
     try:
-        if name is not None:
-            try:
-                w = workload.get_model(name)
-            except JaxcostError as exc:
-                raise ctx.error("model.name", exc.detail) from None
-            if dims:
-                w = w.replace(**{k: float(v) for k, v in dims.items()})
-            return w
-        required = (
-            "num_layers",
-            "d_model",
-            "num_heads",
-            "seq_len",
-            "global_batch_seqs",
-            "vocab_size",
-        )
-        for r in required:
-            if r not in dims:
-                raise ctx.error(
-                    f"model.{r}",
-                    f"missing; give model.name or the dimensions {list(required)}",
-                )
         return workload.TransformerConfig.create(
-            name=str(table.get("label", "custom")),
+            name=str(vals.get("label", "custom")),
             mlp=vals.get("mlp", "gelu"),
             tied_embeddings=vals.get("tied_embeddings", False),
             **dims,
         )
-    except ScenarioError:
-        raise
     except JaxcostError as exc:
-        raise ctx.error(f"model.{exc.column or 'name'}", exc.detail) from None
+        found.add(f"model.{exc.column or 'name'}", exc.detail)
+        return None
 
 
-def _build_candidates(table: dict, ctx: _Ctx, chips: dict) -> tuple[Candidate, ...]:
-    ctx.check_keys(table, _CHIPS_KEYS, "chips.")
-    if "candidates" not in table:
-        raise ctx.error(
-            "chips.candidates",
-            "missing; expected an array of chip "
-            "names or tables {name, stock, price_usd, owned, "
-            "scaleout_bytes_per_s}",
-        )
-    items = ctx.typed(table, "candidates", list, "chips.")
+def _build_candidates(
+    items: list, found: _Problems, chips: dict
+) -> tuple[Candidate, ...]:
     if not items:
-        raise ctx.error("chips.candidates", "expected at least one chip")
+        found.add("chips.candidates", "expected at least one chip")
+        return ()
     out: list[Candidate] = []
     seen: set[tuple[str, bool]] = set()
     for i, item in enumerate(items):
@@ -444,48 +577,44 @@ def _build_candidates(table: dict, ctx: _Ctx, chips: dict) -> tuple[Candidate, .
         if isinstance(item, str):
             item = {"name": item}
         if not isinstance(item, dict):
-            raise ctx.error(where, f"expected a chip name or a table, got {item!r}")
-        ctx.check_keys(item, _CANDIDATE_KEYS, f"{where}.")
-        if "name" not in item:
-            raise ctx.error(f"{where}.name", "missing chip name")
-        name = ctx.typed(item, "name", str, f"{where}.")
-        chip = _resolve_chip(name, chips, ctx, f"{where}.name")
-        owned = ctx.typed(item, "owned", bool, f"{where}.", False)
-        stock = ctx.typed(item, "stock", float, f"{where}.")
-        if stock is not None and (not 0 <= stock <= _MAX_INT or stock != round(stock)):
-            raise ctx.error(
-                f"{where}.stock", f"expected a non-negative integer, got {stock!r}"
+            found.add(where, f"expected a chip name or a table, got {item!r}")
+            continue
+        v = found.table(item, CANDIDATE_KEYS, f"{where}.")
+        if v is None or v.get("name") is None:
+            continue
+        chip = _resolve_chip(v["name"], chips)
+        if chip is None:
+            found.add(
+                f"{where}.name",
+                f"unknown chip '{v['name']}'{_suggest(v['name'], chips)}",
             )
-        if owned and stock is None:
-            raise ctx.error(f"{where}.stock", "an owned stockpile needs a stock count")
-        price = ctx.typed(item, "price_usd", float, f"{where}.")
-        if price is not None and (price < 0 or not math.isfinite(price)):
-            raise ctx.error(
-                f"{where}.price_usd",
-                f"expected a finite non-negative price, got {price!r}",
-            )
-        if price is None:
+            continue
+        owned, stock, price = v.get("owned", False), v.get("stock"), v.get("price_usd")
+        if owned and stock is None and "stock" not in item:
+            found.add(f"{where}.stock", "an owned stockpile needs a stock count")
+            continue
+        if price is None and "price_usd" not in item:
             price = 0.0 if owned else float(chip.price_usd)
-        if not math.isfinite(price):
-            raise ctx.error(
-                f"{where}.price_usd",
-                f"chip '{chip.key}' has no price in data/chips.csv; give price_usd",
-            )
-        nic = ctx.typed(item, "scaleout_bytes_per_s", float, f"{where}.")
-        if nic is not None:
-            if not (nic > 0 and math.isfinite(nic)):
-                raise ctx.error(
-                    f"{where}.scaleout_bytes_per_s",
-                    f"expected a positive bandwidth in bytes/s, got {nic!r}",
+            if not math.isfinite(price):
+                found.add(
+                    f"{where}.price_usd",
+                    f"chip '{chip.key}' has no price in data/chips.csv; give "
+                    "price_usd",
                 )
+                continue
+        nic = v.get("scaleout_bytes_per_s")
+        if nic is not None:
             # the cluster's network (e.g. fewer NICs than the reference design); the
             # chip's classification under the regimes does not depend on it
             chip = chip.replace(scaleout_bytes_per_s=nic)
         if (chip.key, owned) in seen:
-            raise ctx.error(
+            found.add(
                 where, f"chip '{chip.key}' listed twice (owned={str(owned).lower()})"
             )
+            continue
         seen.add((chip.key, owned))
+        if price is None or (stock is None and "stock" in item):
+            continue  # a bad value, already reported
         out.append(
             Candidate(
                 chip=chip,
@@ -506,16 +635,21 @@ def scenario_from_dict(
 ) -> Scenario:
     """Validate a parsed scenario table and build a :class:`Scenario`.
 
+    Every table is checked against its schema (:data:`TOP_KEYS`,
+    :data:`TRAINING_KEYS`, :data:`CHIPS_KEYS`, :data:`CANDIDATE_KEYS`,
+    :data:`LIMIT_KEYS`, :data:`SEARCH_KEYS`, :data:`MODEL_KEYS`) by
+    :func:`jaxcost.io.schema.validate_keys`, then the model, chips and regime are
+    resolved; every problem is collected and the first one raised.
+
     Raises:
       ScenarioError: unknown key, wrong type, unknown chip (with close names),
-        negative limit, unknown regime or model; one line naming file and key.
+        negative limit, unknown regime or model; one line naming file and key
+        (``err.problems`` lists every problem of the file).
     """
-    ctx = _Ctx(path)
-    ctx.check_keys(data, _TOP_KEYS, "")
-    top = {k: ctx.typed(data, k, t, "") for k, t in _TOP_KEYS.items() if k in data}
-    for section in ("model", "training", "chips"):
-        if section not in top:
-            raise ctx.error(section, f"missing required table [{section}]")
+    found = _Problems(path)
+    top = found.table(data, TOP_KEYS, "")
+    if top is None:
+        raise ScenarioError("expected a table of scenario keys", file=path)
     if chips is None:
         try:
             chips = hardware.load_chips()
@@ -523,108 +657,52 @@ def scenario_from_dict(
             raise ScenarioError(
                 f"cannot load the chip table: {exc}", file=path
             ) from None
-
-    objective = top.get("objective", "time")
-    if objective not in _OBJECTIVES:
-        raise ctx.error(
-            "objective", f"expected one of {list(_OBJECTIVES)}, got {objective!r}"
-        )
-    regime = top.get("regime", "2025-04")
-    _check_regime(regime, ctx)
-
-    training = top["training"]
-    ctx.check_keys(training, _TRAINING_KEYS, "training.")
-    if "tokens" not in training:
-        raise ctx.error("training.tokens", "missing; expected the number of tokens")
-    tokens = ctx.typed(training, "tokens", float, "training.")
-    if not (tokens > 0 and math.isfinite(tokens)):
-        raise ctx.error(
-            "training.tokens", f"expected a positive number, got {tokens!r}"
-        )
-    if tokens > _MAX_TOKENS:
-        raise ctx.error(
-            "training.tokens",
-            f"expected at most {_MAX_TOKENS:g} tokens, got {tokens:g}",
-        )
-
-    model = _build_model(top["model"], ctx)
-    candidates = _build_candidates(top["chips"], ctx, chips)
-
-    limits = top.get("limits", {})
-    ctx.check_keys(limits, _LIMIT_KEYS, "limits.")
-    lim = {k: ctx.typed(limits, k, float, "limits.") for k in _LIMIT_KEYS}
-    budget = ctx.nonneg(lim["budget_usd"], "limits.budget_usd")
-    power = ctx.nonneg(lim["power_w"], "limits.power_w")
-    max_chips = ctx.nonneg(lim["max_chips"], "limits.max_chips")
-    if math.isfinite(max_chips) and max_chips > _MAX_INT:
-        raise ctx.error(
-            "limits.max_chips",
-            f"expected at most 2^53 chips (or inf: no limit), got {max_chips:g}",
-        )
-    tpp_cap = ctx.nonneg(lim["tpp_cap"], "limits.tpp_cap")
-    max_t = ctx.nonneg(
-        lim["max_time_to_train_s"], "limits.max_time_to_train_s", positive=True
-    )
-    pue = lim["pue"] if lim["pue"] is not None else 1.0
-    if not (1.0 <= pue < 10.0):
-        raise ctx.error("limits.pue", f"expected a number in [1, 10), got {pue!r}")
-    if objective == "cost" and not math.isfinite(max_t):
-        raise ctx.error(
+    regime = top.get("regime")
+    if regime is not None:
+        try:
+            export_control.load_regime(regime)
+        except JaxcostError as exc:
+            found.add("regime", exc.detail)
+    training = found.table(top.get("training"), TRAINING_KEYS, "training.")
+    model = None
+    if isinstance(top.get("model"), dict):
+        model = _build_model(top["model"], found)
+    candidates: tuple[Candidate, ...] = ()
+    chip_table = found.table(top.get("chips"), CHIPS_KEYS, "chips.")
+    if chip_table and chip_table.get("candidates") is not None:
+        candidates = _build_candidates(chip_table["candidates"], found, chips)
+    lim = found.table(top.get("limits") or {}, LIMIT_KEYS, "limits.") or {}
+    objective = top.get("objective")
+    if objective == "cost" and not math.isfinite(
+        lim.get("max_time_to_train_s", math.inf)
+    ):
+        found.add(
             "limits.max_time_to_train_s",
             'objective = "cost" needs a '
             "deadline (otherwise the cheapest cluster is no cluster)",
         )
-
-    search_t = top.get("search", {})
-    ctx.check_keys(search_t, _SEARCH_KEYS, "search.")
-    s = {
-        k: ctx.typed(search_t, k, t, "search.")
-        for k, t in _SEARCH_KEYS.items()
-        if k in search_t
-    }
-    for k in ("top", "grid_steps_per_octave", "relaxed_steps", "max_plans"):
-        if k in s and s[k] < 1:
-            raise ctx.error(f"search.{k}", f"expected an integer >= 1, got {s[k]}")
-        if k in s and s[k] > _SEARCH_MAX[k]:
-            raise ctx.error(
-                f"search.{k}", f"expected an integer <= {_SEARCH_MAX[k]}, got {s[k]}"
-            )
-    if "pp_layout" in s and s["pp_layout"] not in ("uniform", "auto"):
-        raise ctx.error(
-            "search.pp_layout", f'expected "uniform" or "auto", got {s["pp_layout"]!r}'
-        )
-    if "cross_type_efficiency" in s and not 0 < s["cross_type_efficiency"] <= 1:
-        raise ctx.error(
-            "search.cross_type_efficiency",
-            f"expected a number in (0, 1], got {s['cross_type_efficiency']}",
-        )
-
+    search = found.table(top.get("search") or {}, SEARCH_KEYS, "search.") or {}
+    raise_problems(found.items)
+    given = {k: v for k, v in search.items() if v is not None}
     return Scenario(
-        name=top.get("name", name or Path(path).stem),
+        name=top.get("name") or name or Path(path).stem,
         path=path,
-        description=top.get("description", ""),
+        description=top["description"],
         model=model,
-        tokens=tokens,
+        tokens=training["tokens"],
         candidates=candidates,
         regime=regime,
         objective=objective,
-        allow_licensed=top.get("allow_licensed", False),
-        mixed=top.get("mixed", True),
-        budget_usd=budget,
-        power_w=power,
-        pue=pue,
-        max_chips=max_chips,
-        tpp_cap=tpp_cap,
-        max_time_to_train_s=max_t,
-        search=SearchOptions(**s),
+        allow_licensed=top["allow_licensed"],
+        mixed=top["mixed"],
+        budget_usd=lim["budget_usd"],
+        power_w=lim["power_w"],
+        pue=lim["pue"],
+        max_chips=lim["max_chips"],
+        tpp_cap=lim["tpp_cap"],
+        max_time_to_train_s=lim["max_time_to_train_s"],
+        search=SearchOptions(**given),
     )
-
-
-def _check_regime(regime: str, ctx: _Ctx) -> None:
-    try:
-        export_control.load_regime(regime)
-    except JaxcostError as exc:
-        raise ctx.error("regime", exc.detail) from None
 
 
 def load_scenario(

@@ -153,6 +153,12 @@ def _s(r):
             f"{r['slowdown_p95']:.2f}]")
 
 
+def _growing(ref, q):
+    terms = ("ep_comm_s", "dp_comm_s", "pp_comm_s", "cp_comm_s")
+    k = max(terms, key=lambda t: q[t] - ref[t])
+    return f"`{k}` ({ref[k]:.3g} → {q[k]:.3g} s per step)"
+
+
 lines = []
 for mname, _ in MODELS:
     for key in CHIPS:
@@ -165,7 +171,8 @@ for mname, _ in MODELS:
             f"4 x 100 Gb/s per node: {_s(q)} ({q['days_median']:.1f} days, plan "
             f"`{q['plan']}`; with the reference plan kept ×"
             f"{q['slowdown_plan_kept_median']:.2f}); slowest network swept "
-            f"({rr[-1]['network']}): {_s(rr[-1])}.")
+            f"({rr[-1]['network']}): {_s(rr[-1])}; the communication term that "
+            f"grows most at 4 x 100 Gb/s: {_growing(ref, q)}.")
 body = f"""**Question.** How much longer does training take when the cluster's scale-out
 network is weaker than the reference design, with the plan re-optimised for it?
 
@@ -174,9 +181,11 @@ with its best plan; median [5–95 %] over the ensemble)
 
 {chr(10).join(lines)}
 
-The MoE model's expert all-to-all crosses nodes at every plan that fits, so its time
-grows almost in proportion to the lost bandwidth; the dense model keeps its
-scale-out traffic small with pipeline and context parallelism. The networks are
+Each bullet names the communication term that grows most (the table has all of them);
+an expert all-to-all kept inside the 8-chip node (ep ≤ 8) does not grow. FP8 GEMMs
+(searched as a plan dimension on the H800; the 910B has none) shorten the compute
+that communication could hide behind, so the same lost bandwidth costs the H800 more
+than it would in BF16. The networks are
 stand-ins for NIC counts per 8-chip node (8 x 400 Gb/s: 50 GB/s per chip; 4 x 100 Gb/s:
 6.25 GB/s, the published InternEvo and BLOOM clusters); switch oversubscription and
 congestion are not modelled, so a real weak network can only be slower.

@@ -276,13 +276,18 @@ def run_sigint(n: int, rng: random.Random, tmp: Path, out: Counter, fails: list)
 
 
 def run_sigint_startup(n, rng, tmp, out, fails):
-    for cmd in ("chips", "fit"):
-        for delay in (0.2, 0.6, 1.0, 1.5):
-            res = _sigint_case(cmd, delay, False, tmp)
-            out[res] += 1
-            if res not in ("ok", "error"):
-                fails.append((f"SIGINT {cmd} {delay:.1f} s after exec: "
-                              f"{_sigint_case.detail}", res))
+    """Ctrl-C timed from the start of the process, not from main(): mostly while
+    Python starts and JAX and the subcommand's modules are imported (the first 1-3
+    s of a cold start); max(8, n) cases."""
+    cases = [(c, d) for c in ("chips", "fit") for d in (0.2, 0.6, 1.0, 1.5)]
+    cases += [(rng.choice(["chips", "classify", "predict", "fit", "optimize"]),
+               rng.uniform(0.0, 2.5)) for _ in range(max(0, n - len(cases)))]
+    for cmd, delay in cases:
+        res = _sigint_case(cmd, delay, False, tmp)
+        out[res] += 1
+        if res not in ("ok", "error"):
+            fails.append((f"SIGINT {cmd} {delay:.2f} s after exec: "
+                          f"{_sigint_case.detail}", res))
 
 
 def _bad_outputs(tmp: Path) -> list[tuple[list[str], str]]:

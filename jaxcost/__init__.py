@@ -3,10 +3,11 @@
 The public API: ``jaxcost.best_plan(...)``, ``from jaxcost import ChipSpec``. Each
 name below is re-exported from the module that defines it, and loaded on first use
 (a module ``__getattr__``, PEP 562): ``import jaxcost`` itself imports neither JAX nor
-any jaxcost module. This is the one other exception to "no imports inside functions"
-(docs/architecture.md), for the ``jaxcost`` command: it installs its Ctrl-C handling,
-and then imports only the modules of the subcommand it runs, before JAX is loaded
-(importing any ``jaxcost.*`` module runs this file first). ``tools/import_graph.py``
+any jaxcost module. This is one of the two declared exceptions to "no imports inside
+functions" (docs/architecture.md, rule 2), for the ``jaxcost`` command: it installs
+its Ctrl-C handling, and then imports only the modules of the subcommand it runs,
+before JAX is loaded (importing any ``jaxcost.*`` module runs this file first).
+``tools/import_graph.py``
 reads :data:`_EXPORTS` and checks its edges like imports. Subpackages
 (``jaxcost.model``, ...) load the same way when reached as attributes.
 """
@@ -14,7 +15,6 @@ reads :data:`_EXPORTS` and checks its edges like imports. Subpackages
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 __version__ = "0.1.0"
 
@@ -224,7 +224,7 @@ _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 _SUBMODULES = ("calibrate", "cli", "errors", "io", "model", "policy", "search", "units")
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """A public name or a subpackage, imported on first use and then kept."""
     if name in _WHERE:
         value = getattr(importlib.import_module(_WHERE[name]), name)

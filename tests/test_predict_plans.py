@@ -162,3 +162,16 @@ def test_bloom_blank_plan_keeps_its_framework_recompute(tmp_path, capsys):
     assert "-rfull-" in out.pred_plan and out.pred_plan.endswith("-unfused-ppb")
     assert bool(out.pred_fits)
     assert 0.85 <= mod.ratio(out)[0] <= 1.25
+
+
+@pytest.mark.parametrize("q", ["1.5", "0", "nan"])
+def test_plan_quantile_flag_is_checked_before_any_search(tmp_path, q):
+    # `jaxcost predict --plan-quantile Q` ranks a blank-plan search by the Q quantile
+    # of the ensemble (best_plan's robust ranking); a Q outside (0, 1) stops with one
+    # line, exit 2 and no file
+    from jaxcost.cli.app import main
+
+    out = tmp_path / "pred.csv"
+    rc = main(["predict", str(ROOT / "tests" / "data" / "production_runs.csv"),
+               "--out", str(out), "--plan-quantile", q])
+    assert rc == 2 and not out.exists()

@@ -28,6 +28,8 @@ import pytest
 import jaxcost as J
 from jaxcost import calibrate as F
 from jaxcost.cli import main
+from jaxcost.cli import optimize as cli_optimize
+from jaxcost.cli.common import write_together
 from jaxcost.errors import DataError, JaxcostError, NumericalError, RegimeError
 from jaxcost.io import benchmarks as D
 from jaxcost.model.hardware import load_chips
@@ -158,6 +160,37 @@ def test_sigint_exits_130_in_one_line_without_files(tmp_path):
     assert _files(tmp_path) == []
 
 
+def _wait_for_mapped(proc: subprocess.Popen, library: str, timeout_s: float = 60):
+    """Until the process has loaded a shared library whose path contains
+    ``library``: an import of numpy or JAX has begun."""
+    maps = Path(f"/proc/{proc.pid}/maps")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s and proc.poll() is None:
+        try:
+            if library in maps.read_text():
+                return
+        except OSError:
+            pass
+        time.sleep(0.001)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+@pytest.mark.parametrize("library", ["_multiarray_umath", "ml_dtypes", "jaxlib"])
+def test_sigint_while_jax_is_imported_exits_130_in_one_line(tmp_path, library):
+    """Ctrl-C while numpy, ml_dtypes or JAX is being imported (before any work):
+    status 130 and one line, never a ``KeyboardInterrupt`` traceback."""
+    proc = _jaxcost("chips", "--out", str(tmp_path / "chips.csv"))
+    _wait_for_mapped(proc, library)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    text = err.decode()
+    lines = [x for x in text.replace("\r", "\n").splitlines() if x.strip()]
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    assert proc.returncode == 130, text
+    assert lines == ["jaxcost: interrupted"]
+    assert _files(tmp_path) == []
+
+
 def test_output_paths_checked_before_the_work(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
@@ -189,6 +222,51 @@ def test_chips_into_a_closed_pipe_exits_0():
     err = proc.stderr.read().decode()
     proc.stderr.close()
     assert rc == 0 and err == ""
+
+
+def _write(text: str):
+    return lambda tmp: tmp.write_text(text)
+
+
+def _fail(tmp: Path) -> None:
+    tmp.write_text("half")
+    raise OSError(28, "No space left on device")
+
+
+def test_write_together_writes_all_or_nothing(tmp_path):
+    a, b, c = tmp_path / "a.csv", tmp_path / "sub" / "b.json", tmp_path / "c.png"
+    write_together({a: _write("A"), b: _write("B"), c: _write("C")})
+    assert [p.read_text() for p in (a, b, c)] == ["A", "B", "C"]
+    # a writer fails: nothing changes, no temporary file is left
+    with pytest.raises(OSError, match="No space"):
+        write_together({a: _write("A2"), b: _fail, c: _write("C2")})
+    assert [p.read_text() for p in (a, b, c)] == ["A", "B", "C"]
+    assert _files(tmp_path) == ["a.csv", "b.json", "c.png", "sub"]
+    # a rename fails (a folder where the second file goes) after the third is in
+    # place: the files already renamed are put back as they were
+    d = tmp_path / "d.csv"
+    (tmp_path / "blocked").mkdir()
+    with pytest.raises(OSError):
+        write_together({a: _write("A3"), tmp_path / "blocked": _write("X"),
+                        d: _write("D")})
+    assert a.read_text() == "A" and not d.exists()
+    assert (tmp_path / "blocked").is_dir()
+    assert _files(tmp_path) == ["a.csv", "b.json", "blocked", "c.png", "sub"]
+
+
+def test_optimize_writes_its_three_files_or_none(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "opt"
+    (out / "result.json").mkdir(parents=True)  # the second file cannot be renamed
+    monkeypatch.setattr(cli_optimize, "chip_mix", lambda *a, **k: None)
+    monkeypatch.setattr(cli_optimize, "_optimize_outputs",
+                        lambda res, sc, top: ("table", "csv\n", "{}\n", b"png"))
+    rc = main(["optimize", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "result.json" in err
+    assert _files(tmp_path) == ["opt", "result.json"]  # the folder, as it was
+    (out / "result.json").rmdir()
+    assert main(["optimize", "--out", str(out)]) == 0
+    assert _files(out) == ["pareto.png", "ranked.csv", "result.json"]
 
 
 # ------------------------------------------------------------- TOML files

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         given = predict(df, Path(d), "given")
         searched = predict(blank, Path(d), "blank")
     print(f"{'row':6} {'model':28} {'chips':>6} {'how':5} {'given':>6} {'fits':>5} "
-          f"{'blank':>6} {'fits':>5} {'GiB':>5}  blank plan")
+          f"{'GiB':>5} {'blank':>6} {'fits':>5} {'GiB':>5}  blank plan")
     inside = 0
     for (_, g), (_, b) in zip(given.iterrows(), searched.iterrows(), strict=True):
         rg, how = ratio(g)
@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         err = b.get("pred_error")
         plan = b.pred_plan if pd.isna(err) else f"(no plan: {err})"
         print(f"{g.row_id:6} {str(g.model)[:28]:28} {int(g.n_chips):6d} {how:5} "
-              f"{rg:6.3f} {str(g.pred_fits):>5} {rb:6.3f} {str(b.pred_fits):>5} "
+              f"{rg:6.3f} {str(g.pred_fits):>5} "
+              f"{g.pred_mem_bytes_per_chip / 2**30:5.1f} "
+              f"{rb:6.3f} {str(b.pred_fits):>5} "
               f"{b.pred_mem_bytes_per_chip / 2**30:5.1f}  {plan}"
               + (f"  fills: {b.fills}" if isinstance(b.get("fills"), str) else ""))
     print(f"blank-plan ratio within 0.85-1.25: {inside}/{len(given)}")

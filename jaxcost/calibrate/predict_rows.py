@@ -21,7 +21,7 @@ import pandas as pd
 
 from jaxcost.calibrate.batches import RunBatch, runs_to_arrays
 from jaxcost.calibrate.predict import best_plans_for_missing, predict_run_batch
-from jaxcost.errors import JaxcostError
+from jaxcost.errors import DataError, JaxcostError
 from jaxcost.model.hardware import ChipSpec
 from jaxcost.model.params import CostParams
 
@@ -156,6 +156,7 @@ def predict_rows(
     log_residuals_pool: np.ndarray | None = None,
     on_error: Callable[[int, str], None] | None = None,
     progress: bool = False,
+    plan_quantile: float | None = None,
 ) -> RowPredictions:
     """Predict every row of ``frame``; a row that cannot be predicted gets a reason.
 
@@ -167,10 +168,23 @@ def predict_rows(
       on_error: called with (row position, reason) as soon as a row fails; raising
         there stops at the first failure (strict mode).
       progress: progress bars of the plan search on stderr.
+      plan_quantile: rank the plans of a blank-plan search by this quantile of the
+        ensemble's step times (e.g. 0.9: pessimistic, against the optimiser's curse)
+        instead of the point estimate; needs ``ensemble``.
 
     Returns:
       :class:`RowPredictions` over the rows of ``frame``, in order.
+
+    Raises:
+      DataError: ``plan_quantile`` outside (0, 1) or given without an ensemble.
     """
+    if plan_quantile is not None and not (
+        ensemble is not None and 0.0 < float(plan_quantile) < 1.0
+    ):
+        raise DataError(
+            f"plan_quantile={plan_quantile!r}: expected a number in (0, 1)"
+            + (" with a calibration that has an ensemble" if ensemble is None else "")
+        )
     n = len(frame)
     errors: dict[int, str] = {}
     pos = {str(r): k for k, r in enumerate(frame["row_id"])}
@@ -206,7 +220,9 @@ def predict_rows(
             one = take_runs(runs, [b])
             try:
                 one, text, srch = best_plans_for_missing(
-                    params_p, chips_p, one, progress=progress
+                    params_p, chips_p, one, progress=progress,
+                    ensemble=None if plan_quantile is None else ens_p,
+                    quantile=plan_quantile,
                 )
             except JaxcostError as err:
                 fail(k, err.detail)

@@ -8,9 +8,10 @@ lives here. Input errors (:class:`~jaxcost.errors.JaxcostError`) are printed as 
 line ``jaxcost: <message>`` on stderr with exit status 2, without a traceback; a
 failed command leaves no partial file.
 
-Lazy loading (the one exception to "no imports inside functions" besides matplotlib,
-docs/architecture.md): this module imports only the standard library and two small
-stdlib-only jaxcost modules. The subcommand's module, and with it JAX, is imported by
+Lazy loading (one of the two declared exceptions to "no imports inside functions",
+docs/architecture.md rule 2): this module imports only the standard library and
+small stdlib-only jaxcost modules (errors, io.atomic, cli.interrupt); ``import
+jaxcost`` is lazy too. The subcommand's module, and with it JAX, is imported by
 :func:`main` from the :data:`COMMANDS` table once the arguments are parsed, for two
 reasons: (1) Ctrl-C is handled (:mod:`jaxcost.cli.interrupt`) before the second or
 more that importing JAX takes, so an interrupt then exits 130 in one line, not with a
@@ -186,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--params",
         metavar="JSON",
         help="parameters (default: data/calibration/default.json)",
+    )
+    p.add_argument(
+        "--plan-quantile",
+        type=float,
+        metavar="Q",
+        help="rank the plans of a blank-plan search by the Q quantile of the "
+        "calibration ensemble's step times (e.g. 0.9, pessimistic) instead of the "
+        "point estimate",
     )
     p.add_argument("--progress", action="store_true", help="progress bars on stderr")
 

@@ -66,6 +66,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             log_residuals_pool=None if pool is None else np.asarray(pool),
             on_error=on_error,
             progress=args.progress,
+            plan_quantile=args.plan_quantile,
         )
         for k, why in pred.errors.items():
             reasons[ok[k]] = why

@@ -27,29 +27,32 @@ is the elasticity at a fixed power budget, −d log T / d log N between N/2 and 
 (re-optimised). Intervals: each ensemble member's envelope elasticity at its own best
 plan (among the point estimate's 64 best). No smoothing temperature enters.
 
-Finding (shipped calibration, 100-member bootstrap; medians at 4,096 chips): dense
-training binds on compute. The TPP elasticity (ε_BF16 + ε_FP8) is −0.83 to −0.95 for
-Llama-3-70B and −0.68 to −0.95 for Llama-3-405B over the five chips; no other rate's
-median is below −0.21 (405B, scale-up bandwidth of the H800, whose best plans put
-tp = 8 on NVLink). DeepSeek-V3 binds on compute less (TPP −0.26 on the H800 and
-−0.73 on the H20, both FP8; −0.51 to −0.56 on the BF16-only chips) and on scale-out
-bandwidth (−0.27 H800, −0.32 A800, −0.31 910B, −0.11 H20, ≈ 0 on the 910C, whose
-384-chip supernode carries the expert all-to-all). HBM bandwidth: −0.003 to −0.10 in
-all 46 configurations. HBM capacity acts through plan feasibility
-only (re-optimised ±10 %: 0 to −0.43 at 4,096 chips, −0.84 for Llama-3-405B on
-16,384 910B). At a fixed power budget the TDP elasticity, −d log T / d log N, is
-+0.18 to +1.06. Against the rules: the 2022 interconnect cap hit a specification of
-small marginal value (the H800's cut NVLink costs 3.3 % of step time for 70B, 13.9 %
-for 405B, 0.7 % for DeepSeek-V3); the 2023 TPP/PD rule caps the binding
-specification of dense training; HBM bandwidth (2024-12 and the 2025-04 H20 letters)
-matters little for training, HBM as a supply constraint acts through the chip count.
-Observed outcome: DeepSeek-V3 on 2,048 H800 is predicted at 61 days, 2.98 M GPU-hours
-(+11.8 % on the reported 2.664 M); its binding specifications are scale-out bandwidth
-(−0.33 [−0.59, −0.26]) and the FP8 peak (−0.23 [−0.26, −0.18]), not the capped NVLink
-(−0.011 [−0.023, −0.008]). Envelope and re-optimised differences agree within 2 % in
-all 264 cases where the plan does not switch (domain size excluded); they differ for
-HBM capacity (22 of 46 configurations: plan switches), the domain size (30: discrete
-steps) and scale-up bandwidth (2: plan switches). Run time about 2 minutes on 2 cores.
+Finding (shipped calibration, 100-member bootstrap; medians at 4,096 chips; plans
+with uneven pipeline stages and FP8 searched, 2026-12-06): dense training binds on
+compute. The TPP elasticity (ε_BF16 + ε_FP8) is −0.83 to −0.95 for Llama-3-70B and
+−0.87 to −0.98 for Llama-3-405B over the five chips; no other rate's median is below
+−0.19 (HBM capacity, re-optimised, Llama-3-70B on the 64 GB 910B). DeepSeek-V3 binds
+on compute less (TPP −0.34 to −0.87 over the chips; the H800 and H20 in FP8); its
+scale-out elasticity is small (−0.003 to −0.026: with uneven pipeline stages the
+searched plans keep the expert all-to-all inside the 8-chip node) and its HBM
+bandwidth elasticity is −0.28 on the H800 (−0.03 to −0.11 on the others: small
+per-expert grouped GEMMs are memory-bound). HBM bandwidth elsewhere: −0.004 to −0.11
+in the other configurations. HBM capacity acts through plan feasibility only
+(re-optimised ±10 %: 0 to −0.75, DeepSeek-V3 on the 910B). At a fixed power budget
+the TDP elasticity, −d log T / d log N, is +0.63 to +1.05. Against the rules: the
+2022 interconnect cap hit a specification of small marginal value (the H800's cut
+NVLink costs 3.9 % of step time for 70B, 3.2 % for 405B, 4.4 % for DeepSeek-V3); the
+2023 TPP/PD rule caps the binding specification of dense training. Observed outcome:
+DeepSeek-V3 on 2,048 H800 is predicted at 52 days, 2.57 M GPU-hours (−3.5 % on the
+reported 2.664 M). Envelope and re-optimised differences agree within 2 % in all 259
+cases where the plan does not switch (domain size excluded). Run time about 5 minutes
+on 2 cores.
+
+Moved on 2026-12-06 (uniform stages → uneven ones where the layers do not split, FP8
+as a plan dimension, MoE activation memory per routed copy): DeepSeek-V3's scale-out
+elasticity −0.27 to −0.32 → about −0.02 (its 61 layers had no pipeline stages in the
+uniform space, so every plan sent the all-to-all across nodes); DeepSeek-V3 on 2,048
+H800 61 d / 2.98 M GPU-h → 52 d / 2.57 M; the 405B NVLink cost 13.9 % → 3.2 %.
 """
 
 # %%
@@ -92,7 +95,9 @@ SHORT = {
     "scaleout_bytes_per_s": "scale-out BW",
     "tdp_w": "TDP @ power**",
 }
-SPACE = jc.PlanSpace.create(**C.PLANS)
+#: uneven pipeline stages where the layers do not split evenly (as practiced: the
+#: embedding and head stages; DeepSeek-V3's 61 layers), interleaved where even
+SPACE = jc.PlanSpace.create(**C.PLANS, pp_balance="auto")
 
 with open(C.ROOT / "experiments" / "claims_08.csv", newline="") as fh:
     CLAIMS_08 = {r["key"]: r for r in csv.DictReader(fh)}
@@ -399,6 +404,21 @@ def pct(x):
 
 su_txt = "; ".join(f"{m} {su[m][0]:+.3f} / {su[m][1]:+.3f}" for m, _, _ in WORKLOADS)
 ds_su = ds_members["scaleup_bytes_per_s"]
+ds_so = ds_members["scaleout_bytes_per_s"]
+nv_max = max(v[1] for v in counter.values())
+cap_max = min(
+    (
+        (m, ck, n, results[(m, ck, n)].specs["hbm_capacity_bytes"].reoptimised_fd)
+        for m, _, _ in WORKLOADS
+        for ck in CHIPS
+        for n in COUNTS
+    ),
+    key=lambda t: t[3],
+)
+hbm_max = min(
+    ((m, ck, v) for m in hbm for ck, v in zip(CHIPS, hbm[m], strict=True)),
+    key=lambda t: t[2],
+)
 hist = (
     f"""1. **2022-10, interconnect criterion** (TPP ≥ 4800 *and* aggregate I/O ≥ 600
    GB/s; the A800 and H800 were built below the I/O line, 23 % and 12 % under it).
@@ -406,30 +426,32 @@ hist = (
    The H800's cut NVLink, against the same chip with the H100's scale-up bandwidth
    (both re-optimised, exact), costs {pct(counter["llama3-70b"][1])} more step time
    for Llama-3-70B ({counter["llama3-70b"][0]} chips), {pct(counter["llama3-405b"][1])}
-   for Llama-3-405B (whose best plans put tp = 8 on NVLink) and
+   for Llama-3-405B and
    {pct(counter["deepseek-v3"][1])} for DeepSeek-V3 ({counter["deepseek-v3"][0]}
-   chips). The criterion capped a specification of small marginal value for training,
-   except for the largest dense model; consistent with its replacement in 2023 by
-   compute-based thresholds.
+   chips). The criterion capped a specification of small marginal value for training
+   in these configurations (largest cost above: {pct(nv_max)});
+   consistent with its replacement in 2023 by compute-based thresholds.
 2. **2023-10, TPP and performance density.** TPP scales every peak; its elasticity
    (ε_BF16 + ε_FP8, median at {N} chips) is {rng(tppe["llama3-70b"])} (70B),
    {rng(tppe["llama3-405b"])} (405B), {rng(tppe["deepseek-v3"])} (DeepSeek-V3) over
    the five chips. For the dense models this is the specification that binds (close to
-   −1: time ∝ 1/compute); for the MoE model it binds less, because the expert
-   all-to-all over the scale-out network takes a large share of the step (scale-out
-   elasticity {rng(so["deepseek-v3"])} across the chips; ≈ 0 on the 910C, whose
-   384-chip supernode carries the all-to-all). A TPP cap is aimed at the specification
-   that binds dense training.
+   −1: time ∝ 1/compute). For the MoE model its scale-out elasticity is
+   {rng(so["deepseek-v3"])} and its HBM-bandwidth elasticity
+   {rng(hbm["deepseek-v3"])} across the chips (with uneven pipeline stages the
+   searched plans keep the expert all-to-all inside the node where memory allows).
+   A TPP cap is aimed at the specification that binds dense training.
 3. **2024-12, HBM.** HBM *bandwidth* elasticities are {rng(sum(hbm.values(), []))}
-   over all chips and workloads at {N}: small for training. HBM *capacity* acts only
+   over all chips and workloads at {N} (largest in magnitude: {hbm_max[0]} on
+   {hbm_max[1]}, {hbm_max[2]:+.2f}). HBM *capacity* acts only
    through which plans fit: its re-optimised ±10 % difference is
    {rng(sum(cap.values(), []))} over all configurations (0 where the best plan does not
-   change; large where less memory forces recomputation or ZeRO-3, e.g. Llama-3-405B
-   on the 64 GB 910B). The 2024-12 rule restricts HBM as a supply input of domestic
-   accelerators (Ascend 910B/910C), i.e. how many chips can be built rather than a
-   per-chip rate; in this model that is the chip count, with elasticity
-   d log T / d log N of {rng([-r.tdp_fixed_power for r in results.values()])} over
-   all configurations (the TDP-at-fixed-power column is its negative).
+   change; large where less memory forces recomputation, ZeRO-3 or another split;
+   largest: {cap_max[0]} on {cap_max[2]} {cap_max[1]}). The 2024-12 rule restricts
+   HBM as a supply input of domestic accelerators (Ascend 910B/910C), i.e. how many
+   chips can be built rather than a per-chip rate; in this model that is the chip
+   count, with elasticity d log T / d log N of
+   {rng([-r.tdp_fixed_power for r in results.values()])} over all configurations (the
+   TDP-at-fixed-power column is its negative).
 4. **2025-04, H20 letters** (memory bandwidth ≥ 1,400 GB/s, interconnect ≥ 1,100, or
    their sum ≥ 1,700). For training on the H20 at {N} chips the memory-bandwidth
    elasticity is {rng([h20[m]["hbm_bytes_per_s"] for m in h20])} and scale-up
@@ -453,16 +475,18 @@ hist = (
 5. **Observed: DeepSeek-V3 trained on {n_ds} H800** (FP8). Predicted
    {ds.time_to_train_s / DAY_S:.0f} days, {ds_hours / 1e6:.2f} M GPU-hours against
    the reported {ds_claim / 1e6:.3f} M for pre-training ({pct(ds_hours / ds_claim)};
-   plan `{ds.plan}`; the run used pipeline stages with DualPipe, which this model does
-   not plan for 61 layers). Elasticities, most binding first (median [5–95 %]): """
+   plan `{ds.plan}`; the run used DualPipe, which overlaps its expert all-to-all
+   with the computation of a second micro-batch stream, and memory savings of its own
+   (FP8 activation caches, recomputed norms and up-projections) that this model does
+   not represent). Elasticities, most binding first (median [5–95 %]): """
     + "; ".join(f"{SHORT[s]} {fmt(v, ds_members[s])}" for s, v in ds_rank[:4])
     + f"""; the
    capped NVLink (scale-up) {fmt(ds_su[0], ds_su)}. The specifications that bind this
-   run are scale-out bandwidth, which no rule has capped, and the FP8 peak; the 2022
-   cap on the H800's NVLink costs it {pct(counter["deepseek-v3"][1])} of step time.
-   DeepSeek's report describes engineering aimed at these two: FP8 mixed-precision
-   training (its section 3.3) and overlapping the cross-node expert all-to-all with
-   computation (section 3.2).
+   run most in the model are {SHORT[ds_rank[0][0]]} and {SHORT[ds_rank[1][0]]}; its
+   scale-out elasticity is {fmt(ds_so[0], ds_so)}; the 2022 cap on the H800's NVLink
+   costs it {pct(counter["deepseek-v3"][1])} of step time. DeepSeek's report describes
+   FP8 mixed-precision training (its section 3.3) and overlapping the cross-node
+   expert all-to-all with computation (section 3.2).
 """
 )
 

@@ -7,13 +7,12 @@ naming the file, exit with status 2, show no traceback, and leave neither the
 ``--out`` target nor a temporary file behind.
 
 The whole matrix runs in process through :func:`jaxcost.cli.main` (cheap); a subset
-covering every subcommand runs the real ``python -m jaxcost`` as subprocesses, started
-concurrently by one module fixture to keep the JAX import cost down.
+covering every subcommand runs the real ``python -m jaxcost`` as subprocesses, one in
+each test (so that a test worker runs only the subprocesses of its own tests).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import csv
 import json
 import shutil
@@ -270,27 +269,13 @@ def test_in_process(cid, cases, capsys):
     _check(cid, rc, captured.err, named, out)
 
 
-@pytest.fixture(scope="module")
-def subprocess_results(cases):
-    """Run the chosen cases as ``python -m jaxcost``, two at a time."""
-    chosen = [cases[c] for c in sorted(SUBPROCESS_CASES) if c in cases]
-
-    def run(case):
-        cid, argv, _, _ = case
-        proc = subprocess.run([sys.executable, "-m", "jaxcost", *argv], cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
-        return cid, proc
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(pool.map(run, chosen))
-
-
 @pytest.mark.parametrize("cid", sorted(SUBPROCESS_CASES))
-def test_subprocess(cid, cases, subprocess_results):
+def test_subprocess(cid, cases):
     if cid not in cases:
         pytest.skip(f"subcommand {cid.split('/')[0]} not present")
-    _, _, named, out = cases[cid]
-    proc = subprocess_results[cid]
+    _, argv, named, out = cases[cid]
+    proc = subprocess.run([sys.executable, "-m", "jaxcost", *argv], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
     _check(cid, proc.returncode, proc.stderr, named, out)
     assert proc.stdout == "", f"{cid}: printed {proc.stdout!r}"
 

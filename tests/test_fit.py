@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -156,81 +154,80 @@ def test_predict_bad_input(tmp_path, capsys, params_json, body, needle):
     assert not out.exists()
 
 
-def test_predict_subprocess_bad_input_and_fit_bad_input(tmp_path, params_json):
+def test_predict_and_fit_bad_input_exit_2(tmp_path, capsys, params_json):
+    # in process (the exit status of the real `python -m jaxcost` is tested by the
+    # subprocess cases of test_cli_errors.py, fit and predict among them)
     runs = tmp_path / "runs.csv"
     runs.write_text(RUN_HEADER + "r1,m,24,2048,16,2048,50304,64,8,A100-SXM,2,1,8\n")
     out = tmp_path / "pred.csv"
-    proc = subprocess.run([sys.executable, "-m", "jaxcost", "predict", str(runs),
-                           "--out", str(out), "--params", str(params_json)],
-                          capture_output=True, text=True, check=False)
-    assert proc.returncode == 2
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert main(["predict", str(runs), "--out", str(out), "--params",
+                 str(params_json)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert not out.exists()
     bad = tmp_path / "bad.csv"
     bad.write_text("row_id,group,target\nx,y,step_time_s\n")
     pj = tmp_path / "fit.json"
-    proc = subprocess.run([sys.executable, "-m", "jaxcost", "fit", str(bad),
-                           "--out", str(pj)], capture_output=True, text=True,
-                          check=False)
-    assert proc.returncode == 2
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert main(["fit", str(bad), "--out", str(pj)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert not pj.exists()
 
 
-def test_predict_fills_blank_plan(tmp_path, params_json):
-    runs = tmp_path / "runs.csv"
-    runs.write_text(
-        RUN_HEADER + GOOD_ROW + "r2,m,24,2048,16,2048,50304,64,8,A100-SXM,,,\n"
-    )
-    out = tmp_path / "pred.csv"
-    assert main(["predict", str(runs), "--out", str(out),
-                 "--params", str(params_json)]) == 0
+@pytest.fixture(scope="module")
+def predictions(tmp_path_factory):
+    """One ``jaxcost predict`` call for the three tests below (each reads its rows):
+    f1 the pure data-parallel plan of 8 A100, f2 a blank plan of 8 A100; r0-r4 the
+    pure data-parallel plan of 32 A100 on the chip's network (blank) and on 25, 12.5,
+    6.25 and 1 GB/s per chip; b0, b1 a blank plan of 32 A100 on the chip's network
+    and on 0.1 GB/s."""
+    tmp = tmp_path_factory.mktemp("predict")
+    pj = tmp / "p.json"
+    save_params(pj, default_params(), {"test": True})
+    header = RUN_HEADER.replace("\n", ",scaleout_bytes_per_s\n")
+    given = "r{i},m,24,2048,16,2048,50304,64,32,A100-SXM,1,1,32,{nic}\n"
+    blank = "b{i},m,24,2048,16,2048,50304,64,32,A100-SXM,,,,{nic}\n"
+    nics = ["", "2.5e10", "1.25e10", "6.25e9", "1e9"]
+    runs = tmp / "runs.csv"
+    runs.write_text(header
+                    + GOOD_ROW.replace("r1,", "f1,").replace("\n", ",\n")
+                    + "f2,m,24,2048,16,2048,50304,64,8,A100-SXM,,,,\n"
+                    + "".join(given.format(i=i, nic=v) for i, v in enumerate(nics))
+                    + blank.format(i=0, nic="") + blank.format(i=1, nic="1e8"))
+    out = tmp / "pred.csv"
+    assert main(["predict", str(runs), "--out", str(out), "--params", str(pj)]) == 0
     import pandas as pd
-    df = pd.read_csv(out)
+    return pd.read_csv(out).set_index("row_id")
+
+
+def test_predict_fills_blank_plan(predictions):
+    df = predictions.loc[["f1", "f2"]]
     for col in ("pred_step_time_s", "pred_tokens_per_s_per_chip", "pred_mfu",
                 "pred_step_time_s_lo", "pred_step_time_s_hi", "pred_plan"):
         assert col in df.columns
-    assert df["pred_plan"][0].startswith("dp8-tp1-pp1")
-    assert (df["pred_step_time_s_lo"] <= df["pred_step_time_s"]).all()
-    assert (df["pred_step_time_s"] <= df["pred_step_time_s_hi"]).all()
+    assert df["pred_plan"].iloc[0].startswith("dp8-tp1-pp1")
+    t, lo, hi = (predictions[c] for c in ("pred_step_time_s", "pred_step_time_s_lo",
+                                          "pred_step_time_s_hi"))
+    assert (lo <= t).all() and (t <= hi).all()
     # the searched plan is at least as fast as the given pure data-parallel one
-    assert df["pred_step_time_s"][1] <= df["pred_step_time_s"][0] * (1 + 1e-12)
+    t = df["pred_step_time_s"].to_numpy()
+    assert t[1] <= t[0] * (1 + 1e-12)
 
 
-def test_predict_uses_the_row_network(tmp_path, params_json):
+def test_predict_uses_the_row_network(predictions):
     """A row's own scale-out bandwidth replaces the chip's: a data-parallel run across
     four nodes is slower on 4 x 100 Gb/s per node than on the chip's 8 x 200 Gb/s, and
     never faster on a slower network (more bandwidth is never slower)."""
-    header = RUN_HEADER.replace("\n", ",scaleout_bytes_per_s\n")
-    row = "r{i},m,24,2048,16,2048,50304,64,32,A100-SXM,1,1,32,{nic}\n"
-    nics = ["", "2.5e10", "1.25e10", "6.25e9", "1e9"]
-    runs = tmp_path / "runs.csv"
-    runs.write_text(header + "".join(row.format(i=i, nic=v)
-                                     for i, v in enumerate(nics)))
-    out = tmp_path / "pred.csv"
-    assert main(["predict", str(runs), "--out", str(out),
-                 "--params", str(params_json)]) == 0
-    import pandas as pd
-    t = pd.read_csv(out)["pred_step_time_s"].to_numpy()
+    t = predictions.loc[[f"r{i}" for i in range(5)], "pred_step_time_s"].to_numpy()
     assert t[0] == pytest.approx(t[1], rel=1e-12)  # blank = the chip's 25 GB/s
     assert np.all(np.diff(t[1:]) > 0)  # each slower network costs time
 
 
-def test_plan_search_of_a_blank_plan_sees_the_row_network(tmp_path, params_json):
+def test_plan_search_of_a_blank_plan_sees_the_row_network(predictions):
     """A blank plan is searched on the row's own network: on a 0.1 GB/s network the
     best plan of 32 A100 is not the pure data-parallel one chosen on the chip's own."""
-    header = RUN_HEADER.replace("\n", ",scaleout_bytes_per_s\n")
-    row = "r{i},m,24,2048,16,2048,50304,64,32,A100-SXM,,,,{nic}\n"
-    runs = tmp_path / "runs.csv"
-    runs.write_text(header + row.format(i=0, nic="") + row.format(i=1, nic="1e8"))
-    out = tmp_path / "pred.csv"
-    assert main(["predict", str(runs), "--out", str(out),
-                 "--params", str(params_json)]) == 0
-    import pandas as pd
-    df = pd.read_csv(out)
-    assert df["pred_plan"][0].startswith("dp32-")
-    assert df["pred_plan"][1] != df["pred_plan"][0]
-    assert df["pred_step_time_s"][1] > df["pred_step_time_s"][0]
+    df = predictions.loc[["b0", "b1"]]
+    assert df["pred_plan"].iloc[0].startswith("dp32-")
+    assert df["pred_plan"].iloc[1] != df["pred_plan"].iloc[0]
+    assert df["pred_step_time_s"].iloc[1] > df["pred_step_time_s"].iloc[0]
 
 
 def test_load_fit_files_kinds_hashes_and_errors(tmp_path):

@@ -72,7 +72,7 @@ from jaxcost.model.step_time import predict_step_time_physical
 from jaxcost.model.workload import TransformerConfig, memory_bytes, tokens_per_step
 from jaxcost.policy.mix import chip_mix
 from jaxcost.policy.scenario import Scenario
-from jaxcost.search.score import plan_time_s_physical
+from jaxcost.search.score import blank_labels, plan_time_s_physical
 from jaxcost.search.space import PlanSpace, enumerate_plans
 
 __all__ = [
@@ -302,18 +302,6 @@ _jit_member_eval = jax.jit(_member_eval, static_argnames=("precision",))
 _jit_grad = jax.jit(jax.grad(_log_step_time, argnums=3), static_argnames=("precision",))
 
 
-def _anonymous(chip: ChipSpec, workload: TransformerConfig):
-    """Chip and workload with blank labels, so that compiled functions are shared.
-
-    The labels are static pytree fields; the cost model reads none of them once the
-    physical parameters are resolved (``physical`` uses ``chip.key``/``family``).
-    """
-    c = chip.replace(
-        name="", key="", vendor="", family="", datacenter=False, memory_type=""
-    )
-    return c, workload.replace(name="")
-
-
 #: Plan sets of one configuration (``owner`` codes of the rows of the plan batch).
 _BASE, _DOM_DOWN, _DOM_UP, _COUNT_DOWN, _COUNT_UP = range(5)
 
@@ -442,7 +430,7 @@ def envelope_elasticities(
     """
     chip = cluster.chip
     present_np = _present(chip)
-    achip, aw = _anonymous(chip, workload)
+    achip, aw = blank_labels(chip, workload)
     g = np.asarray(
         _jit_grad(
             physical(params, chip),
@@ -523,7 +511,7 @@ def spec_elasticities(
     present_np = _present(chip)
     present = jnp.asarray(present_np)
     phys = physical(params, chip)
-    achip, aw = _anonymous(chip, w)
+    achip, aw = blank_labels(chip, w)
     cap0 = float(chip.hbm_capacity_bytes)
     plans, owner, set_counts = _plan_sets(
         w, n, chip, space, math.exp(log_step), domain_factor, count_factor

@@ -12,6 +12,7 @@ import enum
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
@@ -22,7 +23,7 @@ from jaxcost.model.plan import ParallelPlan, plan_at, plan_to_str
 from jaxcost.model.step_time import StepTime, predict_step_time_physical
 from jaxcost.model.workload import TransformerConfig, tokens_per_step
 from jaxcost.search import sweep
-from jaxcost.search.score import plan_time_s_physical
+from jaxcost.search.score import blank_labels, plan_time_s_physical
 from jaxcost.search.space import PlanSpace, enumerate_plans, space_precisions
 
 __all__ = [
@@ -74,6 +75,32 @@ class PlanResult:
     plan_str: str = struct.field(pytree_node=False)
     precision: str = struct.field(pytree_node=False, default=Precision.BF16.value)
     quantile_step_time_s: float = math.nan
+
+
+@jax.jit
+def _step_times(consts, rows):
+    """Full step-time records of (plan, precision flag) rows, one compiled program
+    per shape (``consts`` as in :func:`_score_row`)."""
+    phys, cluster, workload = consts
+    return jax.vmap(
+        lambda r: predict_step_time_physical(
+            phys, cluster, workload, r[0], precision=r[1]
+        )
+    )(rows)
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(int(math.ceil(math.log2(max(n, 1)))), 3)
+
+
+def _score_row(consts, row) -> jax.Array:
+    """Step time of one (plan, precision flag) row; ``consts`` = (physical
+    parameters, cluster, model)."""
+    phys, cluster, workload = consts
+    plan, flag = row
+    return jnp.asarray(
+        plan_time_s_physical(phys, cluster, workload, plan, precision=flag)
+    )
 
 
 def best_plan(
@@ -178,18 +205,18 @@ def best_plan(
     # the plan carries its precision (``fp8`` leaf, "-fp8" in its text)
     batch = (tiled.replace(fp8=np.maximum(np.asarray(tiled.fp8), flags)), flags)
     phys = physical(params, cluster.chip)
-
-    def score(pf):
-        return plan_time_s_physical(phys, cluster, workload, pf[0], precision=pf[1])
-
+    achip, aworkload = blank_labels(cluster.chip, workload)
     pool = k if quantile is None else max(k, int(robust_pool))
+    # the cluster, model and physical parameters are arguments of one module-level
+    # scorer, so a later search of the same shapes reuses its compiled program
     idx, _, _ = sweep.sweep_topk(
-        score,
+        _score_row,
         batch,
         pool,
         chunk_size=chunk_size,
         progress=progress,
         desc=f"plans {cluster.chip.key}x{n}",
+        consts=(phys, cluster.replace(chip=achip), aworkload),
     )
     if idx.size == 0:
         return []
@@ -219,13 +246,11 @@ def best_plan(
             return []
         top = jax.tree.map(lambda x: np.asarray(x)[order], top)
         q_s = q_s[order]
-    st = jax.jit(
-        jax.vmap(
-            lambda pf: predict_step_time_physical(
-                phys, cluster, workload, pf[0], precision=pf[1]
-            )
-        )
-    )(top)
+    st = _step_times(
+        (phys, cluster.replace(chip=achip), aworkload),
+        sweep.pad_rows(top, _pow2(int(np.asarray(top[1]).shape[0]))),
+    )
+    st = jax.tree.map(lambda x: np.asarray(x)[: int(np.asarray(top[1]).shape[0])], st)
     tps = tokens_per_step(workload)
     out = []
     for j in range(int(np.asarray(top[1]).shape[0])):

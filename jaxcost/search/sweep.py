@@ -21,6 +21,7 @@ of the local device count), so the function is compiled once per sweep.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -153,16 +154,38 @@ def _compiled(fn: Callable, mesh: Mesh) -> tuple[Callable, NamedSharding]:
     return jax.jit(jax.vmap(fn), in_shardings=(sharding,)), sharding
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled_with_consts(fn: Callable, mesh: Mesh) -> Callable:
+    """``fn(consts, row)`` vmapped over rows and jitted once per (fn, mesh): calls
+    with new ``consts`` of the same structure reuse the compiled program (``fn`` must
+    be a module-level function, so that its identity is stable)."""
+    rows = NamedSharding(mesh, PartitionSpec("batch"))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(jax.vmap(fn, in_axes=(None, 0)), in_shardings=(replicated, rows))
+
+
 def _round_chunk(chunk_size: int, n_dev: int, n: int) -> int:
-    chunk = max(1, min(chunk_size, max(n, 1)))
+    # a power of two (at least 64) up to chunk_size: sweeps of nearby sizes share a
+    # compiled shape (the padding rows are dropped)
+    pow2 = 1 << max(int(math.ceil(math.log2(max(n, 1)))), 6)
+    chunk = max(1, min(chunk_size, pow2))
     return int(math.ceil(chunk / n_dev) * n_dev)
 
 
-def _local_map(fn, source, start, stop, chunk_size, mesh, progress, desc, on_chunk):
+def _local_map(fn, source, start, stop, chunk_size, mesh, progress, desc, on_chunk,
+               consts=None):
     n_local = stop - start
     n_dev = mesh.devices.size
     chunk = _round_chunk(chunk_size, n_dev, n_local)
-    jitted, sharding = _compiled(fn, mesh)
+    if consts is None:
+        jitted, sharding = _compiled(fn, mesh)
+    else:
+        cached = _compiled_with_consts(fn, mesh)
+        sharding = NamedSharding(mesh, PartitionSpec("batch"))
+
+        def jitted(cfg):
+            return cached(consts, cfg)
+
     bar = _Progress(n_local, desc, progress)
     num_chunks = 0
     for lo in range(start, stop, chunk):
@@ -279,9 +302,15 @@ def sweep_topk(
     devices: list | None = None,
     progress: bool = False,
     desc: str = "sweep",
+    consts: PyTree | None = None,
 ) -> tuple[np.ndarray, np.ndarray, SweepStats]:
     """The ``k`` configurations with the smallest finite score, without keeping all
     scores.
+
+    With ``consts``, ``score_fn(consts, row)`` is called instead of ``score_fn(row)``:
+    a module-level ``score_fn`` is then compiled once per row and constant structure
+    and reused by later sweeps with other constants (e.g. another cluster or model of
+    the same shape), where a closure over them compiles anew each time.
 
     Memory is bounded by ``chunk_size`` + ``k`` whatever N is. Non-finite scores
     (for example invalid configurations scored ``inf``) are never returned.
@@ -314,7 +343,7 @@ def sweep_topk(
         )
 
     chunk, num_chunks = _local_map(
-        lambda c: jnp.asarray(score_fn(c)),
+        score_fn if consts is not None else (lambda c: jnp.asarray(score_fn(c))),
         source,
         start,
         stop,
@@ -323,6 +352,7 @@ def sweep_topk(
         progress,
         desc,
         keep,
+        consts=consts,
     )
     if jax.process_count() > 1:
         pad_idx = np.full((k,), -1, np.int64)

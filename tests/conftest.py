@@ -1,7 +1,7 @@
 """Test configuration: x64 and strict rank promotion for every test.
 
 ``JAXCOST_NO_CACHE=1`` keeps the command's persistent compilation cache
-(``jaxcost.cli.app.compilation_cache_dir``) off in tests that call ``main()`` or run
+(``jaxcost.cli.common.compilation_cache_dir``) off in tests that call ``main()`` or run
 ``python -m jaxcost`` (inherited): no writes to the user's cache folder, and no cache
 shared between test workers. ``tests/test_cli_cache.py`` turns it on where it tests it.
 """

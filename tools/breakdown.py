@@ -15,7 +15,7 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-from jaxcost import fit as F  # noqa: E402
+from jaxcost import calibrate as F  # noqa: E402
 from jaxcost.model.hardware import ClusterSpec, load_chips  # noqa: E402
 from jaxcost.model.params import load_params  # noqa: E402
 from jaxcost.model.step_time import predict_step_time_physical  # noqa: E402

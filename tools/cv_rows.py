@@ -13,7 +13,7 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-from jaxcost import fit as F  # noqa: E402
+from jaxcost import calibrate as F  # noqa: E402
 from jaxcost.model.hardware import load_chips  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

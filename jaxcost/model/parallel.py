@@ -44,6 +44,13 @@ def _divides(a, b):
     return np.mod(b, a) == 0
 
 
+def _zero_group_ok(zg, ranks):
+    """A shard group of 0 (all ranks) or a proper divisor g of dp·cp, g ≥ 1."""
+    zg = np.asarray(zg, dtype=float)
+    safe = np.maximum(zg, 1.0)
+    return (zg < 0.5) | ((zg >= 1.0) & (zg < ranks) & (np.mod(ranks, safe) == 0))
+
+
 def plan_conditions(
     w: TransformerConfig, p: dict, n_chips: float, *, max_tp: float | None
 ):
@@ -131,6 +138,14 @@ def plan_conditions(
             "ep_dpcp",
             _divides(ep, dp * cp),
             lambda i: f"ep={g(ep, i)} does not divide dp·cp={g(dp * cp, i)}",
+        ),
+        (
+            "zero_group",
+            _zero_group_ok(p.get("zero_group", np.zeros_like(dp)), dp * cp),
+            lambda i: (
+                f"zero_group={g(p['zero_group'], i)} must divide dp·cp="
+                f"{g(dp * cp, i)} and be smaller (0: one group of all of them)"
+            ),
         ),
         (
             "batch",

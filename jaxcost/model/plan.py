@@ -75,6 +75,7 @@ PLAN_FIELDS = (
     "pp_balance",
     "dp_overlap",
     "fp8",
+    "zero_group",
 )
 
 
@@ -121,6 +122,11 @@ class ParallelPlan:
         caller passes ``precision="fp8"``). A plan dimension of the search (scored at
         the chip's FP8 peak, BF16 where the chip has none): the step time uses FP8
         where either this leaf or the caller's precision says so.
+      zero_group: ZeRO/FSDP shard-group size g (hybrid sharding, PyTorch HSDP,
+        DeepSpeed ZeRO++ hpZ, Megatron-FSDP's outer data-parallel groups): the sharded
+        states are split over g ranks and replicated over the dp·cp/g groups, whose
+        gradient shards are all-reduced once per step. 0 (default): one group of all
+        dp·cp ranks.
     """
 
     dp: jax.Array | float
@@ -139,6 +145,7 @@ class ParallelPlan:
     pp_balance: jax.Array | float = 0.0
     dp_overlap: jax.Array | float = 0.0
     fp8: jax.Array | float = 0.0
+    zero_group: jax.Array | float = 0.0
 
     @classmethod
     def create(
@@ -160,6 +167,7 @@ class ParallelPlan:
         pp_balance: bool = False,
         dp_overlap: bool = False,
         fp8: bool = False,
+        zero_group: int = 0,
     ) -> ParallelPlan:
         """Validate concrete degrees and build a plan with float leaves.
 
@@ -196,6 +204,9 @@ class ParallelPlan:
             pp_balance=1.0 if pp_balance else 0.0,
             dp_overlap=1.0 if dp_overlap else 0.0,
             fp8=1.0 if fp8 else 0.0,
+            zero_group=float(_positive_int("zero_group", zero_group))
+            if zero_group
+            else 0.0,
         )
 
 
@@ -273,6 +284,8 @@ def plan_to_str(plan: ParallelPlan) -> str:
         f"{k}{int(round(v[k]))}" for k in ("dp", "tp", "pp", "cp", "ep", "vpp", "mbs")
     )
     s += f"-z{int(round(v['zero']))}-r{rec}"
+    if v["zero_group"] > 0.5:
+        s += f"-zg{int(round(v['zero_group']))}"
     return s + "".join(
         suffix for field, suffix, on in _SUFFIXES if (v[field] > 0.5) == on
     )
@@ -280,6 +293,7 @@ def plan_to_str(plan: ParallelPlan) -> str:
 
 _PLAN_RE = re.compile(
     r"^dp(\d+)-tp(\d+)-pp(\d+)-cp(\d+)-ep(\d+)-vpp(\d+)-mbs(\d+)-z(\d)-r(none|sel|full)"
+    r"(?:-zg(\d+))?"
     + "".join(f"({suffix})?" for _, suffix, _ in _SUFFIXES)
     + "$"
 )
@@ -300,9 +314,10 @@ def plan_from_str(s: str) -> ParallelPlan:
     dp, tp, pp, cp, ep, vpp, mbs, z = (int(x) for x in match.groups()[:8])
     rec = {tag: r for r, tag in _RECOMPUTE_TAGS.items()}[match.group(9)]
     flags = {
-        field: (match.group(10 + j) is not None) == on
+        field: (match.group(11 + j) is not None) == on
         for j, (field, _, on) in enumerate(_SUFFIXES)
     }
+    zg = int(match.group(10)) if match.group(10) else 0
     return ParallelPlan.create(
         dp=dp,
         tp=tp,
@@ -313,5 +328,6 @@ def plan_from_str(s: str) -> ParallelPlan:
         mbs=mbs,
         zero=z,
         recompute=rec,
+        zero_group=zg,
         **flags,
     )

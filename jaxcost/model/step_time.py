@@ -88,6 +88,7 @@ from jaxcost.model.workload import (
     moe_layer_fraction,
     param_count,
     recompute_flop_frac,
+    shard_group,
 )
 
 #: Rebalancing iterations of the batch shares of heterogeneous data-parallel groups.
@@ -255,23 +256,35 @@ def _parts(phys: PhysicalParams, chip: ChipSpec, workload: TransformerConfig,
     # ZeRO-3 keeps only a shard of the weights and gradients: every micro-batch
     # gathers the weights (forward and backward) and reduce-scatters its gradients
     m_mb = workload.global_batch_seqs / (d * plan.mbs)
+    # hybrid sharding: gathers and reduce-scatters run inside a shard group of g
+    # ranks (consecutive data-parallel ranks); the g-th gradient shards are then
+    # all-reduced once per step across the n/g replicas (a group of one costs 0)
+    g_d = shard_group(plan)
+    rpd_g = ranks_per_domain(g_d, t, dom)
+    rep_d = n_rep / g_d
     t_dense = jnp.where(
         zero3,
-        m_mb * (reduce_scatter_time(phys, chip, dense_grad, n_rep, ranks_per_domain=rpd)
+        m_mb * (reduce_scatter_time(phys, chip, dense_grad, g_d, ranks_per_domain=rpd_g)
                 + all_gather_time(phys, chip, vol.zero3_param_bytes * dense_grad
-                                  / jnp.maximum(vol.dp_grad_bytes, 1.0), n_rep,
-                                  ranks_per_domain=rpd)),
+                                  / jnp.maximum(vol.dp_grad_bytes, 1.0), g_d,
+                                  ranks_per_domain=rpd_g))
+        + all_reduce_time(phys, chip, dense_grad / g_d, rep_d,
+                          ranks_per_domain=ranks_per_domain(rep_d, t * g_d, dom)),
         all_reduce_time(phys, chip, dense_grad, n_rep, ranks_per_domain=rpd))
     n_exp = n_rep / e
     rpd_e = ranks_per_domain(n_exp, t * e, dom)
+    g_e = jnp.minimum(jnp.maximum(g_d / e, 1.0), n_exp)
+    rep_e = n_exp / g_e
     t_exp = jnp.where(
         zero3,
-        m_mb * (reduce_scatter_time(phys, chip, vol.dp_expert_grad_bytes, n_exp,
-                                    ranks_per_domain=rpd_e)
+        m_mb * (reduce_scatter_time(phys, chip, vol.dp_expert_grad_bytes, g_e,
+                                    ranks_per_domain=ranks_per_domain(g_e, t * e, dom))
                 + all_gather_time(phys, chip,
                                   vol.zero3_param_bytes * vol.dp_expert_grad_bytes
-                                  / jnp.maximum(vol.dp_grad_bytes, 1.0), n_exp,
-                                  ranks_per_domain=rpd_e)),
+                                  / jnp.maximum(vol.dp_grad_bytes, 1.0), g_e,
+                                  ranks_per_domain=ranks_per_domain(g_e, t * e, dom)))
+        + all_reduce_time(phys, chip, vol.dp_expert_grad_bytes / g_e, rep_e,
+                          ranks_per_domain=ranks_per_domain(rep_e, t * e * g_e, dom)),
         all_reduce_time(phys, chip, vol.dp_expert_grad_bytes, n_exp,
                         ranks_per_domain=rpd_e))
     dpo = jnp.asarray(plan.dp_overlap)

@@ -73,6 +73,7 @@ __all__ = [
     "stage_layers",
     "in_flight_microbatches",
     "memory_bytes",
+    "shard_group",
     "comm_volumes",
     "MODEL_COLUMNS",
     "models_csv_path",
@@ -936,6 +937,13 @@ def _stage_params(
     return dense, experts
 
 
+def shard_group(plan: ParallelPlan) -> jax.Array:
+    """Ranks the ZeRO/FSDP states are sharded over: ``plan.zero_group`` (hybrid
+    sharding) when set, else all dp·cp data-parallel ranks."""
+    zg = jnp.asarray(plan.zero_group)
+    return jnp.where(zg > 0.5, zg, plan.dp * plan.cp)
+
+
 def memory_bytes(
     workload: TransformerConfig,
     plan: ParallelPlan,
@@ -947,7 +955,8 @@ def memory_bytes(
     For a stage holding n_k layers (:func:`stage_layers`), with P_c the chip's
     parameters of those layers (plus the embedding on the first stage):
     weights = 2·P_c, grads = g·P_c, optimizer = 12·P_c (mixed-precision Adam); ZeRO
-    stage z shards over the d·c data-parallel ranks (d·c/e for routed experts): z ≥ 1
+    stage z shards over the d·c data-parallel ranks, or over the shard group g of
+    hybrid sharding (:func:`shard_group`; g/e for routed experts, at least 1): z ≥ 1
     the optimizer state, z ≥ 2 also the gradients, z ≥ 3 also the weights.
     activations = n_k·A_layer·n_flight,k (+ the LM head's 4·s·b·h/t·(1 + V/h) when
     p = 1, Korthikanti §4.3), with n_flight,k from :func:`in_flight_microbatches`
@@ -964,8 +973,8 @@ def memory_bytes(
       ``MemoryBreakdown`` in bytes (the parts of the peak stage).
     """
     z = jnp.asarray(plan.zero)
-    shard_dense = plan.dp * plan.cp
-    shard_exp = plan.dp * plan.cp / plan.ep
+    shard_dense = shard_group(plan)
+    shard_exp = jnp.maximum(shard_dense / plan.ep, 1.0)
     s = workload.seq_len / plan.cp
     sbh = s * plan.mbs * workload.d_model
     a_layer = activation_bytes_per_layer(workload, plan)

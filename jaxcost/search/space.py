@@ -40,6 +40,9 @@ class PlanSpace:
       max_tp: largest tp; None: the chip's scale-up domain size.
       allow_tp_beyond_scaleup: if True, no default tp limit.
       zero_stages: ZeRO stages tried.
+      zero_groups: ZeRO/FSDP shard-group sizes tried (hybrid sharding); 0 = one group
+        of all dp·cp ranks (the default, the only value unless listed); a size that
+        does not divide dp·cp properly is skipped.
       recompute: activation recomputation modes tried.
       mbs: micro-batch sizes tried (sequences).
       vpp: interleave depths tried (virtual stages per pipeline rank); None: every
@@ -71,6 +74,7 @@ class PlanSpace:
     max_tp: float | None = None
     allow_tp_beyond_scaleup: bool = False
     zero_stages: tuple[int, ...] = (0, 1, 2, 3)
+    zero_groups: tuple[int, ...] = (0,)
     recompute: tuple[Recompute, ...] = (
         Recompute.NONE,
         Recompute.SELECTIVE,
@@ -244,9 +248,10 @@ def enumerate_plans(
         np.asarray(s.zero_stages, float),
         np.asarray(rec_opts, float),
         np.asarray([1.0 if x else 0.0 for x in s.sp]),
+        np.asarray(s.zero_groups, float),
         indexing="ij",
     )
-    idx, e_, b_, z_, r_, s_ = (g.ravel() for g in grids)
+    idx, e_, b_, z_, r_, s_, zg_ = (g.ravel() for g in grids)
     t_, p_, c_, v_ = tpc[idx, 0], tpc[idx, 1], tpc[idx, 2], tpc[idx, 3]
 
     def const(flag: bool) -> np.ndarray:
@@ -269,8 +274,11 @@ def enumerate_plans(
         "pp_balance": _balance_leaf(s.pp_balance, float(w.num_layers), p_, v_),
         "dp_overlap": const(s.dp_overlap),
         "fp8": const(False),  # the precision axis is added by the scorers
+        # hybrid sharding only where something is sharded (ZeRO >= 1)
+        "zero_group": np.where(z_ > 0.5, zg_, 0.0),
     }
     keep = np.ones(idx.shape, dtype=bool)
+    keep &= (z_ > 0.5) | (zg_ < 0.5)  # no shard group without ZeRO (no duplicates)
     if isinstance(s.pp_balance, str):
         # "auto": an uneven split is interleaved only where the embedding and head
         # slots make it even, (L + 2) = pp·vpp·slots

@@ -58,6 +58,7 @@ __all__ = [
     "number",
     "boolean",
     "one_of",
+    "provenance_columns",
 ]
 
 #: The message of a blank cell in a required column.
@@ -586,3 +587,18 @@ def one_of(*allowed: str, fold: bool = False) -> Callable[[str], str]:
         return v
 
     return parse
+
+
+def provenance_columns(
+    kinds: tuple[str, ...], *, locator_doc: str, kind_doc: str
+) -> tuple[Column, ...]:
+    """The provenance columns of a data table, every one in the header: ``source``
+    (URL or DOI) and ``source_locator`` required, ``kind`` one of ``kinds``
+    (required), ``notes`` optional."""
+    return (
+        Column("source", text, required=True, present=True, doc="URL or DOI"),
+        Column(
+            "source_locator", text, required=True, present=True, doc=locator_doc
+        ),
+        Column("kind", one_of(*kinds), required=True, present=True, doc=kind_doc),
+    )

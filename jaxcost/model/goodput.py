@@ -96,22 +96,10 @@ GOODPUT_COLUMNS: tuple[schema.Column, ...] = (
         present=True,
         doc="per_chip_s (failures per chip-second) or s; checked for the fields",
     ),
-    schema.Column(
-        "source", schema.text, required=True, present=True, doc="URL or DOI"
-    ),
-    schema.Column(
-        "source_locator",
-        schema.text,
-        required=True,
-        present=True,
-        doc="section, table or figure of the source",
-    ),
-    schema.Column(
-        "kind",
-        schema.one_of(*_KINDS),
-        required=True,
-        present=True,
-        doc="measured or estimated",
+    *schema.provenance_columns(
+        _KINDS,
+        locator_doc="section, table or figure of the source",
+        kind_doc="measured or estimated",
     ),
     schema.Column("notes", schema.text, present=True, doc="derivation, caveats"),
 )

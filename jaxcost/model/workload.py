@@ -1144,22 +1144,10 @@ MODEL_COLUMNS: tuple[schema.Column, ...] = (
         present=True,
         doc="input embedding and LM head share weights: true or false",
     ),
-    schema.Column(
-        "source", schema.text, required=True, present=True, doc="URL or DOI"
-    ),
-    schema.Column(
-        "source_locator",
-        schema.text,
-        required=True,
-        present=True,
-        doc="table, section or page of the source",
-    ),
-    schema.Column(
-        "kind",
-        schema.one_of(*_KINDS),
-        required=True,
-        present=True,
-        doc="vendor_spec, measured or estimated",
+    *schema.provenance_columns(
+        _KINDS,
+        locator_doc="table, section or page of the source",
+        kind_doc="vendor_spec, measured or estimated",
     ),
     schema.Column("notes", schema.text, present=True, doc="free text"),
 )

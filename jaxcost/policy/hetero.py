@@ -121,7 +121,7 @@ class MixedClusterEvaluator:
             self._score_fn = jax.jit(
                 jax.vmap(plan_time_s, in_axes=(None, None, None, 0))
             )
-        size = 1 << max(int(math.ceil(math.log2(num))), 6)  # padded: few compilations
+        size = sweep.padded_size(num)  # padded: few compilations
         t = np.asarray(
             self._score_fn(
                 self.params,

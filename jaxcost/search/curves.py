@@ -52,12 +52,7 @@ class ThroughputCurve:
     plans: tuple[str, ...]
     step_s: np.ndarray
     num_plans: np.ndarray
-    precisions: tuple[str, ...] = ()
-
-    def precision_at(self, i: int) -> str:
-        """The precision of the best plan at count index ``i`` ("bf16" when the
-        curve was built before precisions were recorded)."""
-        return self.precisions[i] if self.precisions else Precision.BF16.value
+    precisions: tuple[str, ...]
 
 
 def count_grid(
@@ -147,7 +142,7 @@ def throughput_curves(
         check_chip_count(cnts, name=f"counts[{t}]")
     tps = tokens_per_step(workload)
     s = PlanSpace() if space is None else space
-    blocks, owner_t, owner_c, flags, nplans = [], [], [], [], []
+    blocks, owner_t, owner_c, nplans = [], [], [], []
     for t, (chip, cnts) in enumerate(zip(chips, counts, strict=True)):
         precs = (
             (Precision(str(precision).lower()),)
@@ -178,7 +173,6 @@ def throughput_curves(
                 blocks.append(tiled.replace(fp8=np.repeat(f8, m)))
                 owner_t.append(np.full(m * f8.size, t))
                 owner_c.append(np.full(m * f8.size, i))
-                flags.append(np.repeat(f8, m))
                 total += m
         nplans.append(np.asarray(per, dtype=np.int64))
     steps = [np.full(len(c), np.inf) for c in counts]
@@ -187,7 +181,7 @@ def throughput_curves(
     if blocks:
         allp = jax.tree.map(lambda *x: np.concatenate(x), *blocks)
         ot, oc = np.concatenate(owner_t), np.concatenate(owner_c)
-        fl = np.concatenate(flags)
+        fl = np.asarray(allp.fp8)
         ncount = np.concatenate(
             [
                 np.asarray(counts[t], np.float64)[oc[ot == t]]
@@ -202,20 +196,17 @@ def throughput_curves(
         )
 
         def score(row):
-            p, n, t, f = row
+            # the plan's fp8 leaf sets the precision it is timed at
+            p, n, t = row
             chip = jax.tree.map(lambda x: jnp.asarray(x)[t], stacked_chip)
             pp = jax.tree.map(lambda x: jnp.asarray(x)[t], stacked_pp)
             return plan_time_s_physical(
-                pp,
-                ClusterSpec(chip=chip, num_chips=n),
-                workload,
-                p,
-                precision=f,
+                pp, ClusterSpec(chip=chip, num_chips=n), workload, p
             )
 
         scores, _ = sweep.sweep_map(
             score,
-            (allp, ncount, ot.astype(np.int32), fl),
+            (allp, ncount, ot.astype(np.int32)),
             chunk_size=chunk_size,
             progress=progress,
             desc="throughput curves",

@@ -83,24 +83,15 @@ def _step_times(consts, rows):
     per shape (``consts`` as in :func:`_score_row`)."""
     phys, cluster, workload = consts
     return jax.vmap(
-        lambda r: predict_step_time_physical(
-            phys, cluster, workload, r[0], precision=r[1]
-        )
+        lambda plan: predict_step_time_physical(phys, cluster, workload, plan)
     )(rows)
 
 
-def _pow2(n: int) -> int:
-    return 1 << max(int(math.ceil(math.log2(max(n, 1)))), 3)
-
-
-def _score_row(consts, row) -> jax.Array:
-    """Step time of one (plan, precision flag) row; ``consts`` = (physical
-    parameters, cluster, model)."""
+def _score_row(consts, plan) -> jax.Array:
+    """Step time of one plan (timed at the precision its ``fp8`` leaf says);
+    ``consts`` = (physical parameters, cluster, model)."""
     phys, cluster, workload = consts
-    plan, flag = row
-    return jnp.asarray(
-        plan_time_s_physical(phys, cluster, workload, plan, precision=flag)
-    )
+    return jnp.asarray(plan_time_s_physical(phys, cluster, workload, plan))
 
 
 def best_plan(
@@ -197,13 +188,13 @@ def best_plan(
         if precision is not None
         else space_precisions(s, cluster.chip)
     )
-    # one batch over (plan, precision): the precision is a numeric flag (1 = FP8)
+    # one batch over (plan, precision): each plan once per precision, carrying it in
+    # its ``fp8`` leaf ("-fp8" in its text), which the scorer reads
     flags = np.repeat(
         np.asarray([1.0 if p == Precision.FP8 else 0.0 for p in precs]), num
     )
     tiled = jax.tree.map(lambda x: np.tile(np.asarray(x), len(precs)), plans)
-    # the plan carries its precision (``fp8`` leaf, "-fp8" in its text)
-    batch = (tiled.replace(fp8=np.maximum(np.asarray(tiled.fp8), flags)), flags)
+    batch = tiled.replace(fp8=np.maximum(np.asarray(tiled.fp8), flags))
     phys = physical(params, cluster.chip)
     achip, aworkload = blank_labels(cluster.chip, workload)
     pool = k if quantile is None else max(k, int(robust_pool))
@@ -231,8 +222,7 @@ def best_plan(
                             physical(e, cluster.chip),
                             cluster,
                             workload,
-                            pf[0],
-                            precision=pf[1],
+                            pf,
                         )
                     )(top)
                 )
@@ -246,15 +236,16 @@ def best_plan(
             return []
         top = jax.tree.map(lambda x: np.asarray(x)[order], top)
         q_s = q_s[order]
+    n_top = int(np.asarray(top.fp8).shape[0])
     st = _step_times(
         (phys, cluster.replace(chip=achip), aworkload),
-        sweep.pad_rows(top, _pow2(int(np.asarray(top[1]).shape[0]))),
+        sweep.pad_rows(top, sweep.padded_size(n_top, 8)),
     )
-    st = jax.tree.map(lambda x: np.asarray(x)[: int(np.asarray(top[1]).shape[0])], st)
+    st = jax.tree.map(lambda x: np.asarray(x)[:n_top], st)
     tps = tokens_per_step(workload)
     out = []
-    for j in range(int(np.asarray(top[1]).shape[0])):
-        plan_j = plan_at(top[0], j)
+    for j in range(n_top):
+        plan_j = plan_at(top, j)
         st_j = jax.tree.map(lambda x, j=j: np.asarray(x)[j], st)
         tok_s = tps / float(st_j.total_s)
         out.append(
@@ -265,7 +256,7 @@ def best_plan(
                 time_to_train_s=(float(tokens) / tok_s if tokens else math.nan),
                 plan_str=plan_to_str(plan_j),
                 precision=(
-                    Precision.FP8 if float(top[1][j]) > 0.5 else Precision.BF16
+                    Precision.FP8 if float(top.fp8[j]) > 0.5 else Precision.BF16
                 ).value,
                 quantile_step_time_s=float(q_s[j]),
             )

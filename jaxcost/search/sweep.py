@@ -41,6 +41,7 @@ ChunkSource = Callable[[int, int], PyTree]
 __all__ = [
     "SweepStats",
     "batch_size",
+    "padded_size",
     "local_mesh",
     "process_shard",
     "sweep_map",
@@ -164,11 +165,15 @@ def _compiled_with_consts(fn: Callable, mesh: Mesh) -> Callable:
     return jax.jit(jax.vmap(fn, in_axes=(None, 0)), in_shardings=(replicated, rows))
 
 
+def padded_size(n: int, minimum: int = 64) -> int:
+    """The power of two ≥ ``n`` (and ≥ ``minimum``, itself a power of two) that a
+    batch of ``n`` rows is padded to, so that batches of nearby sizes share one
+    compiled shape (the padding rows are dropped)."""
+    return max(1 << int(math.ceil(math.log2(max(n, 1)))), minimum)
+
+
 def _round_chunk(chunk_size: int, n_dev: int, n: int) -> int:
-    # a power of two (at least 64) up to chunk_size: sweeps of nearby sizes share a
-    # compiled shape (the padding rows are dropped)
-    pow2 = 1 << max(int(math.ceil(math.log2(max(n, 1)))), 6)
-    chunk = max(1, min(chunk_size, pow2))
+    chunk = max(1, min(chunk_size, padded_size(n)))
     return int(math.ceil(chunk / n_dev) * n_dev)
 
 

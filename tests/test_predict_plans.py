@@ -175,3 +175,20 @@ def test_plan_quantile_flag_is_checked_before_any_search(tmp_path, q):
     rc = main(["predict", str(ROOT / "tests" / "data" / "production_runs.csv"),
                "--out", str(out), "--plan-quantile", q])
     assert rc == 2 and not out.exists()
+
+
+def test_production_check_ratio_uses_the_rows_own_measure():
+    # tools/production_check.py: predicted over published throughput, from tokens/s
+    # where the row has it, else from the step time, else from MFU
+    tool = importlib.util.spec_from_file_location(
+        "production_check", ROOT / "tools" / "production_check.py")
+    mod = importlib.util.module_from_spec(tool)
+    tool.loader.exec_module(mod)
+    pred = dict(pred_tokens_per_s_per_chip=120.0, pred_step_time_s=10.0, pred_mfu=0.5)
+    assert mod.ratio(pd.Series(dict(pred, tokens_per_s_per_chip=100.0))) == (
+        pytest.approx(1.2), "tok/s")
+    assert mod.ratio(pd.Series(dict(pred, tokens_per_s_per_chip=float("nan"),
+                                    step_time_s=12.0))) == (pytest.approx(1.2), "step")
+    assert mod.ratio(pd.Series(dict(pred, tokens_per_s_per_chip=float("nan"),
+                                    step_time_s=float("nan"), mfu=0.4))) == (
+        pytest.approx(1.25), "mfu")

@@ -312,18 +312,22 @@ def test_write_csv_atomic_roundtrip(tmp_path, frames):
     assert not list(p.parent.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("text, code", [
-    ("", 0), ("none", 0), ("full", 2), ("selective", 1),
-    ("selective (saves expensive activations)", 1),
-    # fine-grained module recompute: norms / activations only costs ~nothing,
-    # the whole MoE block repeats most of a layer
-    ("norm, act", 0),
-    ("selective (moe_act, layernorm: --recompute-modules moe_act layernorm)", 0),
-    ("selective (whole MoE block and layernorm: --recompute-modules moe layernorm)", 2),
+@pytest.mark.parametrize("text, code, lite", [
+    ("", 0, False), ("none", 0, False), ("full", 2, False), ("selective", 1, False),
+    ("selective (saves expensive activations)", 1, False),
+    # fine-grained module recompute: norms / activation functions are the plan's
+    # recompute_lite; the whole MoE block repeats most of a layer
+    ("norm, act", 0, True),
+    ("selective (moe_act, layernorm: --recompute-modules moe_act layernorm)", 0, True),
+    ("--recompute-modules core_attn moe_act layernorm", 1, True),
+    ("modules", 0, True), ("selective+modules", 1, True),
+    ("selective (whole MoE block and layernorm: --recompute-modules moe layernorm)",
+     2, False),
 ])
-def test_recompute_text_to_mode(text, code):
-    from jaxcost.io.benchmarks import recompute_code
+def test_recompute_text_to_mode(text, code, lite):
+    from jaxcost.io.benchmarks import recompute_code, recompute_lite_flag
     assert recompute_code(text) == code
+    assert recompute_lite_flag(text) is lite
 
 
 def test_recompute_text_unknown_is_a_data_error():

@@ -16,15 +16,21 @@ with no ``arch_model`` states its conventions with a tag in ``notes``, e.g.
 ``[mlp=gelu tied=false]``. The same tag may carry ``grad_bytes=4`` (the framework keeps
 fp32 gradients, e.g. Megatron's main grads under bf16), passed to ``memory_bytes`` as
 ``grad_bytes_per_param``; ``--package-grads`` ignores it (the package default, 2 B).
-``flash=0`` selects the unfused attention (the T×T scores are stored).
+``flash=0`` selects the unfused attention (the T×T scores are stored); ``head_dim=N``
+sets the width of one attention head where it is not hidden/heads (multi-latent
+attention up-projects 128-wide heads from a 1,024 hidden size).
 
 Mixture-of-experts rows take ``experts``, ``topk`` and the MoE columns
 ``moe_ffn_hidden`` (blank: ``ffn_hidden``), ``moe_shared_ffn`` (total inner size of the
 shared experts, rounded to whole experts of ``moe_ffn_hidden``) and ``moe_dense_layers``
 (leading dense layers). An expert-tensor-parallel size ``etp`` other than ``tp`` is
 mapped to jaxcost's expert-parallel degree ep' = etp·ep/tp (same expert shard, same
-expert-data-parallel group); ``moe_dispatcher``, ``moe_grouped_gemm`` and
-``recompute_modules`` are recorded for reference and not passed to the model.
+expert-data-parallel group); ``moe_dispatcher`` and ``moe_grouped_gemm`` are recorded
+for reference and not passed to the model. ``recompute_modules`` (Megatron-Core
+``--recompute-modules``) is read as the recompute mode: ``core_attn`` is the selective
+recompute, the norms and activation functions (``layernorm``, ``mlp_act``,
+``moe_act``) the plan's ``recompute_lite``. A ``precision`` of ``fp8`` sets the plan's
+``fp8`` (linear inputs cached in FP8).
 
 Output: one line per row (row_id, model, plan, measured GiB, predicted GiB, ratio =
 predicted / measured, error), then the median and mean absolute percentage error,
@@ -45,6 +51,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import jaxcost as jc
+from jaxcost.io.benchmarks import recompute_code, recompute_lite_flag
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CSV = REPO / "data" / "benchmarks" / "memory.csv"
@@ -126,19 +133,27 @@ def build(row: dict, *, package_grads: bool):
     w = jc.TransformerConfig.create(
         name=row["model"], num_layers=_int(row, "layers"), d_model=hidden,
         num_heads=heads, num_kv_heads=_int(row, "kv_heads", heads),
-        head_dim=hidden // heads, d_ff=d_ff,
+        head_dim=int(tags.get("head_dim", hidden // heads)), d_ff=d_ff,
         vocab_size=_int(row, "vocab"), seq_len=_int(row, "seq_len"),
         global_batch_seqs=_int(row, "gbs_seqs"), num_experts=experts,
         top_k=_int(row, "topk", 1), mlp=mlp, tied_embeddings=tied,
         **_moe_fields(row, d_ff, experts))
     tp = _int(row, "tp", 1)
+    rec = (row.get("recompute") or "none").strip()
+    modules = (row.get("recompute_modules") or "").strip()
+    # a module list (Megatron-Core --recompute-modules) is read as the recompute
+    # text: core_attn is the selective recompute, norms and activation functions
+    # the plan's recompute_lite
+    text = f"--recompute-modules {modules}" if modules else rec
     plan = jc.ParallelPlan.create(
         dp=_int(row, "dp"), tp=tp, pp=_int(row, "pp", 1),
         cp=_int(row, "cp", 1), ep=_plan_ep(row, tp), vpp=_int(row, "vpp", 1),
         mbs=_int(row, "mbs"), zero=_int(row, "zero_fsdp", 0),
-        recompute=(row.get("recompute") or "none").strip(),
+        recompute=recompute_code(text),
+        recompute_lite=recompute_lite_flag(text),
         sp=(row.get("sp") or "").strip().lower() == "yes",
-        flash_attn=tags.get("flash", "1") != "0")
+        flash_attn=tags.get("flash", "1") != "0",
+        fp8=(row.get("precision") or "").strip().lower() == "fp8")
     grad_bytes = 2.0 if package_grads else float(tags.get("grad_bytes", 2))
     return w, plan, grad_bytes
 

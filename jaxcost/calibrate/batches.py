@@ -34,6 +34,7 @@ from jaxcost.io.benchmarks import (
     kernel_flop,
     precision_kind,
     recompute_code,
+    recompute_lite_flag,
     row_place,
     zero_stage,
 )
@@ -257,7 +258,10 @@ def runs_to_arrays(
                     mbs=float(_opt(r, "mbs", 1.0)),
                     zero=zero_stage(r.get("zero_fsdp")),
                     recompute=Recompute(recompute_code(r.get("recompute"))),
+                    recompute_lite=recompute_lite_flag(r.get("recompute")),
                     sp=_opt(r, "sp", "no") == "yes",
+                    # an FP8 run's GEMMs (and its cached linear inputs) are FP8
+                    fp8=precision_kind(r.get("precision")) == "fp8",
                     **software,
                 )
         except (ValueError, TypeError) as e:

@@ -23,7 +23,7 @@ from jaxcost.calibrate.residuals import (
 )
 from jaxcost.calibrate.rows import FitData, build_fit_data, x64
 from jaxcost.errors import DataError, PlanError
-from jaxcost.io.benchmarks import recompute_code, zero_stage
+from jaxcost.io.benchmarks import recompute_code, recompute_lite_flag, zero_stage
 from jaxcost.model.hardware import ChipSpec, ClusterSpec, Precision
 from jaxcost.model.parallel import USABLE_HBM_FRAC
 from jaxcost.model.params import (
@@ -165,6 +165,7 @@ def row_plan_space(given: dict[str, str], base: PlanSpace | None = None) -> Plan
         changes["zero_stages"] = (zero_stage(given["zero_fsdp"]),)
     if "recompute" in given:
         changes["recompute"] = (Recompute(recompute_code(given["recompute"])),)
+        changes["recompute_lite"] = (recompute_lite_flag(given["recompute"]),)
     if "sp" in given:
         changes["sp"] = (str(given["sp"]).strip().lower() == "yes",)
     return s.replace(**changes)

@@ -970,31 +970,34 @@ def zero_stage(text: Any) -> int:
     )
 
 
+#: Recompute code (``parallel.Recompute`` value) and cheap-module flag of each
+#: normalised recompute text (:func:`jaxcost.io.notation.parse_recompute`).
+_RECOMPUTE_MODES = {
+    "none": (0, False),
+    "modules": (0, True),
+    "selective": (1, False),
+    "selective+modules": (1, True),
+    "full": (2, False),
+}
+
+
 def recompute_code(text: Any) -> int:
     """Recompute kind code (``parallel.Recompute`` value) from the ``recompute``
-    text."""
+    text, in any form :func:`jaxcost.io.notation.parse_recompute` reads (blank:
+    none). Module lists of norms and activation functions only are code 0 with the
+    plan's ``recompute_lite`` (:func:`recompute_lite_flag`); the whole MoE block is
+    full; other selective recompute is the attention core (Korthikanti)."""
     if is_blank(text):
         return 0
-    s = str(text).strip().lower()
-    if s in ("none", "no", "off"):
-        return 0
-    if s.startswith("full"):
-        return 2
-    # Fine-grained module recompute (Megatron-Core --recompute-modules): recomputing
-    # only norms and activation functions costs a few memory-bound passes, which the
-    # step model neglects (none); recomputing the whole MoE block repeats most of the
-    # layer's FLOP (full). Other selective recompute is the attention core
-    # (Korthikanti).
-    modules = s.split("(", 1)[1] if "(" in s else s
-    if "moe layernorm" in modules or "whole moe block" in modules:
-        return 2
-    if s in ("norm, act", "norm,act") or "moe_act, layernorm" in modules:
-        return 0
-    if s.startswith("selective"):
-        return 1
-    raise DataError(
-        f"value '{text}' is not a recompute mode; expected none, selective, full"
-    )
+    return _RECOMPUTE_MODES[notation.parse_recompute(text)][0]
+
+
+def recompute_lite_flag(text: Any) -> bool:
+    """Whether the ``recompute`` text recomputes the cheap modules (norms, activation
+    functions): the plan's ``recompute_lite``."""
+    if is_blank(text):
+        return False
+    return _RECOMPUTE_MODES[notation.parse_recompute(text)][1]
 
 
 def precision_kind(text: Any) -> str:

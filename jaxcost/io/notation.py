@@ -323,21 +323,26 @@ _CHEAP_MODULES = re.compile(
 
 
 def parse_recompute(text: object) -> str:
-    """Activation recompute as ``none``, ``selective`` or ``full``.
+    """Activation recompute as ``none``, ``selective``, ``full``, ``modules`` or
+    ``selective+modules``.
 
     ``none``/``no``/``none at 8K``/``checkpoint=False`` -> none; ``full``,
     ``activation checkpointing``/``recomputation``, ``re-materialization``,
     ``True``, ``Activation Ckpt TRUE`` -> full; ``selective``, ``selective op``,
-    ``selective layer``, ``partial`` -> selective. Module lists (``norm, act``;
-    ``RMSNorm and MLA up-projection``) -> none; a whole MoE block (``moe
-    layernorm``) -> full.
+    ``selective layer``, ``partial`` -> selective. Lists of cheap modules only (norms,
+    activation functions, up-projections: ``norm, act``; ``RMSNorm and MLA
+    up-projection``; ``--recompute-modules moe_act layernorm``) -> modules (the plan's
+    ``recompute_lite``); with the attention core as well (``core_attn``) ->
+    selective+modules; a whole MoE block (``moe layernorm``) -> full.
 
     Raises:
       DataError: none of these forms.
     """
-    expected = "recompute: none, selective or full"
+    expected = "recompute: none, selective, full or a list of modules"
     original = _text(text, expected)
     s = original.lower()
+    if s.strip() in ("modules", "selective+modules"):  # already normalised
+        return s.strip()
     head = s.split("(", 1)[0].strip()
     modules = s.split("(", 1)[1] if "(" in s else s
     flag = re.search(r"(?:checkpoint(?:ing)?|ckpt)\s*[=:]?\s*(true|false)\b", s)
@@ -349,11 +354,13 @@ def parse_recompute(text: object) -> str:
         return "full"
     if re.match(r"(full|true|yes|on)\b", head) or (flag and flag.group(1) == "true"):
         return "full"
+    core = re.search(r"core_attn|core attention", s)
     if re.match(r"(selective|partial|a portion)", head):
-        cheap = _CHEAP_MODULES.search(modules) and "(" in s
-        return "none" if cheap else "selective"
+        if _CHEAP_MODULES.search(modules) and "(" in s:
+            return "selective+modules" if core else "modules"
+        return "selective"
     if _CHEAP_MODULES.search(s):
-        return "none"
+        return "selective+modules" if core else "modules"
     if re.search(r"(activation|gradient) (checkpointing|recomputation)"
                  r"|re-?materiali[sz]ation|\bac\b", s):
         return "full"

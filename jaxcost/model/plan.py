@@ -76,6 +76,7 @@ PLAN_FIELDS = (
     "dp_overlap",
     "fp8",
     "zero_group",
+    "recompute_lite",
 )
 
 
@@ -127,6 +128,13 @@ class ParallelPlan:
         states are split over g ranks and replicated over the dp·cp/g groups, whose
         gradient shards are all-reduced once per step. 0 (default): one group of all
         dp·cp ranks.
+      recompute_lite: 1.0 when the cheap modules are recomputed in the backward pass
+        instead of stored: the norms (their outputs, the attention and MLP inputs)
+        and the activation functions (their outputs, the inputs of the down
+        projections) of the dense MLP and the experts. Megatron-Core
+        ``--recompute-modules layernorm mlp_act moe_act``, DeepSeek-V3's recomputed
+        RMSNorm and SwiGLU outputs (arXiv:2412.19437 §3.2.3, §3.3). Combines with
+        ``recompute`` none or selective; moot under full recompute. 0.0: stored.
     """
 
     dp: jax.Array | float
@@ -146,6 +154,7 @@ class ParallelPlan:
     dp_overlap: jax.Array | float = 0.0
     fp8: jax.Array | float = 0.0
     zero_group: jax.Array | float = 0.0
+    recompute_lite: jax.Array | float = 0.0
 
     @classmethod
     def create(
@@ -168,6 +177,7 @@ class ParallelPlan:
         dp_overlap: bool = False,
         fp8: bool = False,
         zero_group: int = 0,
+        recompute_lite: bool = False,
     ) -> ParallelPlan:
         """Validate concrete degrees and build a plan with float leaves.
 
@@ -207,6 +217,7 @@ class ParallelPlan:
             zero_group=float(_positive_int("zero_group", zero_group))
             if zero_group
             else 0.0,
+            recompute_lite=1.0 if recompute_lite else 0.0,
         )
 
 
@@ -268,6 +279,7 @@ _SUFFIXES = (
     ("pp_balance", "-ppb", True),
     ("dp_overlap", "-dpo", True),
     ("fp8", "-fp8", True),
+    ("recompute_lite", "-rlite", True),
 )
 
 
@@ -277,7 +289,7 @@ def plan_to_str(plan: ParallelPlan) -> str:
     ``-fa2a`` with a fused expert dispatcher, ``-tpo`` with TP communication pipelined
     with the GEMMs, ``-ppb`` with pipeline stages balanced around the LM head, ``-dpo``
     with the gradient reduction overlapped bucket by bucket, ``-fp8`` with the linear
-    layers' GEMMs in FP8)."""
+    layers' GEMMs in FP8, ``-rlite`` with norms and activation functions recomputed)."""
     v = {k: float(np.asarray(getattr(plan, k))) for k in PLAN_FIELDS}
     rec = _RECOMPUTE_TAGS[Recompute(int(round(v["recompute"])))]
     s = "-".join(

@@ -50,6 +50,8 @@ __all__ = [
     "LAYER_OP_NAMES",
     "ATTN_CORE_OPS",
     "ATTN_CORE_MASK",
+    "LITE_RECOMPUTE_MASK",
+    "LITE_RECOMPUTE_OPS",
     "HEAD_OP_NAMES",
     "KIND_MATMUL",
     "KIND_ATTENTION",
@@ -112,6 +114,11 @@ LAYER_OP_NAMES = (
 ATTN_CORE_OPS = ("attn_core", "attn_scores")
 #: Mask of ``ATTN_CORE_OPS`` over ``LAYER_OP_NAMES``.
 ATTN_CORE_MASK = np.asarray([n in ATTN_CORE_OPS for n in LAYER_OP_NAMES])
+#: Ops recomputed by the cheap-module recompute (``plan.recompute_lite``): the norms
+#: and the activation functions.
+LITE_RECOMPUTE_OPS = ("norm_attn", "norm_mlp", "mlp_act", "moe_act")
+#: Mask of ``LITE_RECOMPUTE_OPS`` over ``LAYER_OP_NAMES``.
+LITE_RECOMPUTE_MASK = np.asarray([n in LITE_RECOMPUTE_OPS for n in LAYER_OP_NAMES])
 #: Mask of the ``attn_core`` op alone (its kind depends on ``plan.flash_attn``).
 _ATTN_CORE_OP_MASK = np.asarray([n == "attn_core" for n in LAYER_OP_NAMES])
 #: Order of the operations in :func:`head_ops` (static).
@@ -716,14 +723,16 @@ def recompute_flop_frac(workload: TransformerConfig, plan: ParallelPlan) -> jax.
 
     0 without recompute; attention-core FLOP (``ATTN_CORE_OPS``) / layer FLOP with
     selective recompute (Korthikanti et al. 2022 recompute the attention core only); 1
-    with full recompute.
+    with full recompute. The cheap-module recompute (``plan.recompute_lite``) adds the
+    norms' and activation functions' FLOP (``LITE_RECOMPUTE_OPS``) below full.
     """
     ops = layer_ops(workload, plan)
-    sel = jnp.sum(jnp.where(ATTN_CORE_MASK, ops.flop, 0.0), axis=-1) / jnp.sum(
-        ops.flop, axis=-1
-    )
+    total = jnp.sum(ops.flop, axis=-1)
+    sel = jnp.sum(jnp.where(ATTN_CORE_MASK, ops.flop, 0.0), axis=-1) / total
+    lite = jnp.sum(jnp.where(LITE_RECOMPUTE_MASK, ops.flop, 0.0), axis=-1) / total
     r = jnp.asarray(plan.recompute)
-    return jnp.where(r > 1.5, 1.0, jnp.where(r > 0.5, sel, 0.0))
+    lite_on = jnp.where(jnp.asarray(plan.recompute_lite) > 0.5, lite, 0.0)
+    return jnp.where(r > 1.5, 1.0, jnp.where(r > 0.5, sel, 0.0) + lite_on)
 
 
 def head_ops(workload: TransformerConfig, plan: ParallelPlan) -> LayerOps:
@@ -815,9 +824,21 @@ def activation_bytes_per_layer(
     (6·F_e/D gated, 4·F_e/D GELU) and the expert output kept for the weighted
     combine's backward (2), plus each shared expert's intermediates (Mixtral 8x7B:
     2·(2 + 21 + 2) = 50 where a fixed GPT MLP count gave 16; checked against Megatron-LM
-    CI memory readings, ``data/benchmarks/memory.csv`` M0037-M0046). Framework savings
-    below this count (FP8 caches of linear inputs, recomputed SwiGLU outputs or
-    up-projections, arXiv:2412.19437 §3.3) are not represented. The a·s/h terms are
+    CI memory readings, ``data/benchmarks/memory.csv`` M0037-M0046).
+    Two framework savings change the count per tensor:
+      FP8 (``plan.fp8``): the tensors whose only consumer is a linear layer are cached
+        in FP8, 1 byte instead of 2 (Transformer Engine saves the FP8 cast of a GEMM
+        input for the weight gradient; DeepSeek-V3 arXiv:2412.19437 §3.3): the
+        attention and MLP inputs, the core output, the down projections' inputs and
+        the experts' dispatched inputs. Norm inputs, Q/K/V, the activation
+        functions' inputs and the expert outputs stay in BF16.
+      cheap-module recompute (``plan.recompute_lite``): the norms' outputs (the
+        attention and MLP inputs) and the activation functions' outputs (the down
+        projections' inputs) are recomputed, not stored (Megatron-Core
+        ``--recompute-modules layernorm mlp_act moe_act``; DeepSeek-V3 §3.2.3).
+    Not represented: DeepSeek-V3's FP8 cache of the SwiGLU inputs and its recomputed
+    MLA up-projections (the package models MLA as a GQA-equivalent attention, whose
+    Q/K/V count stands for MLA's). The a·s/h terms are
     the stored T×T scores of an unfused attention (``plan.flash_attn`` = 0); a
     flash-style kernel keeps no score matrix,
     so without recompute it stores what selective recompute stores (its per-row
@@ -837,18 +858,27 @@ def activation_bytes_per_layer(
     k = workload.num_kv_heads * workload.head_dim / h
     f = workload.d_ff / h
     f_moe = moe_layer_fraction(workload)
-    mlp_per = workload.gated_mlp * 6.0 + (1.0 - workload.gated_mlp) * 4.0
+    # bytes per element of a cached linear input (FP8 caches them in 1 byte), and of
+    # the tensors the cheap-module recompute drops (norm and activation outputs)
+    lin = jnp.where(jnp.asarray(plan.fp8) > 0.5, 1.0, 2.0)
+    lite = jnp.asarray(plan.recompute_lite) > 0.5
+    dropped = jnp.where(lite, 0.0, lin)
+    # an MLP stores its activation function's input (gate and up, 4·F/D, or the GELU
+    # input, 2·F/D) and output (the down projection's input)
+    act_in = workload.gated_mlp * 4.0 + (1.0 - workload.gated_mlp) * 2.0
+    mlp_per = act_in + dropped
     mlp_dense = mlp_per * f
-    # an MoE layer: every routed copy of a token stores its dispatched input (2), its
+    # an MoE layer: every routed copy of a token stores its dispatched input, its
     # expert's intermediates (mlp_per·F_e/h) and the expert output the weighted
     # combine needs for its backward (2); every shared expert its intermediates
     f_e = workload.moe_d_ff / h
-    mlp_moe = workload.top_k * (4.0 + mlp_per * f_e) + (
+    mlp_moe = workload.top_k * (lin + 2.0 + mlp_per * f_e) + (
         workload.num_shared_experts * mlp_per * f_e
     )
     mlp_sharded = (1.0 - f_moe) * mlp_dense + f_moe * mlp_moe
-    replicated = 4.0 + 2.0 + 2.0 + 2.0 * drop  # norms, attn/MLP inputs, masks
-    sharded = 2.0 * q + 4.0 * k + 2.0 * q + mlp_sharded
+    # norm inputs 4, attention and MLP inputs, dropout masks
+    replicated = 4.0 + 2.0 * dropped + 2.0 * drop
+    sharded = 2.0 * q + 4.0 * k + lin * q + mlp_sharded
     scores = (1.0 - jnp.asarray(plan.flash_attn)) * (2.0 + 3.0 * drop) * a * s / h
     selective = jnp.where(
         sp, sbh / t * (replicated + sharded), sbh * (replicated + sharded / t)

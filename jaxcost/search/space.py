@@ -44,6 +44,10 @@ class PlanSpace:
         of all dp·cp ranks (the default, the only value unless listed); a size that
         does not divide dp·cp properly is skipped.
       recompute: activation recomputation modes tried.
+      recompute_lite: cheap-module recompute settings tried (norms and activation
+        functions recomputed, ``ParallelPlan.recompute_lite``); only False by
+        default. True is tried with recompute none and selective only (moot under
+        full recompute).
       mbs: micro-batch sizes tried (sequences).
       vpp: interleave depths tried (virtual stages per pipeline rank); None: every
         depth v ≥ 1 with pp·v ≤ L that splits the L/pp layers of a stage evenly
@@ -80,6 +84,7 @@ class PlanSpace:
         Recompute.SELECTIVE,
         Recompute.FULL,
     )
+    recompute_lite: tuple[bool, ...] = (False,)
     mbs: tuple[int, ...] = (1, 2, 4, 8)
     vpp: tuple[int, ...] | None = None
     cp: tuple[int, ...] | None = (1, 2, 4, 8)
@@ -249,9 +254,10 @@ def enumerate_plans(
         np.asarray(rec_opts, float),
         np.asarray([1.0 if x else 0.0 for x in s.sp]),
         np.asarray(s.zero_groups, float),
+        np.asarray([1.0 if x else 0.0 for x in s.recompute_lite]),
         indexing="ij",
     )
-    idx, e_, b_, z_, r_, s_, zg_ = (g.ravel() for g in grids)
+    idx, e_, b_, z_, r_, s_, zg_, rl_ = (g.ravel() for g in grids)
     t_, p_, c_, v_ = tpc[idx, 0], tpc[idx, 1], tpc[idx, 2], tpc[idx, 3]
 
     def const(flag: bool) -> np.ndarray:
@@ -276,8 +282,10 @@ def enumerate_plans(
         "fp8": const(False),  # the precision axis is added by the scorers
         # hybrid sharding only where something is sharded (ZeRO >= 1)
         "zero_group": np.where(z_ > 0.5, zg_, 0.0),
+        "recompute_lite": rl_,
     }
     keep = np.ones(idx.shape, dtype=bool)
+    keep &= (r_ < 1.5) | (rl_ < 0.5)  # cheap modules are moot under full recompute
     keep &= (z_ > 0.5) | (zg_ < 0.5)  # no shard group without ZeRO (no duplicates)
     if isinstance(s.pp_balance, str):
         # "auto": an uneven split is interleaved only where the embedding and head

@@ -18,7 +18,9 @@ fp32 gradients, e.g. Megatron's main grads under bf16), passed to ``memory_bytes
 ``grad_bytes_per_param``; ``--package-grads`` ignores it (the package default, 2 B).
 ``flash=0`` selects the unfused attention (the T×T scores are stored); ``head_dim=N``
 sets the width of one attention head where it is not hidden/heads (multi-latent
-attention up-projects 128-wide heads from a 1,024 hidden size).
+attention up-projects 128-wide heads from a 1,024 hidden size); ``q_latent_dim``,
+``kv_latent_dim``, ``qk_head_dim`` and ``v_head_dim`` give the widths of a multi-latent
+attention (``jc.TransformerConfig``).
 
 Mixture-of-experts rows take ``experts``, ``topk`` and the MoE columns
 ``moe_ffn_hidden`` (blank: ``ffn_hidden``), ``moe_shared_ffn`` (total inner size of the
@@ -57,6 +59,10 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CSV = REPO / "data" / "benchmarks" / "memory.csv"
 GIB = 2.0 ** 30
 _TAG = re.compile(r"\[([a-z_]+=[^\]\s]+(?:\s+[a-z_]+=[^\]\s]+)*)\]")
+
+
+#: Multi-latent attention widths a row may give as tags (``jc.TransformerConfig``).
+_MLA_TAGS = ("q_latent_dim", "kv_latent_dim", "qk_head_dim", "v_head_dim")
 
 
 def _tags(notes: str) -> dict[str, str]:
@@ -137,6 +143,7 @@ def build(row: dict, *, package_grads: bool):
         vocab_size=_int(row, "vocab"), seq_len=_int(row, "seq_len"),
         global_batch_seqs=_int(row, "gbs_seqs"), num_experts=experts,
         top_k=_int(row, "topk", 1), mlp=mlp, tied_embeddings=tied,
+        **{k: int(tags[k]) for k in _MLA_TAGS if k in tags},
         **_moe_fields(row, d_ff, experts))
     tp = _int(row, "tp", 1)
     rec = (row.get("recompute") or "none").strip()

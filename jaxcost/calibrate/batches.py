@@ -162,7 +162,7 @@ def _software(r: Mapping[str, Any], name: str) -> Any:
 
 
 def _arch_labels(r, models) -> dict:
-    """MLP kind, embedding tying and MoE layout of a run's model.
+    """MLP kind, embedding tying, MoE layout and MLA widths of a run's model.
 
     Taken from the row's own ``mlp`` / ``tied_embeddings`` columns when present, else
     from the ``data/models.csv`` row named in ``arch_model``; otherwise the GPT-style
@@ -176,6 +176,9 @@ def _arch_labels(r, models) -> dict:
         if float(ref.num_experts) > 1:
             out["num_dense_layers"] = float(ref.num_dense_layers)
             out["num_shared_experts"] = float(ref.num_shared_experts)
+        # multi-latent attention: its stored tensors (the model table's MLA columns)
+        for f in ("q_latent_dim", "kv_latent_dim", "qk_head_dim", "v_head_dim"):
+            out[f] = int(round(float(getattr(ref, f))))
     mlp = _opt(r, "mlp", None)
     if mlp is not None:
         out["mlp"] = str(mlp).strip().lower()

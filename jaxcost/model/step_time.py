@@ -80,6 +80,7 @@ from jaxcost.model.workload import (
     ATTN_CORE_MASK,
     LAYER_OP_NAMES,
     LITE_RECOMPUTE_MASK,
+    MLA_UP_PROJ_MASK,
     TransformerConfig,
     comm_volumes,
     head_ops,
@@ -217,7 +218,9 @@ def _parts(phys: PhysicalParams, chip: ChipSpec, workload: TransformerConfig,
     fix = (phys.layer_overhead_s
            + moe_layer_fraction(workload) * phys.moe_layer_overhead_s)
     t_fwd = t_sum + fix
-    t_cheap = jnp.sum(jnp.where(LITE_RECOMPUTE_MASK, t_ops, 0.0), axis=-1)
+    mla = jnp.asarray(workload.kv_latent_dim) > 0.5
+    cheap = LITE_RECOMPUTE_MASK | (MLA_UP_PROJ_MASK & mla[..., None])
+    t_cheap = jnp.sum(jnp.where(cheap, t_ops, 0.0), axis=-1)
     t_lite = jnp.where(jnp.asarray(plan.recompute_lite) > 0.5, t_cheap, 0.0)
     t_rec = jnp.where(full, t_fwd, jnp.where(sel, t_attn + fix, 0.0) + t_lite)
     t_layer = t_fwd + (2.0 * t_sum + fix) + t_rec

@@ -52,6 +52,7 @@ __all__ = [
     "ATTN_CORE_MASK",
     "LITE_RECOMPUTE_MASK",
     "LITE_RECOMPUTE_OPS",
+    "MLA_UP_PROJ_MASK",
     "HEAD_OP_NAMES",
     "KIND_MATMUL",
     "KIND_ATTENTION",
@@ -119,6 +120,10 @@ ATTN_CORE_MASK = np.asarray([n in ATTN_CORE_OPS for n in LAYER_OP_NAMES])
 LITE_RECOMPUTE_OPS = ("norm_attn", "norm_mlp", "mlp_act", "moe_act")
 #: Mask of ``LITE_RECOMPUTE_OPS`` over ``LAYER_OP_NAMES``.
 LITE_RECOMPUTE_MASK = np.asarray([n in LITE_RECOMPUTE_OPS for n in LAYER_OP_NAMES])
+#: Mask of the Q/K/V projection, recomputed as well by the cheap-module recompute of a
+#: multi-latent attention (its up-projections; the whole projection is charged, an
+#: upper bound, since the GQA-equivalent has no separate up-projection op).
+MLA_UP_PROJ_MASK = np.asarray([n == "qkv_proj" for n in LAYER_OP_NAMES])
 #: Mask of the ``attn_core`` op alone (its kind depends on ``plan.flash_attn``).
 _ATTN_CORE_OP_MASK = np.asarray([n == "attn_core" for n in LAYER_OP_NAMES])
 #: Order of the operations in :func:`head_ops` (static).
@@ -178,6 +183,16 @@ class TransformerConfig:
       moe_d_ff: F_e, inner size of one expert (equals d_ff for a dense model).
       num_dense_layers: leading layers of an MoE model with a dense MLP.
       num_shared_experts: E_s, experts of size F_e every token passes through.
+      q_latent_dim: multi-latent attention (MLA): rank of the compressed query
+        (DeepSeek-V3 q_lora_rank 1536); 0 for other attention.
+      kv_latent_dim: MLA: width of the compressed key/value latent plus the decoupled
+        RoPE key (DeepSeek-V3 kv_lora_rank 512 + 64 = 576); 0 for other attention.
+        With MLA the model's heads and ``head_dim`` are a GQA-equivalent for the
+        FLOP and parameter counts; the activation memory counts MLA's own tensors:
+        N heads of ``qk_head_dim`` for Q and K and of ``v_head_dim`` for V.
+      qk_head_dim: width of one query/key head as stored (MLA 128 + 64 = 192);
+        0: ``head_dim``.
+      v_head_dim: width of one value head as stored (MLA 128); 0: ``head_dim``.
       gated_mlp: 1.0 for a gated (SwiGLU) MLP with three D×F matrices and Llama-style
         conventions, 0.0 for GELU/GPT-style. This leaf, not the static ``mlp`` label,
         drives the formulas, so models of both kinds stack and vmap together.
@@ -204,6 +219,10 @@ class TransformerConfig:
     num_shared_experts: jax.Array | float
     gated_mlp: jax.Array | float = 0.0
     tied_frac: jax.Array | float = 0.0
+    q_latent_dim: jax.Array | float = 0.0
+    kv_latent_dim: jax.Array | float = 0.0
+    qk_head_dim: jax.Array | float = 0.0
+    v_head_dim: jax.Array | float = 0.0
 
     @classmethod
     def create(
@@ -226,6 +245,10 @@ class TransformerConfig:
         num_shared_experts: int = 0,
         mlp: Mlp | str = Mlp.GELU,
         tied_embeddings: bool = False,
+        q_latent_dim: int = 0,
+        kv_latent_dim: int = 0,
+        qk_head_dim: int | None = None,
+        v_head_dim: int | None = None,
     ) -> TransformerConfig:
         """Validate concrete dimensions and build a config with float leaves.
 
@@ -292,6 +315,10 @@ class TransformerConfig:
         moe_d_ff = _int("moe_d_ff", d_ff if moe_d_ff is None else moe_d_ff)
         num_dense_layers = _int("num_dense_layers", num_dense_layers, minimum=0)
         num_shared_experts = _int("num_shared_experts", num_shared_experts, minimum=0)
+        q_latent_dim = _int("q_latent_dim", q_latent_dim or 0, minimum=0)
+        kv_latent_dim = _int("kv_latent_dim", kv_latent_dim or 0, minimum=0)
+        qk_head_dim = _int("qk_head_dim", qk_head_dim or 0, minimum=0)
+        v_head_dim = _int("v_head_dim", v_head_dim or 0, minimum=0)
         if num_heads % num_kv_heads:
             raise PlanError(
                 f"num_kv_heads={num_kv_heads} does not divide num_heads={num_heads}",
@@ -337,6 +364,10 @@ class TransformerConfig:
             num_shared_experts=float(num_shared_experts),
             gated_mlp=0.0 if mlp is Mlp.GELU else 1.0,
             tied_frac=1.0 if tied_embeddings else 0.0,
+            q_latent_dim=float(q_latent_dim),
+            kv_latent_dim=float(kv_latent_dim),
+            qk_head_dim=float(qk_head_dim),
+            v_head_dim=float(v_head_dim),
         )
 
 
@@ -724,12 +755,15 @@ def recompute_flop_frac(workload: TransformerConfig, plan: ParallelPlan) -> jax.
     0 without recompute; attention-core FLOP (``ATTN_CORE_OPS``) / layer FLOP with
     selective recompute (Korthikanti et al. 2022 recompute the attention core only); 1
     with full recompute. The cheap-module recompute (``plan.recompute_lite``) adds the
-    norms' and activation functions' FLOP (``LITE_RECOMPUTE_OPS``) below full.
+    norms' and activation functions' FLOP (``LITE_RECOMPUTE_OPS``), and a multi-latent
+    attention's Q/K/V projection (``MLA_UP_PROJ_MASK``), below full.
     """
     ops = layer_ops(workload, plan)
     total = jnp.sum(ops.flop, axis=-1)
     sel = jnp.sum(jnp.where(ATTN_CORE_MASK, ops.flop, 0.0), axis=-1) / total
-    lite = jnp.sum(jnp.where(LITE_RECOMPUTE_MASK, ops.flop, 0.0), axis=-1) / total
+    mla = jnp.asarray(workload.kv_latent_dim) > 0.5
+    mask = LITE_RECOMPUTE_MASK | (MLA_UP_PROJ_MASK & mla[..., None])
+    lite = jnp.sum(jnp.where(mask, ops.flop, 0.0), axis=-1) / total
     r = jnp.asarray(plan.recompute)
     lite_on = jnp.where(jnp.asarray(plan.recompute_lite) > 0.5, lite, 0.0)
     return jnp.where(r > 1.5, 1.0, jnp.where(r > 0.5, sel, 0.0) + lite_on)
@@ -836,9 +870,12 @@ def activation_bytes_per_layer(
         attention and MLP inputs) and the activation functions' outputs (the down
         projections' inputs) are recomputed, not stored (Megatron-Core
         ``--recompute-modules layernorm mlp_act moe_act``; DeepSeek-V3 §3.2.3).
-    Not represented: DeepSeek-V3's FP8 cache of the SwiGLU inputs and its recomputed
-    MLA up-projections (the package models MLA as a GQA-equivalent attention, whose
-    Q/K/V count stands for MLA's). The a·s/h terms are
+    With both, the experts' activation inputs are cached in FP8 too (DeepSeek-V3
+    §3.3: the SwiGLU inputs of the MoE in FP8, its output recomputed). A model
+    with multi-latent attention (``kv_latent_dim`` > 0) stores Q, K and V of all N
+    heads at their MLA widths, or, with the cheap-module recompute, the latents
+    they are up-projected from (the recomputed MLA up-projections of DeepSeek-V3
+    §3.2.3 and Megatron-Core's ``mla_up_proj`` module). The a·s/h terms are
     the stored T×T scores of an unfused attention (``plan.flash_attn`` = 0); a
     flash-style kernel keeps no score matrix,
     so without recompute it stores what selective recompute stores (its per-row
@@ -854,8 +891,18 @@ def activation_bytes_per_layer(
     sbh = s * b * h
     sp = jnp.asarray(plan.sp) > 0.5
     drop = 1.0 - workload.gated_mlp  # 1-byte dropout masks (GPT-style conventions only)
-    q = workload.num_heads * workload.head_dim / h
-    k = workload.num_kv_heads * workload.head_dim / h
+    # stored attention tensors per s·b·h, in elements: Q, K and V (MLA up-projects
+    # all N heads of K and V), the core output; MLA's latents
+    mla = jnp.asarray(workload.kv_latent_dim) > 0.5
+    kv_heads = jnp.where(mla, workload.num_heads, workload.num_kv_heads)
+    hd = workload.head_dim
+    qk_w = jnp.where(workload.qk_head_dim > 0.5, workload.qk_head_dim, hd)
+    v_w = jnp.where(workload.v_head_dim > 0.5, workload.v_head_dim, hd)
+    q = workload.num_heads * qk_w / h
+    k = kv_heads * qk_w / h
+    v = kv_heads * v_w / h
+    o = workload.num_heads * v_w / h
+    latent = (workload.q_latent_dim + workload.kv_latent_dim) / h
     f = workload.d_ff / h
     f_moe = moe_layer_fraction(workload)
     # bytes per element of a cached linear input (FP8 caches them in 1 byte), and of
@@ -872,13 +919,19 @@ def activation_bytes_per_layer(
     # expert's intermediates (mlp_per·F_e/h) and the expert output the weighted
     # combine needs for its backward (2); every shared expert its intermediates
     f_e = workload.moe_d_ff / h
-    mlp_moe = workload.top_k * (lin + 2.0 + mlp_per * f_e) + (
-        workload.num_shared_experts * mlp_per * f_e
+    # with FP8 and the experts' activation recomputed, its input is cached in FP8 as
+    # well (DeepSeek-V3 §3.3, "inputs of the SwiGLU operator in MoE")
+    expert_per = jnp.where(lite, act_in * lin / 2.0, mlp_per)
+    mlp_moe = workload.top_k * (lin + 2.0 + expert_per * f_e) + (
+        workload.num_shared_experts * expert_per * f_e
     )
     mlp_sharded = (1.0 - f_moe) * mlp_dense + f_moe * mlp_moe
     # norm inputs 4, attention and MLP inputs, dropout masks
     replicated = 4.0 + 2.0 * dropped + 2.0 * drop
-    sharded = 2.0 * q + 4.0 * k + lin * q + mlp_sharded
+    # Q, K, V in BF16 (for the attention's backward), or, with the cheap-module
+    # recompute of an MLA layer, the latents they are up-projected from
+    qkv = jnp.where(lite & mla, 2.0 * latent, 2.0 * (q + k + v))
+    sharded = qkv + lin * o + mlp_sharded
     scores = (1.0 - jnp.asarray(plan.flash_attn)) * (2.0 + 3.0 * drop) * a * s / h
     selective = jnp.where(
         sp, sbh / t * (replicated + sharded), sbh * (replicated + sharded / t)
@@ -1147,6 +1200,14 @@ _MODEL_INT_DOCS = (
     ("num_shared_experts", "E_s, experts every token passes through"),
 )
 _MODEL_INT_COLUMNS = tuple(name for name, _ in _MODEL_INT_DOCS)
+#: Optional dimensions of multi-latent attention (blank or absent: not MLA).
+_MODEL_MLA_DOCS = (
+    ("q_latent_dim", "MLA query rank (q_lora_rank); blank: not MLA"),
+    ("kv_latent_dim", "MLA key/value latent + RoPE key width; blank: not MLA"),
+    ("qk_head_dim", "stored query/key head width (MLA nope + rope); blank: head_dim"),
+    ("v_head_dim", "stored value head width; blank: head_dim"),
+)
+_MODEL_MLA_COLUMNS = tuple(name for name, _ in _MODEL_MLA_DOCS)
 _KINDS = ("vendor_spec", "measured", "estimated")
 
 #: The schema of ``data/models.csv``: every column must be in the header and filled
@@ -1160,6 +1221,7 @@ MODEL_COLUMNS: tuple[schema.Column, ...] = (
         schema.Column(name, _dim, required=True, present=True, doc=doc)
         for name, doc in _MODEL_INT_DOCS
     ),
+    *(schema.Column(name, _dim, doc=doc) for name, doc in _MODEL_MLA_DOCS),
     schema.Column(
         "mlp",
         schema.one_of(*(m.value for m in Mlp), fold=True),
@@ -1232,6 +1294,7 @@ def load_models(path: str | Path | None = None) -> dict[str, TransformerConfig]:
         if table.problems[i]:
             continue
         dims = {c: v[c] for c in _MODEL_INT_COLUMNS}
+        dims.update({c: v.get(c) for c in _MODEL_MLA_COLUMNS if v.get(c) is not None})
         try:
             models[v["name"]] = TransformerConfig.create(
                 name=v["name"],

@@ -32,10 +32,10 @@ def test_curves_search_fp8_where_the_chip_has_it_and_the_plan_says_so():
     # the H100 (FP8 tensor cores) runs FP8 and is faster than its BF16-only curve;
     # the A100 (none) keeps BF16 and its curve is unchanged
     assert h100.precisions == ("fp8",)
-    assert all(p.endswith("-fp8") for p in h100.plans)
+    assert all("-fp8" in p for p in h100.plans)
     assert np.all(h100.tokens_per_s > 1.2 * bf16[0].tokens_per_s)
     assert a100.precisions == ("bf16",)
-    assert not any(p.endswith("-fp8") for p in a100.plans)
+    assert not any("-fp8" in p for p in a100.plans)
     np.testing.assert_allclose(a100.tokens_per_s, bf16[1].tokens_per_s, rtol=1e-12)
     # the same plan count is searched (each plan once per precision)
     assert np.array_equal(h100.num_plans, bf16[0].num_plans)

@@ -105,7 +105,8 @@ def _has(name):
 def test_plan_text_and_search_dimension():
     s = BASE + "-fp8-rlite"
     assert plan_to_str(plan_from_str(s)) == s
-    space = PlanSpace(cp=(1,), pp=(1,), tp=(8,), mbs=(1,), zero_stages=(1,))
+    space = PlanSpace(cp=(1,), pp=(1,), tp=(8,), mbs=(1,), zero_stages=(1,),
+                      recompute_lite=(False,))
     plain = enumerate_plans(LLAMA, 64, H100, space)
     both = enumerate_plans(LLAMA, 64, H100, space.replace(recompute_lite=(False, True)))
     rl = np.asarray(both.recompute_lite)

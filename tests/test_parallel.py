@@ -114,13 +114,14 @@ def test_enumerate_matches_bruteforce(a100):
     got = {plan_to_str(plan_at(plans, i)) for i in range(plans.dp.shape[0])}
     want = set()
     divs = [1, 2, 4, 8, 16]
-    for tp, pp, cp, ep, vpp, mbs, z, r, sp in itertools.product(
+    for tp, pp, cp, ep, vpp, mbs, z, r, sp, lite in itertools.product(
             divs, divs, (1, 2), (1, 2, 4, 8), (1, 2), (1, 4), (0, 3),
-            (Recompute.NONE, Recompute.FULL), (True, False)):
-        if 16 % (tp * pp * cp):
+            (Recompute.NONE, Recompute.FULL), (True, False), (False, True)):
+        if 16 % (tp * pp * cp) or (lite and r is Recompute.FULL):
             continue
         plan = ParallelPlan.create(dp=16 // (tp * pp * cp), tp=tp, pp=pp, cp=cp,
-                                   ep=ep, vpp=vpp, mbs=mbs, zero=z, recompute=r, sp=sp)
+                                   ep=ep, vpp=vpp, mbs=mbs, zero=z, recompute=r, sp=sp,
+                                   recompute_lite=lite)
         try:
             check_plan(w, plan, 16, max_tp=8)
         except PlanError:

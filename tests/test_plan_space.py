@@ -70,9 +70,14 @@ def test_fp8_plans_are_scored_at_the_fp8_peak():
     space = _SMALL.replace(precisions=(Precision.BF16, Precision.FP8))
     found = best_plan(params, cl, w, k=400, space=space)
     precs = np.asarray([r.precision == "fp8" for r in found])
-    # every plan is tried in both formats (FP8 only changes the GEMM peak, not the
-    # memory), and FP8 GEMMs at twice the BF16 peak put the FP8 plans first
-    assert found[0].precision == "fp8" and precs.sum() == (~precs).sum()
+    # every plan is tried in both formats: a BF16 plan that fits has an FP8 twin that
+    # fits (FP8 caches the linear inputs in 1 byte: never more memory), and FP8 GEMMs
+    # at twice the BF16 peak put the FP8 plans first
+    assert found[0].precision == "fp8" and precs.sum() >= (~precs).sum()
+    if len(found) < 400:
+        fp8_twins = {r.plan_str.replace("-fp8", "") for r in found
+                     if r.precision == "fp8"}
+        assert {r.plan_str for r in found if r.precision != "fp8"} <= fp8_twins
     phys = physical(params, chip)
     top = stack_plans([r.plan for r in found[:4]])
     flag = np.asarray([1.0 if r.precision == "fp8" else 0.0 for r in found[:4]])
@@ -86,7 +91,7 @@ def test_fp8_plans_are_scored_at_the_fp8_peak():
     # the plan carries its precision (fp8 leaf, "-fp8" in its text): the other format
     # is the plan with that leaf flipped
     assert np.asarray(top.fp8).tolist() == flag.tolist()
-    assert all(r.plan_str.endswith("-fp8") == (r.precision == "fp8") for r in found)
+    assert all(("-fp8" in r.plan_str) == (r.precision == "fp8") for r in found)
     own = np.asarray(times(top, flag))
     other = np.asarray(times(top.replace(fp8=1.0 - flag), 1.0 - flag))
     got = np.asarray([float(r.step_time.total_s) for r in found[:4]])

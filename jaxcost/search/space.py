@@ -45,9 +45,9 @@ class PlanSpace:
         does not divide dp·cp properly is skipped.
       recompute: activation recomputation modes tried.
       recompute_lite: cheap-module recompute settings tried (norms and activation
-        functions recomputed, ``ParallelPlan.recompute_lite``); only False by
-        default. True is tried with recompute none and selective only (moot under
-        full recompute).
+        functions recomputed, ``ParallelPlan.recompute_lite``; Megatron-Core
+        ``--recompute-modules``, DeepSeek-V3): both by default. True is tried with
+        recompute none and selective only (moot under full recompute).
       mbs: micro-batch sizes tried (sequences).
       vpp: interleave depths tried (virtual stages per pipeline rank); None: every
         depth v ≥ 1 with pp·v ≤ L that splits the L/pp layers of a stage evenly
@@ -84,7 +84,7 @@ class PlanSpace:
         Recompute.SELECTIVE,
         Recompute.FULL,
     )
-    recompute_lite: tuple[bool, ...] = (False,)
+    recompute_lite: tuple[bool, ...] = (False, True)
     mbs: tuple[int, ...] = (1, 2, 4, 8)
     vpp: tuple[int, ...] | None = None
     cp: tuple[int, ...] | None = (1, 2, 4, 8)

@@ -341,3 +341,23 @@ def test_fit_reads_published_notation_runs_and_skips_invalid_rows():
     assert fd.runs is not None and len(fd.label("runs", "row_id")) >= 40
     with pytest.raises(JaxcostError, match=r"row \d+ \(line \d+\), column"):
         load_fit_files([path], load_chips())
+
+
+def test_nemo_runs_get_the_distributed_optimizer_by_default(tmp_path):
+    """A NeMo / Megatron-Bridge run with its ZeRO cell blank takes the framework's
+    distributed optimizer (ZeRO-1, data/benchmarks/framework_defaults.csv, sourced);
+    a given cell is kept, and NeMo AutoModel (FSDP2) is not matched."""
+    p = _write(
+        tmp_path,
+        "model,chip_key,n_chips,gbs_tokens,mfu,framework,zero_fsdp\n"
+        "LLaMA-2-70B,H100-SXM,64,4M,41%,NeMo 24.07 (Megatron-Core),\n"
+        "LLaMA-2-70B,H100-SXM,64,4M,41%,Megatron-Bridge / NeMo,none\n"
+        "LLaMA-2-70B,H100-SXM,64,4M,41%,NeMo AutoModel (PyTorch FSDP2),\n",
+    )
+    table = run_schema.read_runs(p)
+    assert not table.all_problems()
+    first, second, third = table.values
+    assert first["zero_fsdp"] == "ZeRO-1"
+    assert "zero_fsdp=" in "; ".join(table.fills[0])
+    assert second["zero_fsdp"] == "ZeRO-0"  # the given "none" is kept
+    assert third["zero_fsdp"] is None

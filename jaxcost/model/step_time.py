@@ -300,7 +300,12 @@ def _parts(phys: PhysicalParams, chip: ChipSpec, workload: TransformerConfig,
     dp_s = jnp.where(has_dp, t_grad, 0.0)
     cpgrad_s = jnp.where(has_dp, 0.0, t_grad)
 
-    mem = memory_bytes(workload, plan)
+    # the memory of the run's precision: FP8 caches and weight copies where the GEMMs
+    # run in FP8 (the plan's leaf or the caller's precision, on a chip with FP8)
+    run = run_precision(precision, plan)
+    f8 = 1.0 if isinstance(run, str) else jnp.asarray(run)
+    on = (jnp.asarray(f8) > 0.5) & (jnp.asarray(chip.peak_flop_per_s_fp8) > 0.0)
+    mem = memory_bytes(workload, plan.replace(fp8=jnp.where(on, 1.0, 0.0)))
     state_bytes = mem.weights + mem.grads + mem.optimizer
     opt_s = 2.0 * state_bytes / (chip.hbm_bytes_per_s * phys.optimizer_eff)
     cap = USABLE_HBM_FRAC * jnp.asarray(chip.hbm_capacity_bytes)

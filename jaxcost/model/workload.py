@@ -47,6 +47,7 @@ from jaxcost.model.plan import ParallelPlan
 __all__ = [
     "BF16_BYTES",
     "ADAM_STATE_BYTES",
+    "FP8_WEIGHT_COPY_BYTES",
     "LAYER_OP_NAMES",
     "ATTN_CORE_OPS",
     "ATTN_CORE_MASK",
@@ -90,6 +91,13 @@ BF16_BYTES = 2.0
 #: Mixed-precision Adam optimizer state per parameter: fp32 master weight, momentum,
 #: variance (4 + 4 + 4 bytes; ZeRO paper's K = 12).
 ADAM_STATE_BYTES = 12.0
+
+#: Bytes per layer parameter of the FP8 weight copies kept with FP8 GEMMs: the FP8
+#: weight and its transpose (Transformer Engine, Hopper tensor-wise recipes). Measured:
+#: the Megatron-LM CI FP8/BF16 pair M0048/M0047 of data/benchmarks/memory.csv differs
+#: only in FP8, and its steady memory grows by 0.684e9 B, about 2 B per FP8-GEMM
+#: parameter of the logged rank.
+FP8_WEIGHT_COPY_BYTES = 2.0
 
 #: Order of the operations in :func:`layer_ops` (static).
 LAYER_OP_NAMES = (
@@ -1040,7 +1048,9 @@ def memory_bytes(
     weights = 2·P_c, grads = g·P_c, optimizer = 12·P_c (mixed-precision Adam); ZeRO
     stage z shards over the d·c data-parallel ranks, or over the shard group g of
     hybrid sharding (:func:`shard_group`; g/e for routed experts, at least 1): z ≥ 1
-    the optimizer state, z ≥ 2 also the gradients, z ≥ 3 also the weights.
+    the optimizer state, z ≥ 2 also the gradients, z ≥ 3 also the weights. With FP8
+    GEMMs (``plan.fp8``) and z ≤ 2 the weights add the cached FP8 copies of the
+    layers' matrices, ``FP8_WEIGHT_COPY_BYTES`` per layer parameter.
     activations = n_k·A_layer·n_flight,k (+ the LM head's 4·s·b·h/t·(1 + V/h) when
     p = 1, Korthikanti §4.3), with n_flight,k from :func:`in_flight_microbatches`
     (under 1F1B with uniform stages the first stage holds p micro-batches of L/p
@@ -1084,7 +1094,16 @@ def memory_bytes(
                 on, experts / shard_exp, experts
             )
 
-        weights = BF16_BYTES * sharded(3)
+        # FP8 GEMMs: the cached FP8 weight and its transpose of every layer matrix
+        # (Transformer Engine reuses them across the micro-batches of a step); with
+        # ZeRO-3 the weights are gathered layer by layer and so are their copies
+        layer_dense, layer_exp = _stage_params(workload, plan, n_layers, first=False)
+        fp8_copies = jnp.where(
+            (jnp.asarray(plan.fp8) > 0.5) & (z < 2.5),
+            FP8_WEIGHT_COPY_BYTES * (layer_dense + layer_exp),
+            0.0,
+        )
+        weights = BF16_BYTES * sharded(3) + fp8_copies
         grads = grad_bytes_per_param * sharded(2)
         optimizer = ADAM_STATE_BYTES * sharded(1)
         acts = (

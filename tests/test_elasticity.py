@@ -40,7 +40,8 @@ _TINY = dict(
 #: A reduced plan space (fewer ZeRO, micro-batch, interleave and recompute options):
 #: the envelope argument does not depend on the size of the space.
 _SPACE = PlanSpace(
-    zero_stages=(1, 3), mbs=(1, 2), vpp=(1,), recompute=(Recompute.NONE, Recompute.FULL)
+    zero_stages=(1, 3), mbs=(1, 2), vpp=(1,),
+    recompute=(Recompute.NONE, Recompute.FULL), recompute_lite=(False,),
 )
 _RATES = (
     "peak_flop_per_s_bf16",

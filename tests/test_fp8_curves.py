@@ -16,7 +16,7 @@ from jaxcost.search.curves import throughput_curves
 from jaxcost.search.space import PlanSpace
 
 _SMALL = PlanSpace(cp=(1,), zero_stages=(1,), recompute=(Recompute.NONE,), mbs=(1,),
-                   pp=(1, 2))
+                   pp=(1, 2), recompute_lite=(False,))
 
 
 def test_curves_search_fp8_where_the_chip_has_it_and_the_plan_says_so():

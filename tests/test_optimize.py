@@ -213,7 +213,7 @@ def test_mixed_cluster_groups_are_replanned_for_their_batch_share():
     # pp and the micro-batch size, which the re-planning trades, stay free, and every
     # search of the evaluator fits one padded batch of 64 plans (one compilation)
     space = PlanSpace(dp_overlap=True, zero_stages=(1,), cp=(1,), vpp=(1,),
-                      recompute=(Recompute.SELECTIVE,))
+                      recompute=(Recompute.SELECTIVE,), recompute_lite=(False,))
     # the whole-batch plans as the chip-mix search finds them: one batched sweep over
     # both types (throughput_curves; the same plans as best_plan, see
     # test_best_plan_agrees_with_batched_curves), one compilation instead of four

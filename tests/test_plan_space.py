@@ -21,6 +21,7 @@ _SMALL = PlanSpace(
     cp=(1,),
     zero_stages=(1,),
     recompute=(Recompute.NONE,),
+    recompute_lite=(False,),
     mbs=(1,),
     pp=(1, 2, 4),
 )

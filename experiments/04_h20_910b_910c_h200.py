@@ -26,18 +26,16 @@ the largest affordable count, each with its best plan). Capex includes the tarif
 Intervals: the chosen cluster re-evaluated under every ensemble member.
 
 Finding (shipped calibration, 100-member bootstrap; days, median [5–95 %], 200 MUSD;
-BF16; uneven pipeline stages allowed): Llama-2-70B: H200 5.4 [5.1, 5.7] (4,096 chips,
-164 MUSD incl. tariff), 910C 6.1 [5.0, 6.6], 910C in 8-chip servers 6.8 [6.3, 7.1],
-910B 9.1 [8.0, 9.6], H20 15.7 [14.2, 17.3]. Llama-3-405B: 910C 156 [145, 164] (8-chip
-servers 156 [147, 165]), H200 196 [185, 212], 910B 308 [290, 330], H20 603 [574, 668].
-DeepSeek-V3: 910C 21.5 [19.7, 22.6] (8-chip servers 22.0 [20.2, 23.1]), H200 29.7
-[28.1, 31.6], 910B 44.9 [42.0, 47.3], H20 77.0 [71.1, 84.2]. The 910C (prior only,
-assumed price) wins for the large models on the budget, and the conclusion does not
-rest on its 384-chip supernode: with pipeline stages (61 layers need uneven ones) the
-expert all-to-all stays in small groups. Before uneven stages were searched, DeepSeek-V3
-had no pipeline and the 910C/H200 gap was 43.0 / 15.4 ≈ 2.8x; now 1.4x. FP8 (H200, H20)
-is not yet searched by the chip-mix curves, so the H200 MoE figure is a BF16 upper
-bound.
+FP8 searched where the chip has it, uneven pipeline stages, the cheap-module recompute;
+re-run on 2026-12-06): Llama-2-70B: H200 3.6 [3.3, 3.9] (4,096 chips, 164 MUSD incl.
+tariff), 910C 6.1 [5.0, 6.6], 910C in 8-chip servers 6.8 [6.3, 7.1], 910B 9.1 [8.0,
+9.6], H20 9.6 [8.6, 11.6]. Llama-3-405B: H200 118 [112, 124], 910C 156 [145, 164]
+(8-chip servers 156 [147, 165]), 910B 301 [285, 323], H20 354 [328, 383]. DeepSeek-V3:
+910C 16.2 [15.3, 17.1] (7,680 chips, expert parallelism 128 inside the supernode),
+H200 21.6 [20.5, 22.2], 910C in 8-chip servers 22.0 [20.2, 23.1], 910B 46.4 [43.5,
+49.0], H20 51.0 [46.0, 55.8]. The H200 wins the dense models; for DeepSeek-V3 the 910C
+wins only with its 384-chip supernode (1.33x the H200), and in 8-chip servers it is
+level with the H200: that conclusion rests on the supernode assumption.
 """
 
 # %%

@@ -23,14 +23,9 @@ the cut NVLink costs when a plan does use it, the same comparison is repeated wi
 the plans restricted to tensor parallelism tp = 8 across the NVLink domain (the usual
 Megatron layout).
 
-Finding (shipped calibration, 100-member bootstrap; median [5–95 %]; plans with the
-gradient reduction overlapped, ``_common.PLANS``): with each cluster's best plan,
-1.06 [1.01, 1.14] H800 per H100 for GPT-3-175B (101 H800 match 96 H100; plan
-tp 2, pp 8, cp 2, ZeRO-2) and 1.01 [0.97, 1.10] for Llama-2-70B (81 match 80; tp 1)
-— nowhere near 30×. The best plans keep tensor parallelism at tp ≤ 2, so the cut NVLink
-costs little. Forced to tp = 8 over NVLink, the ratio is 1.19 [1.12, 1.28] and 1.22
-[1.16, 1.31]: the exposed TP communication (``tp_comm_s``) is the term that grows
-(+13.2 s of a +14.7 s step for GPT-3-175B).
+Finding: computed by the script and written to
+``out/01_h800_vs_h100/report.md``; the current headline, and what moved and why,
+are in ``experiments/README.md`` (no numbers here, so that they cannot go stale).
 """
 
 # %%

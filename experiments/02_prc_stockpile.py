@@ -21,16 +21,9 @@ heterogeneous data-parallel model, each group re-planned for its share of the
 global batch). Intervals: the chosen cluster (counts and plans)
 re-evaluated under every ensemble member.
 
-Finding (shipped calibration, 100-member bootstrap; days, median [5–95 %]):
-DeepSeek-V3: 4.8 [4.3, 5.2] under 2023-10 (32,768 A100 + 8,192 A800 + 8,192 H800 owned,
-32,768 H20 bought, 8,192 910B + 12,288 910C; the 910C group gives 37 % of the
-throughput, the H20 14 %) and 5.2 [4.6, 5.7] under 2025-04 (H20 prohibited; 32,768 910B
-in its place). Dense ~1T: 43.5 [41.0, 46.2] under both regimes (the same cluster:
-the A100 stockpile and the 910B each give about a quarter of the throughput, the 910C a
-fifth; H20 is not chosen even where allowed). The April 2025 letters barely move the
-optimum here, because supply-capped domestic chips and the owned stockpile carry the
-cluster. Each chip type's group runs the plan that is best for its share of the global
-batch (re-planned in the exact evaluation).
+Finding: computed by the script and written to
+``out/02_prc_stockpile/report.md``; the current headline, and what moved and why,
+are in ``experiments/README.md`` (no numbers here, so that they cannot go stale).
 Caveats: the mixed-cluster search (surrogate ranking, exact re-evaluation of a pool) is
 a heuristic; counts lie on a one-point-per-octave grid (32,768 of 45,000 A100); and
 DeepSeek-V3 (61 layers) is planned without pipeline stages (uniform stages only).

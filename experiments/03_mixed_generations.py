@@ -19,19 +19,9 @@ interleaving. The outcome is the cluster's tokens/s relative to the 256 new chip
 alone; > 1 means the old chips help. Intervals: the same configurations evaluated
 under every ensemble member.
 
-Finding (shipped calibration, 100-member bootstrap; speed relative to 256 new chips
-alone, median [5–95 %]): data-parallel mixing helps in proportion to the old chips'
-compute once the old group is large: 256 A100 + 1,024 V100 ×2.41 [2.31, 2.53], + 1,024
-P100 ×1.25 [1.23, 1.27]; small P100 groups slow the cluster (32 P100: ×0.89, the
-cross-group gradient all-reduce and the batch imbalance outweigh their throughput).
-Pipeline mixing helps with V100 (×1.11 at 64 to ×1.93 at 512 old chips) and does not
-help with P100: ×0.94–0.97 behind A800 or A100, no better than the pipeline base plan
-alone (dp·tp = 64, pp 2), which is itself 4–5 % slower than the free best plan; the
-ratios include that. (With the previous calibration the base plan differed and P100
-stages behind A100 gave ×0.52–0.83: the pipeline-mode figures depend on the plan
-the calibration picks.) Old chips help most as extra data-parallel replicas, and only in
-numbers; this conclusion is sensitive to the fitted P100-family efficiencies, for which
-there are no P100 measurements.
+Finding: computed by the script and written to
+``out/03_mixed_generations/report.md``; the current headline, and what moved and why,
+are in ``experiments/README.md`` (no numbers here, so that they cannot go stale).
 """
 
 # %%

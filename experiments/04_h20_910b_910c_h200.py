@@ -25,17 +25,9 @@ Method: for each model and chip, ``chip_mix`` with that chip as the only candida
 the largest affordable count, each with its best plan). Capex includes the tariff.
 Intervals: the chosen cluster re-evaluated under every ensemble member.
 
-Finding (shipped calibration, 100-member bootstrap; days, median [5–95 %], 200 MUSD;
-FP8 searched where the chip has it, uneven pipeline stages, the cheap-module recompute;
-re-run on 2026-12-06): Llama-2-70B: H200 3.6 [3.3, 3.9] (4,096 chips, 164 MUSD incl.
-tariff), 910C 6.1 [5.0, 6.6], 910C in 8-chip servers 6.8 [6.3, 7.1], 910B 9.1 [8.0,
-9.6], H20 9.6 [8.6, 11.6]. Llama-3-405B: H200 118 [112, 124], 910C 156 [145, 164]
-(8-chip servers 156 [147, 165]), 910B 301 [285, 323], H20 354 [328, 383]. DeepSeek-V3:
-910C 16.2 [15.3, 17.1] (7,680 chips, expert parallelism 128 inside the supernode),
-H200 21.6 [20.5, 22.2], 910C in 8-chip servers 22.0 [20.2, 23.1], 910B 46.4 [43.5,
-49.0], H20 51.0 [46.0, 55.8]. The H200 wins the dense models; for DeepSeek-V3 the 910C
-wins only with its 384-chip supernode (1.33x the H200), and in 8-chip servers it is
-level with the H200: that conclusion rests on the supernode assumption.
+Finding: computed by the script and written to
+``out/04_h20_910b_910c_h200/report.md``; the current headline, and what moved and why,
+are in ``experiments/README.md`` (no numbers here, so that they cannot go stale).
 """
 
 # %%

@@ -33,9 +33,9 @@ by exact re-optimisation, not by derivatives:
   0.05, 0.1 and 0.2 only to show that it is not an answer: it is no longer reported
   as a sensitivity.
 
-Finding (shipped calibration, 100-member bootstrap): the optimum is 16,384 H20 +
-4,096 Ascend 910B, 7.9 days (point; 8.7 [7.2, 11.4] over the ensemble) under 2023-10,
-and 4,096 910B alone, 15.4 days (15.5 [14.2, 16.3]) under 2025-04.
+Finding: computed by the script and written to
+``out/05_binding_controls/report.md``; the current headline, and what moved and why,
+are in ``experiments/README.md`` (no numbers here, so that they cannot go stale).
 
 Correction of the previous version, which reported threshold elasticities "of order
 1e-214" and that no candidate sits within a smoothing temperature of a threshold. The

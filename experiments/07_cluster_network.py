@@ -21,18 +21,9 @@ chip's own value. At each bandwidth the best plan is found by exhaustive enumera
 bandwidth (each with its best plan), paired per ensemble member. "Plan kept" evaluates
 the reference network's best plan on the weaker network instead.
 
-Finding (shipped calibration, 100-member bootstrap; slowdown median [5–95 %]; the
-search allows uneven pipeline stages, as practiced): DeepSeek-V3 (14.8 T tokens) on
-2,048 H800 takes 58.6 days [55.9, 65.3] with 8 x 400 Gb/s per node (plan
-dp128-pp16-ep8, embedding and head stages) and ×1.11 [1.07, 1.15] with 4 x 100 Gb/s
-(65.1 days; ×1.23 [1.15, 1.33] with 2 x 100): pipeline stages keep the expert groups
-small enough that little of the all-to-all leaves the node. On 2,048 Ascend 910B
-4 x 100 Gb/s per node costs ×1.04 [1.03, 1.06]. Dense Llama-2-70B loses ×1.29
-[1.20, 1.39] on H800 (×1.36 if the plan is not re-optimised) and ×1.12 [1.09, 1.16] on
-910B at 4 x 100 Gb/s per node. With uniform stages only (the search before), 61 layers
-admit no pipeline and the H800 slowdown was ×2.83 [2.41, 4.17]: that figure measured
-the narrow search, not the network. Oversubscribed switches and congestion are not
-modelled, so a real weak network can only be slower.
+Finding: computed by the script and written to
+``out/07_cluster_network/report.md``; the current headline, and what moved and why,
+are in ``experiments/README.md`` (no numbers here, so that they cannot go stale).
 """
 
 # %%

@@ -27,26 +27,9 @@ is the elasticity at a fixed power budget, −d log T / d log N between N/2 and 
 (re-optimised). Intervals: each ensemble member's envelope elasticity at its own best
 plan (among the point estimate's 64 best). No smoothing temperature enters.
 
-Finding (shipped calibration, 100-member bootstrap; medians at 4,096 chips; plans
-with uneven pipeline stages and FP8 searched, 2026-12-06): dense training binds on
-compute. The TPP elasticity (ε_BF16 + ε_FP8) is −0.83 to −0.95 for Llama-3-70B and
-−0.87 to −0.98 for Llama-3-405B over the five chips; no other rate's median is below
-−0.19 (HBM capacity, re-optimised, Llama-3-70B on the 64 GB 910B). DeepSeek-V3 binds
-on compute less (TPP −0.34 to −0.87 over the chips; the H800 and H20 in FP8); its
-scale-out elasticity is small (−0.003 to −0.026: with uneven pipeline stages the
-searched plans keep the expert all-to-all inside the 8-chip node) and its HBM
-bandwidth elasticity is −0.28 on the H800 (−0.03 to −0.11 on the others: small
-per-expert grouped GEMMs are memory-bound). HBM bandwidth elsewhere: −0.004 to −0.11
-in the other configurations. HBM capacity acts through plan feasibility only
-(re-optimised ±10 %: 0 to −0.75, DeepSeek-V3 on the 910B). At a fixed power budget
-the TDP elasticity, −d log T / d log N, is +0.63 to +1.05. Against the rules: the
-2022 interconnect cap hit a specification of small marginal value (the H800's cut
-NVLink costs 3.9 % of step time for 70B, 3.2 % for 405B, 4.4 % for DeepSeek-V3); the
-2023 TPP/PD rule caps the binding specification of dense training. Observed outcome:
-DeepSeek-V3 on 2,048 H800 is predicted at 52 days, 2.57 M GPU-hours (−3.5 % on the
-reported 2.664 M). Envelope and re-optimised differences agree within 2 % in all 259
-cases where the plan does not switch (domain size excluded). Run time about 5 minutes
-on 2 cores.
+Finding: computed by the script and written to
+``out/08_spec_elasticities/report.md``; the current headline, and what moved and why,
+are in ``experiments/README.md`` (no numbers here, so that they cannot go stale).
 
 Moved on 2026-12-06 (uniform stages → uneven ones where the layers do not split, FP8
 as a plan dimension, MoE activation memory per routed copy): DeepSeek-V3's scale-out

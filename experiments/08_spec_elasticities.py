@@ -30,12 +30,6 @@ plan (among the point estimate's 64 best). No smoothing temperature enters.
 Finding: computed by the script and written to
 ``out/08_spec_elasticities/report.md``; the current headline, and what moved and why,
 are in ``experiments/README.md`` (no numbers here, so that they cannot go stale).
-
-Moved on 2026-12-06 (uniform stages → uneven ones where the layers do not split, FP8
-as a plan dimension, MoE activation memory per routed copy): DeepSeek-V3's scale-out
-elasticity −0.27 to −0.32 → about −0.02 (its 61 layers had no pipeline stages in the
-uniform space, so every plan sent the all-to-all across nodes); DeepSeek-V3 on 2,048
-H800 61 d / 2.98 M GPU-h → 52 d / 2.57 M; the 405B NVLink cost 13.9 % → 3.2 %.
 """
 
 # %%

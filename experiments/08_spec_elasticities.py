@@ -453,9 +453,10 @@ hist = (
    {ds.time_to_train_s / DAY_S:.0f} days, {ds_hours / 1e6:.2f} M GPU-hours against
    the reported {ds_claim / 1e6:.3f} M for pre-training ({pct(ds_hours / ds_claim)};
    plan `{ds.plan}`; the run used DualPipe, which overlaps its expert all-to-all
-   with the computation of a second micro-batch stream, and memory savings of its own
-   (FP8 activation caches, recomputed norms and up-projections) that this model does
-   not represent). Elasticities, most binding first (median [5–95 %]): """
+   with the computation of a second micro-batch stream, which this model does not
+   represent; its memory savings, FP8 activation caches and recomputed norms, SwiGLU
+   outputs and MLA up-projections, are in the searched space as FP8 caches and the
+   cheap-module recompute). Elasticities, most binding first (median [5–95 %]): """
     + "; ".join(f"{SHORT[s]} {fmt(v, ds_members[s])}" for s, v in ds_rank[:4])
     + f"""; the
    capped NVLink (scale-up) {fmt(ds_su[0], ds_su)}. The specifications that bind this

@@ -279,8 +279,10 @@ RUN_COLUMNS: tuple[Column, ...] = (
     Column(
         "recompute",
         notation.parse_recompute,
-        doc="none / selective / full ('none "
-        "at 8K', 'activation checkpointing'; default: framework, else none)",
+        doc="none / selective / full ('none at 8K', 'activation checkpointing'), or "
+        "a module list ('RMSNorm and MLA up-projection', '--recompute-modules "
+        "layernorm moe_act': the cheap-module recompute); default: framework, "
+        "else none",
     ),
     Column(
         "attention", _one_of("flash", "unfused"), doc="attention kernel (default flash)"

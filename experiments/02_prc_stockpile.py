@@ -25,8 +25,9 @@ Finding: computed by the script and written to
 ``out/02_prc_stockpile/report.md``; the current headline, and what moved and why,
 are in ``experiments/README.md`` (no numbers here, so that they cannot go stale).
 Caveats: the mixed-cluster search (surrogate ranking, exact re-evaluation of a pool) is
-a heuristic; counts lie on a one-point-per-octave grid (32,768 of 45,000 A100); and
-DeepSeek-V3 (61 layers) is planned without pipeline stages (uniform stages only).
+a heuristic; counts lie on a one-point-per-octave grid (32,768 of 45,000 A100).
+Every group's plan may split its layers unevenly over the pipeline stages
+(``pp_layout = "auto"`` in the scenarios; DeepSeek-V3 has 61 layers).
 """
 
 # %%

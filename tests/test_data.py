@@ -325,15 +325,15 @@ def test_write_csv_atomic_roundtrip(tmp_path, frames):
      2, False),
 ])
 def test_recompute_text_to_mode(text, code, lite):
-    from jaxcost.io.benchmarks import recompute_code, recompute_lite_flag
-    assert recompute_code(text) == code
-    assert recompute_lite_flag(text) is lite
+    from jaxcost.io.benchmarks import recompute_setting
+    got_code, got_lite = recompute_setting(text)
+    assert got_code == code and got_lite is lite
 
 
 def test_recompute_text_unknown_is_a_data_error():
-    from jaxcost.io.benchmarks import recompute_code
+    from jaxcost.io.benchmarks import recompute_setting
     with pytest.raises(DataError, match="not a recompute mode"):
-        recompute_code("sometimes")
+        recompute_setting("sometimes")
 
 
 def test_software_columns_become_plan_leaves(run_batch, frames):

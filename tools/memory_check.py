@@ -53,16 +53,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import jaxcost as jc
-from jaxcost.io.benchmarks import recompute_code, recompute_lite_flag
+from jaxcost.io.benchmarks import recompute_setting
+from jaxcost.model.workload import MLA_FIELDS
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CSV = REPO / "data" / "benchmarks" / "memory.csv"
 GIB = 2.0 ** 30
 _TAG = re.compile(r"\[([a-z_]+=[^\]\s]+(?:\s+[a-z_]+=[^\]\s]+)*)\]")
-
-
-#: Multi-latent attention widths a row may give as tags (``jc.TransformerConfig``).
-_MLA_TAGS = ("q_latent_dim", "kv_latent_dim", "qk_head_dim", "v_head_dim")
 
 
 def _tags(notes: str) -> dict[str, str]:
@@ -143,7 +140,7 @@ def build(row: dict, *, package_grads: bool):
         vocab_size=_int(row, "vocab"), seq_len=_int(row, "seq_len"),
         global_batch_seqs=_int(row, "gbs_seqs"), num_experts=experts,
         top_k=_int(row, "topk", 1), mlp=mlp, tied_embeddings=tied,
-        **{k: int(tags[k]) for k in _MLA_TAGS if k in tags},
+        **{k: int(tags[k]) for k in MLA_FIELDS if k in tags},
         **_moe_fields(row, d_ff, experts))
     tp = _int(row, "tp", 1)
     rec = (row.get("recompute") or "none").strip()
@@ -152,12 +149,13 @@ def build(row: dict, *, package_grads: bool):
     # text: core_attn is the selective recompute, norms and activation functions
     # the plan's recompute_lite
     text = f"--recompute-modules {modules}" if modules else rec
+    rec, rec_lite = recompute_setting(text)
     plan = jc.ParallelPlan.create(
         dp=_int(row, "dp"), tp=tp, pp=_int(row, "pp", 1),
         cp=_int(row, "cp", 1), ep=_plan_ep(row, tp), vpp=_int(row, "vpp", 1),
         mbs=_int(row, "mbs"), zero=_int(row, "zero_fsdp", 0),
-        recompute=recompute_code(text),
-        recompute_lite=recompute_lite_flag(text),
+        recompute=rec,
+        recompute_lite=rec_lite,
         sp=(row.get("sp") or "").strip().lower() == "yes",
         flash_attn=tags.get("flash", "1") != "0",
         fp8=(row.get("precision") or "").strip().lower() == "fp8")

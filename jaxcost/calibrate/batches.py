@@ -33,13 +33,17 @@ from jaxcost.io.benchmarks import (
     is_blank,
     kernel_flop,
     precision_kind,
-    recompute_code,
-    recompute_lite_flag,
+    recompute_setting,
     row_place,
     zero_stage,
 )
 from jaxcost.model.plan import ParallelPlan, Recompute, stack_plans
-from jaxcost.model.workload import TransformerConfig, load_models, stack_models
+from jaxcost.model.workload import (
+    MLA_FIELDS,
+    TransformerConfig,
+    load_models,
+    stack_models,
+)
 
 #: Plan columns of the training-run schema: given cells constrain a plan search.
 PLAN_COLUMNS = (
@@ -177,7 +181,7 @@ def _arch_labels(r, models) -> dict:
             out["num_dense_layers"] = float(ref.num_dense_layers)
             out["num_shared_experts"] = float(ref.num_shared_experts)
         # multi-latent attention: its stored tensors (the model table's MLA columns)
-        for f in ("q_latent_dim", "kv_latent_dim", "qk_head_dim", "v_head_dim"):
+        for f in MLA_FIELDS:
             out[f] = int(round(float(getattr(ref, f))))
     mlp = _opt(r, "mlp", None)
     if mlp is not None:
@@ -251,6 +255,7 @@ def runs_to_arrays(
             if plan_blank:
                 p = ParallelPlan.create(dp=n, **software)
             else:
+                rec, rec_lite = recompute_setting(r.get("recompute"))
                 p = ParallelPlan.create(
                     dp=float(r["dp"]),
                     tp=float(r["tp"]),
@@ -260,8 +265,8 @@ def runs_to_arrays(
                     vpp=float(_opt(r, "vpp", 1.0)),
                     mbs=float(_opt(r, "mbs", 1.0)),
                     zero=zero_stage(r.get("zero_fsdp")),
-                    recompute=Recompute(recompute_code(r.get("recompute"))),
-                    recompute_lite=recompute_lite_flag(r.get("recompute")),
+                    recompute=Recompute(rec),
+                    recompute_lite=rec_lite,
                     sp=_opt(r, "sp", "no") == "yes",
                     # an FP8 run's GEMMs (and its cached linear inputs) are FP8
                     fp8=precision_kind(r.get("precision")) == "fp8",

@@ -23,7 +23,7 @@ from jaxcost.calibrate.residuals import (
 )
 from jaxcost.calibrate.rows import FitData, build_fit_data, x64
 from jaxcost.errors import DataError, PlanError
-from jaxcost.io.benchmarks import recompute_code, recompute_lite_flag, zero_stage
+from jaxcost.io.benchmarks import recompute_setting, zero_stage
 from jaxcost.model.hardware import ChipSpec, ClusterSpec, Precision
 from jaxcost.model.parallel import USABLE_HBM_FRAC
 from jaxcost.model.params import (
@@ -164,8 +164,9 @@ def row_plan_space(given: dict[str, str], base: PlanSpace | None = None) -> Plan
     if "zero_fsdp" in given:
         changes["zero_stages"] = (zero_stage(given["zero_fsdp"]),)
     if "recompute" in given:
-        changes["recompute"] = (Recompute(recompute_code(given["recompute"])),)
-        changes["recompute_lite"] = (recompute_lite_flag(given["recompute"]),)
+        rec, lite = recompute_setting(given["recompute"])
+        changes["recompute"] = (Recompute(rec),)
+        changes["recompute_lite"] = (lite,)
     if "sp" in given:
         changes["sp"] = (str(given["sp"]).strip().lower() == "yes",)
     return s.replace(**changes)

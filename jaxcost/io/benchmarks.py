@@ -981,23 +981,19 @@ _RECOMPUTE_MODES = {
 }
 
 
-def recompute_code(text: Any) -> int:
-    """Recompute kind code (``parallel.Recompute`` value) from the ``recompute``
-    text, in any form :func:`jaxcost.io.notation.parse_recompute` reads (blank:
-    none). Module lists of norms and activation functions only are code 0 with the
-    plan's ``recompute_lite`` (:func:`recompute_lite_flag`); the whole MoE block is
-    full; other selective recompute is the attention core (Korthikanti)."""
-    if is_blank(text):
-        return 0
-    return _RECOMPUTE_MODES[notation.parse_recompute(text)][0]
+def recompute_setting(text: Any) -> tuple[int, bool]:
+    """The recompute code (``parallel.Recompute`` value) and the plan's
+    ``recompute_lite`` of a ``recompute`` text, in any form
+    :func:`jaxcost.io.notation.parse_recompute` reads (blank: none). Module lists of
+    norms and activation functions only are code 0 with ``recompute_lite``; the whole
+    MoE block is full; other selective recompute is the attention core (Korthikanti).
 
-
-def recompute_lite_flag(text: Any) -> bool:
-    """Whether the ``recompute`` text recomputes the cheap modules (norms, activation
-    functions): the plan's ``recompute_lite``."""
+    Raises:
+      DataError: not a recompute mode.
+    """
     if is_blank(text):
-        return False
-    return _RECOMPUTE_MODES[notation.parse_recompute(text)][1]
+        return 0, False
+    return _RECOMPUTE_MODES[notation.parse_recompute(text)]
 
 
 def precision_kind(text: Any) -> str:

@@ -79,12 +79,11 @@ from jaxcost.model.roofline import OpKind, op_time, peak_flop_per_s, smooth_max
 from jaxcost.model.workload import (
     ATTN_CORE_MASK,
     LAYER_OP_NAMES,
-    LITE_RECOMPUTE_MASK,
-    MLA_UP_PROJ_MASK,
     TransformerConfig,
     comm_volumes,
     head_ops,
     layer_ops,
+    lite_recompute_mask,
     memory_bytes,
     model_flop_per_token,
     moe_layer_fraction,
@@ -199,7 +198,8 @@ def _parts(phys: PhysicalParams, chip: ChipSpec, workload: TransformerConfig,
     # triangle, so it executes CAUSAL_ATTN_WORK_FRAC of the full-count FLOP of
     # ``layer_ops`` (the MFU convention counts them in full). An unfused attention
     # (``plan.flash_attn`` = 0) computes the full square with batched GEMMs.
-    peak_mm = gemm_peak_flop_per_s(chip, run_precision(precision, plan))
+    run = run_precision(precision, plan)
+    peak_mm = gemm_peak_flop_per_s(chip, run)
     peak_ops = jnp.where(ATTN_CORE_MASK, jnp.asarray(chip.peak_flop_per_s_bf16),
                          peak_mm)
     flop_exec = jnp.where(is_flash, CAUSAL_ATTN_WORK_FRAC * ops.flop, ops.flop)
@@ -218,9 +218,7 @@ def _parts(phys: PhysicalParams, chip: ChipSpec, workload: TransformerConfig,
     fix = (phys.layer_overhead_s
            + moe_layer_fraction(workload) * phys.moe_layer_overhead_s)
     t_fwd = t_sum + fix
-    mla = jnp.asarray(workload.kv_latent_dim) > 0.5
-    cheap = LITE_RECOMPUTE_MASK | (MLA_UP_PROJ_MASK & mla[..., None])
-    t_cheap = jnp.sum(jnp.where(cheap, t_ops, 0.0), axis=-1)
+    t_cheap = jnp.sum(jnp.where(lite_recompute_mask(workload), t_ops, 0.0), axis=-1)
     t_lite = jnp.where(jnp.asarray(plan.recompute_lite) > 0.5, t_cheap, 0.0)
     t_rec = jnp.where(full, t_fwd, jnp.where(sel, t_attn + fix, 0.0) + t_lite)
     t_layer = t_fwd + (2.0 * t_sum + fix) + t_rec
@@ -302,7 +300,6 @@ def _parts(phys: PhysicalParams, chip: ChipSpec, workload: TransformerConfig,
 
     # the memory of the run's precision: FP8 caches and weight copies where the GEMMs
     # run in FP8 (the plan's leaf or the caller's precision, on a chip with FP8)
-    run = run_precision(precision, plan)
     f8 = 1.0 if isinstance(run, str) else jnp.asarray(run)
     on = (jnp.asarray(f8) > 0.5) & (jnp.asarray(chip.peak_flop_per_s_fp8) > 0.0)
     mem = memory_bytes(workload, plan.replace(fp8=jnp.where(on, 1.0, 0.0)))

@@ -53,7 +53,9 @@ __all__ = [
     "ATTN_CORE_MASK",
     "LITE_RECOMPUTE_MASK",
     "LITE_RECOMPUTE_OPS",
+    "MLA_FIELDS",
     "MLA_UP_PROJ_MASK",
+    "lite_recompute_mask",
     "HEAD_OP_NAMES",
     "KIND_MATMUL",
     "KIND_ATTENTION",
@@ -132,6 +134,9 @@ LITE_RECOMPUTE_MASK = np.asarray([n in LITE_RECOMPUTE_OPS for n in LAYER_OP_NAME
 #: multi-latent attention (its up-projections; the whole projection is charged, an
 #: upper bound, since the GQA-equivalent has no separate up-projection op).
 MLA_UP_PROJ_MASK = np.asarray([n == "qkv_proj" for n in LAYER_OP_NAMES])
+#: The multi-latent-attention widths of a ``TransformerConfig`` (0: not MLA / head_dim);
+#: optional columns of ``data/models.csv``.
+MLA_FIELDS = ("q_latent_dim", "kv_latent_dim", "qk_head_dim", "v_head_dim")
 #: Mask of the ``attn_core`` op alone (its kind depends on ``plan.flash_attn``).
 _ATTN_CORE_OP_MASK = np.asarray([n == "attn_core" for n in LAYER_OP_NAMES])
 #: Order of the operations in :func:`head_ops` (static).
@@ -757,6 +762,14 @@ def layer_ops(workload: TransformerConfig, plan: ParallelPlan) -> LayerOps:
     return LayerOps(flop=flop, bytes=nbytes, kind=kind)
 
 
+def lite_recompute_mask(workload: TransformerConfig) -> jax.Array:
+    """Mask over ``LAYER_OP_NAMES`` of the ops the cheap-module recompute
+    (``plan.recompute_lite``) repeats: ``LITE_RECOMPUTE_OPS``, and the Q/K/V projection
+    of a multi-latent attention (``MLA_UP_PROJ_MASK``)."""
+    mla = jnp.asarray(workload.kv_latent_dim) > 0.5
+    return LITE_RECOMPUTE_MASK | (MLA_UP_PROJ_MASK & mla[..., None])
+
+
 def recompute_flop_frac(workload: TransformerConfig, plan: ParallelPlan) -> jax.Array:
     """Fraction of a layer's forward FLOP recomputed during the backward pass.
 
@@ -769,8 +782,7 @@ def recompute_flop_frac(workload: TransformerConfig, plan: ParallelPlan) -> jax.
     ops = layer_ops(workload, plan)
     total = jnp.sum(ops.flop, axis=-1)
     sel = jnp.sum(jnp.where(ATTN_CORE_MASK, ops.flop, 0.0), axis=-1) / total
-    mla = jnp.asarray(workload.kv_latent_dim) > 0.5
-    mask = LITE_RECOMPUTE_MASK | (MLA_UP_PROJ_MASK & mla[..., None])
+    mask = lite_recompute_mask(workload)
     lite = jnp.sum(jnp.where(mask, ops.flop, 0.0), axis=-1) / total
     r = jnp.asarray(plan.recompute)
     lite_on = jnp.where(jnp.asarray(plan.recompute_lite) > 0.5, lite, 0.0)
@@ -1005,12 +1017,11 @@ def in_flight_microbatches(
     return jnp.where(jnp.asarray(v) > 1.5, chunks / v, plain)
 
 
-def _stage_params(
-    workload: TransformerConfig, plan: ParallelPlan, n_layers, *, first: bool
-):
-    """(dense, expert) parameters of one chip of a stage holding ``n_layers`` layers
-    (the first stage also holds the embedding, and the LM head when p = 1), before
-    ZeRO sharding; same conventions as :func:`_params_per_chip`."""
+def _stage_params(workload: TransformerConfig, plan: ParallelPlan, n_layers):
+    """(dense, expert, embedding) parameters of one chip of a stage holding
+    ``n_layers`` layers, before ZeRO sharding: the layers' dense matrices and norms,
+    their routed experts, and the embedding (and the LM head when p = 1) that the
+    first stage holds besides; same conventions as :func:`_params_per_chip`."""
     t, e = plan.tp, plan.ep
     f_moe = moe_layer_fraction(workload)
     expert = _dense_mlp_params(workload, workload.moe_d_ff)
@@ -1022,10 +1033,9 @@ def _stage_params(
         emb_mats * workload.vocab_size * workload.d_model
         + _is_gelu(workload) * workload.seq_len * workload.d_model
     )
-    emb = emb if first else 0.0
-    dense = (layer_dense * frac + emb + _norm_params(workload)) / t
+    dense = (layer_dense * frac + _norm_params(workload)) / t
     experts = routed_total * frac / (t * e)
-    return dense, experts
+    return dense, experts, emb / t
 
 
 def shard_group(plan: ParallelPlan) -> jax.Array:
@@ -1086,7 +1096,8 @@ def memory_bytes(
     )
 
     def stage(k: int, n_layers):
-        dense, experts = _stage_params(workload, plan, n_layers, first=k == 0)
+        layer_dense, experts, emb = _stage_params(workload, plan, n_layers)
+        dense = layer_dense + emb if k == 0 else layer_dense
 
         def sharded(zstage):
             on = z > zstage - 0.5
@@ -1097,10 +1108,9 @@ def memory_bytes(
         # FP8 GEMMs: the cached FP8 weight and its transpose of every layer matrix
         # (Transformer Engine reuses them across the micro-batches of a step); with
         # ZeRO-3 the weights are gathered layer by layer and so are their copies
-        layer_dense, layer_exp = _stage_params(workload, plan, n_layers, first=False)
         fp8_copies = jnp.where(
             (jnp.asarray(plan.fp8) > 0.5) & (z < 2.5),
-            FP8_WEIGHT_COPY_BYTES * (layer_dense + layer_exp),
+            FP8_WEIGHT_COPY_BYTES * (layer_dense + experts),
             0.0,
         )
         weights = BF16_BYTES * sharded(3) + fp8_copies
@@ -1220,13 +1230,18 @@ _MODEL_INT_DOCS = (
 )
 _MODEL_INT_COLUMNS = tuple(name for name, _ in _MODEL_INT_DOCS)
 #: Optional dimensions of multi-latent attention (blank or absent: not MLA).
-_MODEL_MLA_DOCS = (
-    ("q_latent_dim", "MLA query rank (q_lora_rank); blank: not MLA"),
-    ("kv_latent_dim", "MLA key/value latent + RoPE key width; blank: not MLA"),
-    ("qk_head_dim", "stored query/key head width (MLA nope + rope); blank: head_dim"),
-    ("v_head_dim", "stored value head width; blank: head_dim"),
+_MODEL_MLA_DOCS = dict(
+    zip(
+        MLA_FIELDS,
+        (
+            "MLA query rank (q_lora_rank); blank: not MLA",
+            "MLA key/value latent + RoPE key width; blank: not MLA",
+            "stored query/key head width (MLA nope + rope); blank: head_dim",
+            "stored value head width; blank: head_dim",
+        ),
+        strict=True,
+    )
 )
-_MODEL_MLA_COLUMNS = tuple(name for name, _ in _MODEL_MLA_DOCS)
 _KINDS = ("vendor_spec", "measured", "estimated")
 
 #: The schema of ``data/models.csv``: every column must be in the header and filled
@@ -1240,7 +1255,7 @@ MODEL_COLUMNS: tuple[schema.Column, ...] = (
         schema.Column(name, _dim, required=True, present=True, doc=doc)
         for name, doc in _MODEL_INT_DOCS
     ),
-    *(schema.Column(name, _dim, doc=doc) for name, doc in _MODEL_MLA_DOCS),
+    *(schema.Column(name, _dim, doc=doc) for name, doc in _MODEL_MLA_DOCS.items()),
     schema.Column(
         "mlp",
         schema.one_of(*(m.value for m in Mlp), fold=True),
@@ -1313,7 +1328,7 @@ def load_models(path: str | Path | None = None) -> dict[str, TransformerConfig]:
         if table.problems[i]:
             continue
         dims = {c: v[c] for c in _MODEL_INT_COLUMNS}
-        dims.update({c: v.get(c) for c in _MODEL_MLA_COLUMNS if v.get(c) is not None})
+        dims.update({c: v.get(c) for c in MLA_FIELDS if v.get(c) is not None})
         try:
             models[v["name"]] = TransformerConfig.create(
                 name=v["name"],
